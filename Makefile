@@ -1,0 +1,81 @@
+# kdpipe — build, test, demo, bench, install.
+# Sources are discovered: lib/*.c make libkd.a, bin/*.c one program each,
+# tests/unit/test_*.c one unit-test binary each, tests/*.bats the Bats suites.
+
+PREFIX  ?= /usr/local
+DESTDIR ?=
+CC      ?= cc
+PKGS     = hdf5-serial libpng zlib jansson
+PKG_CFLAGS := $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
+PKG_LIBS   := $(shell pkg-config --libs $(PKGS) 2>/dev/null)
+
+OPT     ?= -O2 -march=native
+WARN     = -Wall -Wextra -Werror -Wno-unused-parameter
+CFLAGS  ?= $(OPT) -g
+ALL_CFLAGS = -std=c11 -D_GNU_SOURCE $(WARN) $(CFLAGS) $(SAN) -Ilib $(PKG_CFLAGS) -MMD -MP
+LDLIBS   = $(PKG_LIBS) -lblis -lm -lpthread
+
+ifeq ($(ASAN),1)
+SAN = -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined
+endif
+
+LIB_SRC  := $(sort $(wildcard lib/*.c))
+LIB_OBJ  := $(LIB_SRC:.c=.o)
+BIN_SRC  := $(sort $(wildcard bin/*.c))
+PROGS    := $(BIN_SRC:.c=)
+UNIT_SRC := $(sort $(wildcard tests/unit/test_*.c))
+UNITS    := $(UNIT_SRC:.c=)
+
+.PHONY: all deps check check-only unit bats demo bench install asan clean
+
+all: $(PROGS) $(UNITS)
+
+lib/libkd.a: $(LIB_OBJ)
+	$(AR) rcs $@ $^
+
+%.o: %.c
+	$(CC) $(ALL_CFLAGS) -c -o $@ $<
+
+bin/%: bin/%.c lib/libkd.a
+	$(CC) $(ALL_CFLAGS) -o $@ $< lib/libkd.a $(LDLIBS)
+
+tests/unit/%: tests/unit/%.c lib/libkd.a
+	$(CC) $(ALL_CFLAGS) -o $@ $< lib/libkd.a $(LDLIBS)
+
+deps:
+	@scripts/deps
+
+# make check: install what is missing, build from scratch, run every test.
+check: deps
+	$(MAKE) clean
+	$(MAKE) all
+	$(MAKE) check-only
+
+check-only:
+	@scripts/run-tests
+
+asan: deps
+	$(MAKE) clean
+	$(MAKE) ASAN=1 OPT=-O1 all
+	ASAN_OPTIONS=detect_leaks=1:abort_on_error=0 UBSAN_OPTIONS=print_stacktrace=1 KD_ASAN=1 scripts/run-tests
+	$(MAKE) clean
+
+demo: deps all
+	@scripts/demo
+
+bench: deps all
+	@scripts/bench
+
+install: all
+	install -d $(DESTDIR)$(PREFIX)/bin $(DESTDIR)$(PREFIX)/lib $(DESTDIR)$(PREFIX)/include/kdpipe \
+	  $(DESTDIR)$(PREFIX)/share/man/man1 $(DESTDIR)$(PREFIX)/share/man/man5
+	install -m 755 $(PROGS) $(DESTDIR)$(PREFIX)/bin
+	install -m 644 lib/libkd.a $(DESTDIR)$(PREFIX)/lib
+	install -m 644 lib/*.h $(DESTDIR)$(PREFIX)/include/kdpipe
+	install -m 644 man/man1/*.1 $(DESTDIR)$(PREFIX)/share/man/man1
+	install -m 644 man/man5/*.5 $(DESTDIR)$(PREFIX)/share/man/man5
+
+clean:
+	rm -f lib/*.o lib/*.d lib/libkd.a $(PROGS) $(UNITS) bin/*.d tests/unit/*.d
+
+-include $(LIB_OBJ:.o=.d)

@@ -1,0 +1,203 @@
+#include "kd_cli.h"
+
+#include <errno.h>
+#include <math.h>
+#include <stdarg.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "kd_gemm.h"
+
+static const char *help_text = "";
+
+void kd_cli_init(const char *argv0, const char *help, kd_std_opts *std)
+{
+    const char *slash = argv0 ? strrchr(argv0, '/') : NULL;
+    kd_progname = slash ? slash + 1 : (argv0 ? argv0 : "kdpipe");
+    help_text = help ? help : "";
+    std->threads = 0;
+    std->seed = 0;
+    std->quiet = 0;
+}
+
+void kd_usage(const char *fmt, ...)
+{
+    va_list ap;
+    fprintf(stderr, "%s: ", kd_progname);
+    va_start(ap, fmt);
+    vfprintf(stderr, fmt, ap);
+    va_end(ap);
+    fprintf(stderr, "\nTry '%s --help' for more information.\n", kd_progname);
+    exit(KD_EXIT_USAGE);
+}
+
+int kd_cli_std(int opt, const char *arg, kd_std_opts *std)
+{
+    switch (opt) {
+    case 'h':
+        fputs(help_text, stdout);
+        exit(KD_EXIT_OK);
+    case KD_OPT_VERSION:
+        printf("%s (kdpipe) %s\nBLIS kernels: %s\n", kd_progname, KD_VERSION, kd_gemm_arch());
+        exit(KD_EXIT_OK);
+    case KD_OPT_THREADS:
+        std->threads = (int)kd_parse_long("--threads", arg, 1, 1024);
+        return 1;
+    case KD_OPT_SEED:
+        std->seed = kd_parse_u64("--seed", arg);
+        return 1;
+    case KD_OPT_QUIET:
+        std->quiet = 1;
+        return 1;
+    case '?': /* getopt_long already printed what was wrong */
+        fprintf(stderr, "Try '%s --help' for more information.\n", kd_progname);
+        exit(KD_EXIT_USAGE);
+    case ':':
+        kd_usage("option requires an argument");
+    }
+    return 0;
+}
+
+int kd_cli_threads(const kd_std_opts *std)
+{
+    if (std->threads > 0)
+        return std->threads;
+    long n = sysconf(_SC_NPROCESSORS_ONLN);
+    return n > 0 ? (int)n : 1;
+}
+
+long kd_parse_long(const char *opt, const char *s, long lo, long hi)
+{
+    char *end;
+    errno = 0;
+    long v = strtol(s, &end, 10);
+    if (errno || end == s || *end)
+        kd_usage("%s: '%s' is not an integer", opt, s);
+    if (v < lo || v > hi)
+        kd_usage("%s: %ld is outside [%ld, %ld]", opt, v, lo, hi);
+    return v;
+}
+
+double kd_parse_double(const char *opt, const char *s, double lo, double hi)
+{
+    char *end;
+    errno = 0;
+    double v = strtod(s, &end);
+    if (errno || end == s || *end || !isfinite(v))
+        kd_usage("%s: '%s' is not a number", opt, s);
+    if (v < lo || v > hi)
+        kd_usage("%s: %g is outside [%g, %g]", opt, v, lo, hi);
+    return v;
+}
+
+uint64_t kd_parse_u64(const char *opt, const char *s)
+{
+    char *end;
+    errno = 0;
+    if (*s == '-')
+        kd_usage("%s: '%s' must not be negative", opt, s);
+    unsigned long long v = strtoull(s, &end, 10);
+    if (errno || end == s || *end)
+        kd_usage("%s: '%s' is not a non-negative integer", opt, s);
+    return (uint64_t)v;
+}
+
+void kd_parse_size(const char *opt, const char *s, int *h, int *w)
+{
+    char *end;
+    errno = 0;
+    long a = strtol(s, &end, 10), b = a;
+    if (!errno && end != s && (*end == 'x' || *end == 'X')) {
+        const char *p = end + 1;
+        b = strtol(p, &end, 10);
+        if (end == p)
+            b = -1;
+    }
+    if (errno || *end || a < 1 || b < 1 || a > 65536 || b > 65536)
+        kd_usage("%s: '%s' is not a size like 32 or 32x32", opt, s);
+    *h = (int)a;
+    *w = (int)b;
+}
+
+void kd_progress(const kd_std_opts *std, const char *fmt, ...)
+{
+    if (std->quiet || !isatty(2))
+        return;
+    va_list ap;
+    fprintf(stderr, "\r%s: ", kd_progname);
+    va_start(ap, fmt);
+    vfprintf(stderr, fmt, ap);
+    va_end(ap);
+    fputs("\033[K", stderr);
+}
+
+void kd_progress_end(const kd_std_opts *std)
+{
+    if (!std->quiet && isatty(2))
+        fputc('\n', stderr);
+}
+
+double kd_now(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+}
+
+static void json_key(kd_json *j, const char *key)
+{
+    fputs(j->n++ ? ", \"" : "\"", j->f);
+    fputs(key, j->f);
+    fputs("\": ", j->f);
+}
+
+void kd_json_begin(kd_json *j, FILE *f)
+{
+    j->f = f;
+    j->n = 0;
+    fputc('{', f);
+}
+
+void kd_json_str(kd_json *j, const char *key, const char *val)
+{
+    json_key(j, key);
+    fputc('"', j->f);
+    for (const unsigned char *p = (const unsigned char *)val; *p; p++) {
+        if (*p == '"' || *p == '\\')
+            fprintf(j->f, "\\%c", *p);
+        else if (*p < 0x20)
+            fprintf(j->f, "\\u%04x", *p);
+        else
+            fputc(*p, j->f);
+    }
+    fputc('"', j->f);
+}
+
+void kd_json_num(kd_json *j, const char *key, double val)
+{
+    json_key(j, key);
+    if (isfinite(val))
+        fprintf(j->f, "%.9g", val);
+    else
+        fputs("null", j->f);
+}
+
+void kd_json_int(kd_json *j, const char *key, long long val)
+{
+    json_key(j, key);
+    fprintf(j->f, "%lld", val);
+}
+
+void kd_json_raw(kd_json *j, const char *key, const char *raw)
+{
+    json_key(j, key);
+    fputs(raw, j->f);
+}
+
+void kd_json_end(kd_json *j)
+{
+    fputs("}\n", j->f);
+    fflush(j->f);
+}

@@ -1,0 +1,83 @@
+/* kd_cli — the conventions every kdpipe program shares (DESIGN.md §3):
+ * --help to stdout, --version (with the BLIS kernels chosen), --quiet,
+ * --threads N, --seed S, usage errors with exit 2, a progress line on stderr
+ * when it is a TTY, and results as JSON lines on stdout.
+ *
+ * A program's getopt_long table ends with KD_STD_LONGOPTS, and its switch
+ * hands every option it does not know to kd_cli_std(). */
+#ifndef KD_CLI_H
+#define KD_CLI_H
+
+#include <getopt.h>
+#include <stdint.h>
+#include <stdio.h>
+
+#include "kd_err.h"
+
+#define KD_VERSION "0.1.0"
+
+enum {
+    KD_OPT_VERSION = 0x1000,
+    KD_OPT_THREADS,
+    KD_OPT_SEED,
+    KD_OPT_QUIET,
+    KD_OPT_PROG = 0x1100 /* first value free for a program's own long options */
+};
+
+#define KD_STD_LONGOPTS                                   \
+    {"help", no_argument, 0, 'h'},                        \
+    {"version", no_argument, 0, KD_OPT_VERSION},          \
+    {"threads", required_argument, 0, KD_OPT_THREADS},    \
+    {"seed", required_argument, 0, KD_OPT_SEED},          \
+    {"quiet", no_argument, 0, KD_OPT_QUIET}
+
+typedef struct {
+    int threads;   /* 0 = all cores */
+    uint64_t seed; /* default 0 */
+    int quiet;
+} kd_std_opts;
+
+/* Sets kd_progname from argv0 and the help text printed by --help. */
+void kd_cli_init(const char *argv0, const char *help, kd_std_opts *std);
+/* Handles 'h', '?', ':' and the KD_OPT_* values; returns 1 if it handled
+ * opt, 0 if opt is the program's own.  --help/--version exit 0, bad values
+ * exit 2. */
+int kd_cli_std(int opt, const char *arg, kd_std_opts *std);
+/* Number of threads to use: --threads, or all online cores. */
+int kd_cli_threads(const kd_std_opts *std);
+
+/* "program: message\nTry 'program --help'." on stderr, exit 2. */
+_Noreturn void kd_usage(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+
+/* Strict number parsing for option values: on a bad value or one outside
+ * [lo, hi] they call kd_usage naming the option. */
+long kd_parse_long(const char *opt, const char *s, long lo, long hi);
+double kd_parse_double(const char *opt, const char *s, double lo, double hi);
+uint64_t kd_parse_u64(const char *opt, const char *s);
+/* "HxW" or "S" (square). */
+void kd_parse_size(const char *opt, const char *s, int *h, int *w);
+
+/* Progress on stderr, overwriting one line; only when stderr is a TTY and
+ * not --quiet.  kd_progress_end() finishes the line. */
+void kd_progress(const kd_std_opts *std, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+void kd_progress_end(const kd_std_opts *std);
+
+/* Monotonic seconds. */
+double kd_now(void);
+
+/* One JSON object on one line: kd_json_begin(&j, f); kd_json_str(&j, "k",
+ * "v"); kd_json_num(&j, "x", 1.5); kd_json_end(&j) writes it and flushes.
+ * Non-finite numbers are written as null. */
+typedef struct {
+    FILE *f;
+    int n;
+} kd_json;
+void kd_json_begin(kd_json *j, FILE *f);
+void kd_json_str(kd_json *j, const char *key, const char *val);
+void kd_json_num(kd_json *j, const char *key, double val);
+void kd_json_int(kd_json *j, const char *key, long long val);
+/* A key whose value is written raw (a nested object or array the caller built). */
+void kd_json_raw(kd_json *j, const char *key, const char *raw);
+void kd_json_end(kd_json *j);
+
+#endif

@@ -1,0 +1,62 @@
+#include "kd_err.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+const char *kd_progname = "kdpipe";
+
+static _Thread_local char err_buf[1024];
+
+void kd_err_set(const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(err_buf, sizeof err_buf, fmt, ap);
+    va_end(ap);
+}
+
+void kd_err_prefix(const char *fmt, ...)
+{
+    char ctx[512], old[sizeof err_buf];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(ctx, sizeof ctx, fmt, ap);
+    va_end(ap);
+    memcpy(old, err_buf, sizeof old);
+    snprintf(err_buf, sizeof err_buf, "%s: %s", ctx, old);
+}
+
+const char *kd_err_get(void)
+{
+    return err_buf[0] ? err_buf : "unknown error";
+}
+
+static void vwarn(const char *fmt, va_list ap)
+{
+    fprintf(stderr, "%s: ", kd_progname);
+    vfprintf(stderr, fmt, ap);
+    fputc('\n', stderr);
+}
+
+void kd_warn(const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    vwarn(fmt, ap);
+    va_end(ap);
+}
+
+void kd_die(int code, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    vwarn(fmt, ap);
+    va_end(ap);
+    exit(code);
+}
+
+void kd_die_err(void)
+{
+    kd_die(KD_EXIT_FAIL, "%s", kd_err_get());
+}

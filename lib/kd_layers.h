@@ -1,0 +1,104 @@
+/* kd_layers — forward/backward pairs over plain float arrays (NCHW).
+ *
+ * CONTRACT between the layer kernels and the architectures built on them.
+ * Conventions:
+ *  - every backward ACCUMULATES (+=) into dx and into parameter gradients;
+ *    any gradient pointer may be NULL when it is not wanted;
+ *  - no function allocates: scratch comes from a caller's workspace whose
+ *    size the matching *_workspace() function gives (in floats);
+ *  - every kernel has a *_ref twin (naive loops, double accumulation) that
+ *    the unit tests compare against;
+ *  - matrix products go through kd_gemm (lib/kd_gemm.h) only. */
+#ifndef KD_LAYERS_H
+#define KD_LAYERS_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "kd_rng.h"
+
+/* ---- conv2d: x [N,C,H,W] -> y [N,O,Ho,Wo]; w [O, C/groups, kh, kw]; b [O] or NULL.
+ * groups == C == O is depthwise (direct loops); 1x1 stride 1 pad 0 is a plain GEMM. */
+typedef struct {
+    int N, C, H, W;
+    int O, kh, kw, stride, pad, groups;
+    int Ho, Wo; /* filled by kd_conv_init */
+} kd_conv;
+
+/* Fills Ho/Wo; -1 with kd_err on inconsistent shapes. */
+int kd_conv_init(kd_conv *c, int N, int C, int H, int W, int O, int k, int stride, int pad, int groups);
+size_t kd_conv_workspace(const kd_conv *c);
+void kd_conv_forward(const kd_conv *c, const float *x, const float *w, const float *b, float *y, float *ws);
+void kd_conv_backward(const kd_conv *c, const float *x, const float *w, const float *dy,
+                      float *dx, float *dw, float *db, float *ws);
+void kd_conv_forward_ref(const kd_conv *c, const float *x, const float *w, const float *b, float *y);
+void kd_conv_backward_ref(const kd_conv *c, const float *x, const float *w, const float *dy,
+                          float *dx, float *dw, float *db);
+
+/* ---- batch norm over [N,C,HW] (BatchNorm2d with HW = H*W, BatchNorm1d with HW = 1).
+ * Training: batch statistics (biased var to normalise), running stats updated
+ * as PyTorch does: run = (1-momentum)*run + momentum*stat with the unbiased
+ * variance.  group > 0: statistics per consecutive group of `group` images
+ * (N % group == 0), saved mean/rstd then have [N/group, C] entries, and the
+ * running stats are updated with the mean of the groups' statistics.
+ * mean/rstd are saved for backward. */
+void kd_bn_forward_train(int N, int C, int HW, int group, const float *x,
+                         const float *gamma, const float *beta, float *y,
+                         float *mean, float *rstd, float *run_mean, float *run_var,
+                         float momentum, float eps);
+void kd_bn_forward_eval(int N, int C, int HW, const float *x, const float *gamma,
+                        const float *beta, const float *run_mean, const float *run_var,
+                        float eps, float *y);
+void kd_bn_backward(int N, int C, int HW, int group, const float *x, const float *mean,
+                    const float *rstd, const float *gamma, const float *dy,
+                    float *dx, float *dgamma, float *dbeta);
+void kd_bn_forward_train_ref(int N, int C, int HW, int group, const float *x,
+                             const float *gamma, const float *beta, float *y,
+                             float *mean, float *rstd, float *run_mean, float *run_var,
+                             float momentum, float eps);
+void kd_bn_backward_ref(int N, int C, int HW, int group, const float *x, const float *mean,
+                        const float *rstd, const float *gamma, const float *dy,
+                        float *dx, float *dgamma, float *dbeta);
+
+/* ---- element-wise activations, in place allowed (y == x) for forward.
+ * Backward gets the forward input x (and output y) and dy. */
+typedef enum { KD_RELU, KD_RELU6, KD_SILU, KD_HSWISH, KD_HSIGMOID, KD_SIGMOID, KD_IDENTITY } kd_act;
+void kd_act_forward(kd_act a, const float *x, float *y, size_t n);
+void kd_act_backward(kd_act a, const float *x, const float *y, const float *dy, float *dx, size_t n);
+
+/* ---- pooling over [N,C,H,W].
+ * max pool: PyTorch semantics (padding with -inf, floor mode); idx saves argmax. */
+typedef struct {
+    int N, C, H, W, k, stride, pad;
+    int Ho, Wo;
+} kd_pool;
+int kd_pool_init(kd_pool *p, int N, int C, int H, int W, int k, int stride, int pad);
+void kd_maxpool_forward(const kd_pool *p, const float *x, float *y, int32_t *idx);
+void kd_maxpool_backward(const kd_pool *p, const int32_t *idx, const float *dy, float *dx);
+/* avg pool with count_include_pad=True (PyTorch default). */
+void kd_avgpool_forward(const kd_pool *p, const float *x, float *y);
+void kd_avgpool_backward(const kd_pool *p, const float *dy, float *dx);
+/* adaptive average pool to oh x ow, PyTorch's bin edges
+ * (start = floor(i*H/oh), end = ceil((i+1)*H/oh)); 1x1 is global pooling. */
+void kd_adaptive_avgpool_forward(int N, int C, int H, int W, int oh, int ow, const float *x, float *y);
+void kd_adaptive_avgpool_backward(int N, int C, int H, int W, int oh, int ow, const float *dy, float *dx);
+
+/* ---- linear: x [N,I] -> y [N,O] = x W^T + b; W [O,I] (PyTorch layout), b [O] or NULL. */
+void kd_linear_forward(int N, int I, int O, const float *x, const float *W, const float *b, float *y);
+void kd_linear_backward(int N, int I, int O, const float *x, const float *W, const float *dy,
+                        float *dx, float *dW, float *db);
+
+/* ---- channel scaling (squeeze-excite's last step): y[n,c,:] = x[n,c,:] * s[n,c]. */
+void kd_scale_forward(int N, int C, int HW, const float *x, const float *s, float *y);
+void kd_scale_backward(int N, int C, int HW, const float *x, const float *s, const float *dy,
+                       float *dx, float *ds);
+
+/* ---- residual add y = a + b (backward: the caller adds dy to both). */
+void kd_add_forward(const float *a, const float *b, float *y, size_t n);
+
+/* ---- dropout (inverted, like PyTorch): train keeps with prob 1-p and scales
+ * by 1/(1-p); mask saves the kept scale (0 or 1/(1-p)); eval is identity. */
+void kd_dropout_forward(const float *x, float *y, float *mask, size_t n, float p, kd_rng *rng);
+void kd_dropout_backward(const float *mask, const float *dy, float *dx, size_t n);
+
+#endif

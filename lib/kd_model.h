@@ -1,0 +1,108 @@
+/* kd_model — a network: architecture, parameter/gradient/buffer slabs with
+ * PyTorch-named views, forward and backward over a batch, and model files.
+ *
+ * CONTRACT between the engine (layers, architectures) and its users
+ * (model-init, teacher-extract, distill-step).  Change it only together.
+ *
+ * A model is a backbone (ending in global average pooling: "features" [N,D]),
+ * optionally a linear classifier ("logits" [N,K], torchvision's `fc`/
+ * `classifier` names) and optionally a projection head ("embedding" [N,E],
+ * MLP d -> h -> e with optional BN, named head.0/head.1/... as MoCo's `fc`
+ * Sequential would be; the embedding is NOT normalised).
+ *
+ * Memory: kd_model_prepare() sizes every activation and the one shared
+ * workspace for a maximum batch and input size; forward/backward never
+ * allocate. */
+#ifndef KD_MODEL_H
+#define KD_MODEL_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "kd_h5.h"
+
+typedef struct {
+    const char *arch;  /* resnet18 resnet34 resnet50 resnet20 resnet56 resnet8x4
+                          resnet32x4 wrn_16_2 wrn_40_2 mobilenet_v2
+                          efficientnet_b0 mobilenet_v3_large */
+    int in_channels;   /* 1 or 3 */
+    int num_classes;   /* 0: no classifier */
+    int cifar_stem;    /* resnet18/34/50: 3x3 stride-1 stem, no max-pool */
+    int head_hidden;   /* 0: no projection head */
+    int head_out;
+    int head_bn;       /* BN after the head's hidden linear */
+    float width_mult;  /* 0 or 1: standard widths (mobilenets/efficientnet) */
+} kd_arch_opts;
+
+/* One named tensor in a slab, PyTorch name and shape. */
+typedef struct {
+    char name[96];
+    int rank;
+    int64_t shape[4];
+    size_t off;  /* in floats, into the slab */
+    size_t n;
+    int no_decay; /* BN weights/biases and biases: for --wd-exclude-bn-bias */
+} kd_pview;
+
+typedef struct kd_model kd_model;
+
+/* Build and initialise as PyTorch/torchvision initialise the same model,
+ * deterministically from seed.  NULL with kd_err on an unknown arch or bad
+ * options. */
+kd_model *kd_model_new(const kd_arch_opts *o, uint64_t seed);
+void kd_model_free(kd_model *m);
+const kd_arch_opts *kd_model_opts(const kd_model *m);
+
+/* Model files: arch options as root attributes, parameters and buffers as
+ * float datasets under their PyTorch names (num_batches_tracked as i64).
+ * save writes into an open file so that a checkpoint can add optimiser
+ * state before committing. */
+int kd_model_save_h5(const kd_model *m, kd_h5 *h);
+kd_model *kd_model_load_h5(const kd_h5 *h);
+int kd_model_save(const kd_model *m, const char *path);  /* atomic */
+kd_model *kd_model_load(const char *path);
+
+/* Slabs.  Parameters (trainable) and their gradients share one layout;
+ * buffers (BN running mean/var as float; num_batches_tracked kept as float
+ * here, written as i64) have their own. */
+float *kd_model_params(kd_model *m, size_t *n);
+float *kd_model_grads(kd_model *m, size_t *n);
+float *kd_model_buffers(kd_model *m, size_t *n);
+int kd_model_nparam_views(const kd_model *m);
+const kd_pview *kd_model_param_view(const kd_model *m, int i);
+int kd_model_nbuffer_views(const kd_model *m);
+const kd_pview *kd_model_buffer_view(const kd_model *m, int i);
+void kd_model_zero_grad(kd_model *m);
+
+/* Allocate activations and workspace for up to max_n images of c x h x w
+ * (c must equal in_channels).  Call again to grow. */
+int kd_model_prepare(kd_model *m, int max_n, int h, int w);
+
+/* train: BN uses batch statistics and updates running averages (PyTorch's
+ * momentum 0.1, unbiased running var), dropout active.
+ * bn_group > 0 (train only): BN statistics per consecutive group of that
+ * many images (shuffle-BN emulation); 0 = whole batch. */
+int kd_model_forward(kd_model *m, const float *x, int n, int train, int bn_group);
+
+int kd_model_feat_dim(const kd_model *m);   /* D */
+int kd_model_num_classes(const kd_model *m); /* K or 0 */
+int kd_model_emb_dim(const kd_model *m);    /* E or 0 */
+const float *kd_model_features(const kd_model *m); /* [n,D] after the last forward */
+const float *kd_model_logits(const kd_model *m);   /* [n,K] or NULL */
+const float *kd_model_embedding(const kd_model *m);/* [n,E] or NULL */
+
+/* Number of backbone stages and the output map of one stage (1-based;
+ * stage kd_model_nstages() is the last, before pooling). */
+int kd_model_nstages(const kd_model *m);
+const float *kd_model_stage_map(const kd_model *m, int stage, int *c, int *h, int *w);
+
+/* Backward of the last forward (which must have been train mode).  Any
+ * gradient may be NULL.  d_map adds a gradient at the last stage's map
+ * (for the spatial distillation losses).  Accumulates into the grads slab. */
+int kd_model_backward(kd_model *m, const float *d_features, const float *d_logits,
+                      const float *d_embedding, const float *d_map);
+
+/* Multiply-accumulates of one forward of one image at h x w (for GFLOP/s). */
+double kd_model_flops(const kd_model *m, int h, int w);
+
+#endif
