@@ -24,7 +24,16 @@ void kd_err_prefix(const char *fmt, ...)
     vsnprintf(ctx, sizeof ctx, fmt, ap);
     va_end(ap);
     memcpy(old, err_buf, sizeof old);
-    snprintf(err_buf, sizeof err_buf, "%s: %s", ctx, old);
+    size_t n = strlen(ctx);
+    if (n > sizeof err_buf - 3)
+        n = sizeof err_buf - 3;
+    memcpy(err_buf, ctx, n);
+    memcpy(err_buf + n, ": ", 2);
+    size_t m = strlen(old);
+    if (m > sizeof err_buf - n - 3)
+        m = sizeof err_buf - n - 3;
+    memcpy(err_buf + n + 2, old, m);
+    err_buf[n + 2 + m] = 0;
 }
 
 const char *kd_err_get(void)
