@@ -1,0 +1,430 @@
+/* The kdpipe tensor stream, version 1.  Byte layout (all little-endian),
+ * documented for users in man/man5/kdt.5:
+ *
+ *   header, 40 bytes
+ *     0  magic     "KDT\n"
+ *     4  u16 version (1)
+ *     6  u16 flags   (bit 0: payload deflated with zlib)
+ *     8  u32 ntensors
+ *    12  u32 nmeta
+ *    16  u64 stored   bytes of payload that follow the header
+ *    24  u64 raw      bytes of payload once inflated (== stored if not deflated)
+ *    32  u32 crc      CRC-32 (zlib) of header bytes 0..31 and the stored payload
+ *    36  u32 reserved (0)
+ *   payload (raw form)
+ *     nmeta times:    u16 klen, key[klen], u16 vlen, val[vlen]
+ *     ntensors times: u16 nlen, name[nlen], u8 dtype (1 u8, 2 i32, 3 i64, 4 f32),
+ *                     u8 rank, u16 0, u64 dims[rank], u64 nbytes, data[nbytes]
+ *
+ * Everything a reader allocates is bounded by what it has actually read, so a
+ * corrupt size field cannot make it allocate more than the stream holds. */
+#include "kd_stream.h"
+
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+#include <zlib.h>
+
+#include "kd_err.h"
+#include "kd_file.h"
+
+#define HDR 40
+static const unsigned char MAGIC[4] = {'K', 'D', 'T', '\n'};
+#define MAX_TENSORS 4096
+
+static void put16(uint8_t *p, uint16_t v) { p[0] = (uint8_t)v; p[1] = (uint8_t)(v >> 8); }
+static void put32(uint8_t *p, uint32_t v) { for (int i = 0; i < 4; i++) p[i] = (uint8_t)(v >> (8 * i)); }
+static void put64(uint8_t *p, uint64_t v) { for (int i = 0; i < 8; i++) p[i] = (uint8_t)(v >> (8 * i)); }
+static uint16_t get16(const uint8_t *p) { return (uint16_t)(p[0] | p[1] << 8); }
+static uint32_t get32(const uint8_t *p) { return (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 | (uint32_t)p[3] << 24; }
+static uint64_t get64(const uint8_t *p) { return (uint64_t)get32(p) | (uint64_t)get32(p + 4) << 32; }
+
+/* CRC over possibly > 4 GiB in pieces zlib's uInt can take. */
+static uint32_t crc_update(uint32_t crc, const uint8_t *p, uint64_t n)
+{
+    while (n) {
+        uInt k = n > (1u << 30) ? (1u << 30) : (uInt)n;
+        crc = (uint32_t)crc32(crc, p, k);
+        p += k;
+        n -= k;
+    }
+    return crc;
+}
+
+static int grow(uint8_t **buf, size_t *cap, size_t need)
+{
+    if (need <= *cap)
+        return 0;
+    size_t c = *cap ? *cap : 4096;
+    while (c < need)
+        c *= 2;
+    uint8_t *b = realloc(*buf, c);
+    if (!b)
+        return -1;
+    *buf = b;
+    *cap = c;
+    return 0;
+}
+
+/* ---- encoding ---- */
+
+static uint64_t raw_size(const kd_frame *f)
+{
+    uint64_t n = 0;
+    for (int i = 0; i < f->nmeta; i++)
+        n += 4 + strlen(f->meta[i].key) + strlen(f->meta[i].val);
+    for (int i = 0; i < f->n; i++)
+        n += 2 + strlen(f->t[i].name) + 4 + 8 * (uint64_t)f->t[i].rank + 8 + f->t[i].nbytes;
+    return n;
+}
+
+static void encode_raw(const kd_frame *f, uint8_t *p)
+{
+    for (int i = 0; i < f->nmeta; i++) {
+        size_t k = strlen(f->meta[i].key), v = strlen(f->meta[i].val);
+        put16(p, (uint16_t)k);
+        memcpy(p + 2, f->meta[i].key, k);
+        p += 2 + k;
+        put16(p, (uint16_t)v);
+        memcpy(p + 2, f->meta[i].val, v);
+        p += 2 + v;
+    }
+    for (int i = 0; i < f->n; i++) {
+        const kd_tensor *t = &f->t[i];
+        size_t k = strlen(t->name);
+        put16(p, (uint16_t)k);
+        memcpy(p + 2, t->name, k);
+        p += 2 + k;
+        p[0] = (uint8_t)t->dtype;
+        p[1] = (uint8_t)t->rank;
+        put16(p + 2, 0);
+        p += 4;
+        for (int d = 0; d < t->rank; d++, p += 8)
+            put64(p, (uint64_t)t->dims[d]);
+        put64(p, t->nbytes);
+        p += 8;
+        if (t->nbytes)
+            memcpy(p, t->data, t->nbytes);
+        p += t->nbytes;
+    }
+}
+
+/* Encodes into *buf; with deflate the raw payload is staged in *tmp. */
+static int encode(const kd_frame *f, int flags, uint8_t **buf, size_t *len, size_t *cap,
+                  uint8_t **tmp, size_t *tmpcap)
+{
+    uint64_t raw = raw_size(f), stored = raw;
+    if (f->n > MAX_TENSORS || raw > KD_STREAM_MAX_FRAME) {
+        kd_err_set("frame too large (%d tensors, %llu bytes)", f->n, (unsigned long long)raw);
+        return -1;
+    }
+    if (flags & KD_W_DEFLATE) {
+        if (grow(tmp, tmpcap, raw ? raw : 1))
+            goto oom;
+        encode_raw(f, *tmp);
+        uLongf bound = compressBound((uLong)raw);
+        if (grow(buf, cap, HDR + bound))
+            goto oom;
+        if (compress2(*buf + HDR, &bound, *tmp, (uLong)raw, 1) != Z_OK) {
+            kd_err_set("deflate failed");
+            return -1;
+        }
+        stored = bound;
+    } else {
+        if (grow(buf, cap, HDR + raw))
+            goto oom;
+        encode_raw(f, *buf + HDR);
+    }
+    uint8_t *h = *buf;
+    memcpy(h, MAGIC, 4);
+    put16(h + 4, KD_STREAM_VERSION);
+    put16(h + 6, (flags & KD_W_DEFLATE) ? 1 : 0);
+    put32(h + 8, (uint32_t)f->n);
+    put32(h + 12, (uint32_t)f->nmeta);
+    put64(h + 16, stored);
+    put64(h + 24, raw);
+    uint32_t crc = (uint32_t)crc32(0L, Z_NULL, 0);
+    crc = crc_update(crc, h, 32);
+    crc = crc_update(crc, h + HDR, stored);
+    put32(h + 32, crc);
+    put32(h + 36, 0);
+    *len = HDR + stored;
+    return 0;
+oom:
+    kd_err_set("out of memory encoding a frame of %llu bytes", (unsigned long long)raw);
+    return -1;
+}
+
+int kd_frame_encode(const kd_frame *f, int flags, uint8_t **buf, size_t *len, size_t *cap)
+{
+    uint8_t *tmp = NULL;
+    size_t tmpcap = 0;
+    int r = encode(f, flags, buf, len, cap, &tmp, &tmpcap);
+    free(tmp);
+    return r;
+}
+
+/* ---- writer ---- */
+
+struct kd_writer {
+    kd_file out;
+    int flags;
+    uint8_t *buf, *tmp;
+    size_t cap, tmpcap;
+};
+
+kd_writer *kd_writer_open(const char *path, int flags)
+{
+    kd_writer *w = calloc(1, sizeof *w);
+    if (!w) {
+        kd_err_set("%s: out of memory", path);
+        return NULL;
+    }
+    if (kd_file_open(&w->out, path)) {
+        free(w);
+        return NULL;
+    }
+    w->flags = flags;
+    return w;
+}
+
+int kd_writer_put(kd_writer *w, const kd_frame *f)
+{
+    size_t len;
+    if (encode(f, w->flags, &w->buf, &len, &w->cap, &w->tmp, &w->tmpcap)) {
+        kd_err_prefix("%s", w->out.path);
+        return -1;
+    }
+    if (fwrite(w->buf, 1, len, w->out.f) != len) {
+        kd_err_set("%s: write error: %s", w->out.path, strerror(errno));
+        return -1;
+    }
+    return 0;
+}
+
+static void writer_free(kd_writer *w)
+{
+    free(w->buf);
+    free(w->tmp);
+    free(w);
+}
+
+int kd_writer_close(kd_writer *w)
+{
+    int r = kd_file_commit(&w->out);
+    writer_free(w);
+    return r;
+}
+
+void kd_writer_abort(kd_writer *w)
+{
+    if (!w)
+        return;
+    kd_file_abort(&w->out);
+    writer_free(w);
+}
+
+/* ---- reader ---- */
+
+struct kd_reader {
+    FILE *f;
+    int own;
+    char name[512];
+    uint64_t off;   /* byte offset of the next frame */
+    uint64_t frame; /* index of the next frame */
+    uint8_t *buf, *raw;
+    size_t cap, rawcap;
+};
+
+kd_reader *kd_reader_fopen(FILE *f, const char *name)
+{
+    kd_reader *r = calloc(1, sizeof *r);
+    if (!r) {
+        kd_err_set("%s: out of memory", name);
+        return NULL;
+    }
+    r->f = f;
+    snprintf(r->name, sizeof r->name, "%s", name);
+    return r;
+}
+
+kd_reader *kd_reader_open(const char *path)
+{
+    if (!strcmp(path, "-"))
+        return kd_reader_fopen(stdin, "<stdin>");
+    FILE *f = fopen(path, "rb");
+    if (!f) {
+        kd_err_set("%s: %s", path, strerror(errno));
+        return NULL;
+    }
+    kd_reader *r = kd_reader_fopen(f, path);
+    if (!r) {
+        fclose(f);
+        return NULL;
+    }
+    r->own = 1;
+    return r;
+}
+
+uint64_t kd_reader_offset(const kd_reader *r)
+{
+    return r->off;
+}
+
+void kd_reader_close(kd_reader *r)
+{
+    if (!r)
+        return;
+    if (r->own)
+        fclose(r->f);
+    free(r->buf);
+    free(r->raw);
+    free(r);
+}
+
+#define BAD(...)                                                                     \
+    do {                                                                             \
+        char msg_[512];                                                              \
+        snprintf(msg_, sizeof msg_, __VA_ARGS__);                                    \
+        kd_err_set("%s: frame %llu at byte %llu: %s", r->name,                       \
+                   (unsigned long long)r->frame, (unsigned long long)r->off, msg_);  \
+        return -1;                                                                   \
+    } while (0)
+
+/* Parses a verified raw payload into f. */
+static int parse(kd_reader *r, const uint8_t *p, uint64_t n, uint32_t nt, uint32_t nm, kd_frame *f)
+{
+    const uint8_t *end = p + n;
+#define NEED(k, what)                                                           \
+    if ((uint64_t)(end - p) < (uint64_t)(k))                                    \
+        BAD("payload ends inside %s (corrupt frame)", what);
+    kd_frame_clear(f);
+    for (uint32_t i = 0; i < nm; i++) {
+        NEED(2, "metadata");
+        uint16_t k = get16(p);
+        NEED(2 + (uint64_t)k + 2, "metadata");
+        uint16_t v = get16(p + 2 + k);
+        NEED(4 + (uint64_t)k + v, "metadata");
+        if (k == 0 || k >= KD_META_KEY || v >= KD_META_VAL)
+            BAD("metadata entry %u has a bad key or value length", i);
+        char key[KD_META_KEY];
+        memcpy(key, p + 2, k);
+        key[k] = 0;
+        if (kd_frame_meta_set(f, key, "%.*s", (int)v, (const char *)(p + 4 + k)))
+            BAD("%s", kd_err_get());
+        p += 4 + k + v;
+    }
+    for (uint32_t i = 0; i < nt; i++) {
+        NEED(2, "a tensor header");
+        uint16_t k = get16(p);
+        if (k == 0 || k >= KD_NAME_MAX)
+            BAD("tensor %u: name length %u outside [1, %d]", i, k, KD_NAME_MAX - 1);
+        NEED(2 + (uint64_t)k + 4, "a tensor header");
+        char name[KD_NAME_MAX];
+        memcpy(name, p + 2, k);
+        name[k] = 0;
+        p += 2 + k;
+        int dt = p[0], rank = p[1];
+        if (!kd_dtype_size((kd_dtype)dt))
+            BAD("tensor '%s': unknown dtype %d", name, dt);
+        if (rank > KD_MAX_RANK)
+            BAD("tensor '%s': rank %d > %d", name, rank, KD_MAX_RANK);
+        p += 4;
+        NEED(8 * (uint64_t)rank + 8, "a tensor header");
+        int64_t dims[KD_MAX_RANK];
+        uint64_t numel = 1;
+        for (int d = 0; d < rank; d++) {
+            uint64_t x = get64(p + 8 * d);
+            if (x > n || (x && numel > n / x))
+                BAD("tensor '%s': dimension %d (%llu) exceeds the frame", name, d, (unsigned long long)x);
+            numel *= x;
+            dims[d] = (int64_t)x;
+        }
+        p += 8 * rank;
+        uint64_t nb = get64(p);
+        p += 8;
+        if (nb != numel * kd_dtype_size((kd_dtype)dt))
+            BAD("tensor '%s': %llu bytes do not match its shape", name, (unsigned long long)nb);
+        NEED(nb, "tensor data");
+        if (kd_frame_get(f, name))
+            BAD("tensor '%s' appears twice", name);
+        kd_tensor *t = kd_frame_add(f, name, (kd_dtype)dt, rank, dims);
+        if (!t)
+            BAD("%s", kd_err_get());
+        if (nb)
+            memcpy(t->data, p, nb);
+        p += nb;
+    }
+    if (p != end)
+        BAD("%llu unexplained bytes at the end of the payload", (unsigned long long)(end - p));
+    return 0;
+#undef NEED
+}
+
+int kd_reader_next(kd_reader *r, kd_frame *f)
+{
+    uint8_t h[HDR];
+    size_t got = fread(h, 1, HDR, r->f);
+    if (got == 0 && feof(r->f))
+        return 0;
+    if (got < HDR) {
+        if (ferror(r->f))
+            BAD("read error: %s", strerror(errno));
+        BAD("truncated frame header (%zu of %d bytes)", got, HDR);
+    }
+    if (memcmp(h, MAGIC, 4))
+        BAD("bad magic (not a kdpipe stream, or corrupt)");
+    uint16_t ver = get16(h + 4), flags = get16(h + 6);
+    if (ver != KD_STREAM_VERSION)
+        BAD("stream version %u is not supported (this kdpipe reads %d)", ver, KD_STREAM_VERSION);
+    if (flags & ~1u)
+        BAD("unknown flags 0x%x", flags);
+    uint32_t nt = get32(h + 8), nm = get32(h + 12);
+    uint64_t stored = get64(h + 16), raw = get64(h + 24);
+    if (nt > MAX_TENSORS || nm > KD_META_MAX)
+        BAD("implausible counts (%u tensors, %u metadata)", nt, nm);
+    if (raw > KD_STREAM_MAX_FRAME)
+        BAD("frame of %llu bytes exceeds the limit", (unsigned long long)raw);
+    if (!(flags & 1) && stored != raw)
+        BAD("stored and raw sizes differ in an uncompressed frame");
+    if ((flags & 1) && stored > compressBound((uLong)raw) + 64)
+        BAD("compressed size %llu implausible for %llu bytes", (unsigned long long)stored,
+            (unsigned long long)raw);
+    /* Read the payload in bounded pieces: allocation follows the data. */
+    uint64_t have = 0;
+    while (have < stored) {
+        uint64_t want = stored - have;
+        if (want > (16u << 20))
+            want = 16u << 20;
+        if (grow(&r->buf, &r->cap, have + want))
+            BAD("out of memory");
+        size_t k = fread(r->buf + have, 1, want, r->f);
+        have += k;
+        if (k < want) {
+            if (ferror(r->f))
+                BAD("read error: %s", strerror(errno));
+            BAD("truncated payload (%llu of %llu bytes; stream ends at byte %llu)",
+                (unsigned long long)have, (unsigned long long)stored,
+                (unsigned long long)(r->off + HDR + have));
+        }
+    }
+    uint32_t crc = (uint32_t)crc32(0L, Z_NULL, 0);
+    crc = crc_update(crc, h, 32);
+    crc = crc_update(crc, r->buf, stored);
+    if (crc != get32(h + 32))
+        BAD("CRC mismatch (corrupt frame)");
+    const uint8_t *payload = r->buf;
+    if (flags & 1) {
+        if (grow(&r->raw, &r->rawcap, raw ? raw : 1))
+            BAD("out of memory");
+        uLongf out = (uLongf)raw;
+        if (uncompress(r->raw, &out, r->buf, (uLong)stored) != Z_OK || out != raw)
+            BAD("deflated payload does not inflate to %llu bytes", (unsigned long long)raw);
+        payload = r->raw;
+    }
+    if (parse(r, payload, raw, nt, nm, f))
+        return -1;
+    r->off += HDR + stored;
+    r->frame++;
+    return 1;
+}
