@@ -379,6 +379,8 @@ int kd_reader_next(kd_reader *r, kd_frame *f)
         BAD("stream version %u is not supported (this kdpipe reads %d)", ver, KD_STREAM_VERSION);
     if (flags & ~1u)
         BAD("unknown flags 0x%x", flags);
+    if (get32(h + 36))
+        BAD("reserved header bytes are not zero (corrupt frame)");
     uint32_t nt = get32(h + 8), nm = get32(h + 12);
     uint64_t stored = get64(h + 16), raw = get64(h + 24);
     if (nt > MAX_TENSORS || nm > KD_META_MAX)

@@ -1,0 +1,745 @@
+#include "kd_h5.h"
+
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "kd_err.h"
+#include "kd_file.h"
+
+#define DEFLATE_LEVEL 1 /* speed over ratio: features and weights compress poorly anyway */
+
+static void h5_quiet(void)
+{
+    static int done;
+    if (!done) {
+        H5Eset_auto2(H5E_DEFAULT, NULL, NULL);
+        done = 1;
+    }
+}
+
+static hid_t mem_type(kd_dtype dt)
+{
+    switch (dt) {
+    case KD_U8: return H5T_NATIVE_UINT8;
+    case KD_I32: return H5T_NATIVE_INT32;
+    case KD_I64: return H5T_NATIVE_INT64;
+    case KD_F32: return H5T_NATIVE_FLOAT;
+    }
+    return -1;
+}
+
+static hid_t file_type(kd_dtype dt)
+{
+    switch (dt) {
+    case KD_U8: return H5T_STD_U8LE;
+    case KD_I32: return H5T_STD_I32LE;
+    case KD_I64: return H5T_STD_I64LE;
+    case KD_F32: return H5T_IEEE_F32LE;
+    }
+    return -1;
+}
+
+int kd_h5_is_hdf5(const char *path)
+{
+    h5_quiet();
+    return H5Fis_hdf5(path) > 0;
+}
+
+static int write_root_attrs(kd_h5 *h, const char *kind)
+{
+    if (kd_h5_attr_set_i64(h, NULL, "kdpipe_format", KD_H5_FORMAT))
+        return -1;
+    return kd_h5_attr_set_str(h, NULL, "kdpipe_kind", kind);
+}
+
+int kd_h5_create(kd_h5 *h, const char *path, const char *kind)
+{
+    h5_quiet();
+    snprintf(h->path, sizeof h->path, "%s", path);
+    kd_file_tmpname(h->tmp, sizeof h->tmp, path);
+    h->id = H5Fcreate(h->tmp, H5F_ACC_TRUNC, H5P_DEFAULT, H5P_DEFAULT);
+    if (h->id < 0) {
+        kd_err_set("%s: cannot create HDF5 file (%s)", path, errno ? strerror(errno) : "HDF5 error");
+        unlink(h->tmp);
+        return -1;
+    }
+    if (write_root_attrs(h, kind)) {
+        kd_h5_abort(h);
+        return -1;
+    }
+    return 0;
+}
+
+int kd_h5_commit(kd_h5 *h)
+{
+    herr_t e = H5Fclose(h->id);
+    h->id = -1;
+    if (e < 0) {
+        kd_err_set("%s: cannot finish writing the HDF5 file", h->path);
+        unlink(h->tmp);
+        return -1;
+    }
+    return kd_file_rename_synced(h->tmp, h->path);
+}
+
+void kd_h5_abort(kd_h5 *h)
+{
+    if (h->id >= 0)
+        H5Fclose(h->id);
+    h->id = -1;
+    if (h->tmp[0])
+        unlink(h->tmp);
+}
+
+static int check_file(kd_h5 *h, const char *kind)
+{
+    int64_t fmt;
+    if (!kd_h5_attr_has(h, NULL, "kdpipe_format")) {
+        kd_err_set("%s: not a kdpipe file (no kdpipe_format attribute)", h->path);
+        return -1;
+    }
+    if (kd_h5_attr_get_i64(h, NULL, "kdpipe_format", &fmt))
+        return -1;
+    if (fmt > KD_H5_FORMAT || fmt < 1) {
+        kd_err_set("%s: kdpipe_format %lld is not supported (this kdpipe reads format %d)", h->path,
+                   (long long)fmt, KD_H5_FORMAT);
+        return -1;
+    }
+    if (kind) {
+        const char *k = kd_h5_kind(h);
+        if (strcmp(k, kind)) {
+            kd_err_set("%s: is a kdpipe '%s' file, expected a '%s' file", h->path, k[0] ? k : "unknown",
+                       kind);
+            return -1;
+        }
+    }
+    return 0;
+}
+
+static int open_mode(kd_h5 *h, const char *path, const char *kind, unsigned mode)
+{
+    h5_quiet();
+    snprintf(h->path, sizeof h->path, "%s", path);
+    h->tmp[0] = 0;
+    h->id = -1;
+    if (access(path, R_OK) != 0) {
+        kd_err_set("%s: %s", path, strerror(errno));
+        return -1;
+    }
+    htri_t is = H5Fis_hdf5(path);
+    if (is <= 0) {
+        kd_err_set("%s: not an HDF5 file", path);
+        return -1;
+    }
+    h->id = H5Fopen(path, mode, H5P_DEFAULT);
+    if (h->id < 0) {
+        kd_err_set("%s: cannot open HDF5 file (truncated or corrupt?)", path);
+        return -1;
+    }
+    if (check_file(h, kind)) {
+        kd_h5_close(h);
+        return -1;
+    }
+    return 0;
+}
+
+int kd_h5_open(kd_h5 *h, const char *path, const char *kind)
+{
+    return open_mode(h, path, kind, H5F_ACC_RDONLY);
+}
+
+int kd_h5_open_rw(kd_h5 *h, const char *path, const char *kind)
+{
+    return open_mode(h, path, kind, H5F_ACC_RDWR);
+}
+
+void kd_h5_close(kd_h5 *h)
+{
+    if (h->id >= 0)
+        H5Fclose(h->id);
+    h->id = -1;
+}
+
+const char *kd_h5_kind(const kd_h5 *h)
+{
+    static _Thread_local char kind[64];
+    if (kd_h5_attr_get_str(h, NULL, "kdpipe_kind", kind, sizeof kind))
+        kind[0] = 0;
+    return kind;
+}
+
+/* ---- datasets ---- */
+
+int kd_h5_exists(const kd_h5 *h, const char *name)
+{
+    /* H5Lexists fails (not "false") when an intermediate group is missing, so
+     * check each prefix. */
+    char buf[1024];
+    snprintf(buf, sizeof buf, "%s", name);
+    for (char *p = buf;; p++) {
+        if (*p == '/' || *p == 0) {
+            char c = *p;
+            *p = 0;
+            if (buf[0] && H5Lexists(h->id, buf, H5P_DEFAULT) <= 0)
+                return 0;
+            if (!c)
+                return 1;
+            *p = c;
+        }
+    }
+}
+
+static hid_t lcpl_groups(void)
+{
+    hid_t l = H5Pcreate(H5P_LINK_CREATE);
+    H5Pset_create_intermediate_group(l, 1);
+    return l;
+}
+
+static int create(kd_h5 *h, const char *name, kd_dtype dt, int rank, const hsize_t *cur,
+                  const hsize_t *max, const hsize_t *chunk)
+{
+    if (kd_h5_exists(h, name)) {
+        kd_err_set("%s: dataset '%s' already exists", h->path, name);
+        return -1;
+    }
+    hid_t sp = rank ? H5Screate_simple(rank, cur, max) : H5Screate(H5S_SCALAR);
+    hid_t dcpl = H5Pcreate(H5P_DATASET_CREATE);
+    if (chunk) {
+        H5Pset_chunk(dcpl, rank, chunk);
+        H5Pset_shuffle(dcpl);
+        H5Pset_deflate(dcpl, DEFLATE_LEVEL);
+    }
+    hid_t lcpl = lcpl_groups();
+    hid_t ds = H5Dcreate2(h->id, name, file_type(dt), sp, lcpl, dcpl, H5P_DEFAULT);
+    H5Pclose(lcpl);
+    H5Pclose(dcpl);
+    H5Sclose(sp);
+    if (ds < 0) {
+        kd_err_set("%s: cannot create dataset '%s'", h->path, name);
+        return -1;
+    }
+    H5Dclose(ds);
+    return 0;
+}
+
+static int64_t row_bytes(kd_dtype dt, int rank, const int64_t *dims)
+{
+    int64_t b = (int64_t)kd_dtype_size(dt);
+    for (int i = 1; i < rank; i++)
+        b *= dims[i] > 0 ? dims[i] : 1;
+    return b;
+}
+
+int kd_h5_create_ext(kd_h5 *h, const char *name, kd_dtype dt, int rank, const int64_t *dims, int64_t chunk0)
+{
+    if (rank < 1 || rank > KD_MAX_RANK) {
+        kd_err_set("%s: dataset '%s': bad rank %d", h->path, name, rank);
+        return -1;
+    }
+    hsize_t cur[KD_MAX_RANK], max[KD_MAX_RANK], chunk[KD_MAX_RANK];
+    if (chunk0 <= 0) {
+        chunk0 = (1 << 20) / row_bytes(dt, rank, dims);
+        if (chunk0 < 1)
+            chunk0 = 1;
+    }
+    for (int i = 0; i < rank; i++) {
+        if (i && dims[i] < 1) {
+            kd_err_set("%s: dataset '%s': dimension %d must be positive", h->path, name, i);
+            return -1;
+        }
+        cur[i] = i ? (hsize_t)dims[i] : 0;
+        max[i] = i ? (hsize_t)dims[i] : H5S_UNLIMITED;
+        chunk[i] = i ? (hsize_t)dims[i] : (hsize_t)chunk0;
+    }
+    return create(h, name, dt, rank, cur, max, chunk);
+}
+
+int kd_h5_append(kd_h5 *h, const char *name, kd_dtype dt, const void *data, int64_t n0)
+{
+    if (n0 <= 0)
+        return 0;
+    hid_t ds = H5Dopen2(h->id, name, H5P_DEFAULT);
+    if (ds < 0) {
+        kd_err_set("%s: no dataset '%s'", h->path, name);
+        return -1;
+    }
+    hid_t sp = H5Dget_space(ds);
+    int rank = H5Sget_simple_extent_ndims(sp);
+    hsize_t dims[KD_MAX_RANK], start[KD_MAX_RANK] = {0}, count[KD_MAX_RANK];
+    H5Sget_simple_extent_dims(sp, dims, NULL);
+    H5Sclose(sp);
+    start[0] = dims[0];
+    dims[0] += (hsize_t)n0;
+    int rc = -1;
+    if (H5Dset_extent(ds, dims) >= 0) {
+        sp = H5Dget_space(ds);
+        for (int i = 0; i < rank; i++)
+            count[i] = i ? dims[i] : (hsize_t)n0;
+        hid_t ms = H5Screate_simple(rank, count, NULL);
+        if (H5Sselect_hyperslab(sp, H5S_SELECT_SET, start, NULL, count, NULL) >= 0 &&
+            H5Dwrite(ds, mem_type(dt), ms, sp, H5P_DEFAULT, data) >= 0)
+            rc = 0;
+        H5Sclose(ms);
+        H5Sclose(sp);
+    }
+    H5Dclose(ds);
+    if (rc)
+        kd_err_set("%s: cannot append to '%s' (disk full?)", h->path, name);
+    return rc;
+}
+
+int kd_h5_write(kd_h5 *h, const char *name, kd_dtype dt, int rank, const int64_t *dims, const void *data)
+{
+    if (rank < 0 || rank > KD_MAX_RANK) {
+        kd_err_set("%s: dataset '%s': bad rank %d", h->path, name, rank);
+        return -1;
+    }
+    hsize_t cur[KD_MAX_RANK], chunk[KD_MAX_RANK];
+    int64_t bytes = (int64_t)kd_dtype_size(dt), rb = row_bytes(dt, rank, dims);
+    for (int i = 0; i < rank; i++) {
+        if (dims[i] < 0) {
+            kd_err_set("%s: dataset '%s': negative dimension", h->path, name);
+            return -1;
+        }
+        cur[i] = (hsize_t)dims[i];
+        bytes *= dims[i];
+    }
+    int chunked = rank > 0 && bytes >= 4096;
+    if (chunked) {
+        int64_t c0 = (1 << 20) / rb;
+        if (c0 < 1)
+            c0 = 1;
+        if (c0 > dims[0])
+            c0 = dims[0];
+        for (int i = 0; i < rank; i++)
+            chunk[i] = i ? cur[i] : (hsize_t)c0;
+    }
+    if (create(h, name, dt, rank, cur, NULL, chunked ? chunk : NULL))
+        return -1;
+    if (bytes == 0)
+        return 0;
+    hid_t ds = H5Dopen2(h->id, name, H5P_DEFAULT);
+    herr_t e = H5Dwrite(ds, mem_type(dt), H5S_ALL, H5S_ALL, H5P_DEFAULT, data);
+    H5Dclose(ds);
+    if (e < 0) {
+        kd_err_set("%s: cannot write '%s' (disk full?)", h->path, name);
+        return -1;
+    }
+    return 0;
+}
+
+int kd_h5_info(const kd_h5 *h, const char *name, kd_dtype *dt, int *rank, int64_t *dims)
+{
+    if (!kd_h5_exists(h, name)) {
+        kd_err_set("%s: no dataset '%s'", h->path, name);
+        return -1;
+    }
+    hid_t ds = H5Dopen2(h->id, name, H5P_DEFAULT);
+    if (ds < 0) {
+        kd_err_set("%s: '%s' is not a dataset", h->path, name);
+        return -1;
+    }
+    hid_t ty = H5Dget_type(ds), sp = H5Dget_space(ds);
+    H5T_class_t cls = H5Tget_class(ty);
+    size_t sz = H5Tget_size(ty);
+    H5T_sign_t sg = cls == H5T_INTEGER ? H5Tget_sign(ty) : H5T_SGN_NONE;
+    int r = H5Sget_simple_extent_ndims(sp);
+    hsize_t d[KD_MAX_RANK];
+    int rc = 0;
+    if (r < 0 || r > KD_MAX_RANK) {
+        kd_err_set("%s: dataset '%s' has unsupported rank %d", h->path, name, r);
+        rc = -1;
+    } else {
+        H5Sget_simple_extent_dims(sp, d, NULL);
+        for (int i = 0; i < r; i++)
+            dims[i] = (int64_t)d[i];
+        *rank = r;
+        if (cls == H5T_FLOAT)
+            *dt = KD_F32;
+        else if (cls == H5T_INTEGER && sz == 1 && sg == H5T_SGN_NONE)
+            *dt = KD_U8;
+        else if (cls == H5T_INTEGER && sz == 8)
+            *dt = KD_I64;
+        else if (cls == H5T_INTEGER)
+            *dt = KD_I32;
+        else {
+            kd_err_set("%s: dataset '%s' has a non-numeric type", h->path, name);
+            rc = -1;
+        }
+    }
+    H5Tclose(ty);
+    H5Sclose(sp);
+    H5Dclose(ds);
+    return rc;
+}
+
+int kd_h5_expect(const kd_h5 *h, const char *name, int rank, const int64_t *want, int64_t *dims)
+{
+    kd_dtype dt;
+    int r;
+    int64_t d[KD_MAX_RANK];
+    if (kd_h5_info(h, name, &dt, &r, d))
+        return -1;
+    int ok = r == rank;
+    for (int i = 0; ok && i < rank; i++)
+        ok = want[i] < 0 || want[i] == d[i];
+    if (!ok) {
+        char got[200] = "", exp[200] = "";
+        for (int i = 0; i < r; i++)
+            snprintf(got + strlen(got), sizeof got - strlen(got), "%s%lld", i ? "," : "", (long long)d[i]);
+        for (int i = 0; i < rank; i++) {
+            if (want[i] < 0)
+                snprintf(exp + strlen(exp), sizeof exp - strlen(exp), "%s*", i ? "," : "");
+            else
+                snprintf(exp + strlen(exp), sizeof exp - strlen(exp), "%s%lld", i ? "," : "", (long long)want[i]);
+        }
+        kd_err_set("%s: dataset '%s' has shape [%s], expected [%s]", h->path, name, got, exp);
+        return -1;
+    }
+    if (dims)
+        memcpy(dims, d, sizeof(int64_t) * (size_t)r);
+    return 0;
+}
+
+int kd_h5_read(const kd_h5 *h, const char *name, kd_dtype dt, int64_t start, int64_t count, void *buf)
+{
+    hid_t ds = H5Dopen2(h->id, name, H5P_DEFAULT);
+    if (ds < 0) {
+        kd_err_set("%s: no dataset '%s'", h->path, name);
+        return -1;
+    }
+    hid_t sp = H5Dget_space(ds);
+    int rank = H5Sget_simple_extent_ndims(sp);
+    int rc = -1;
+    if (rank == 0) {
+        rc = H5Dread(ds, mem_type(dt), H5S_ALL, H5S_ALL, H5P_DEFAULT, buf) < 0 ? -1 : 0;
+    } else if (rank > 0 && rank <= KD_MAX_RANK) {
+        hsize_t dims[KD_MAX_RANK], st[KD_MAX_RANK] = {0}, cnt[KD_MAX_RANK];
+        H5Sget_simple_extent_dims(sp, dims, NULL);
+        if (start < 0 || count < 0 || (hsize_t)(start + count) > dims[0]) {
+            kd_err_set("%s: rows [%lld, %lld) of '%s' are outside its %llu rows", h->path,
+                       (long long)start, (long long)(start + count), name, (unsigned long long)dims[0]);
+            H5Sclose(sp);
+            H5Dclose(ds);
+            return -1;
+        }
+        if (count == 0)
+            rc = 0;
+        else {
+            st[0] = (hsize_t)start;
+            for (int i = 0; i < rank; i++)
+                cnt[i] = i ? dims[i] : (hsize_t)count;
+            hid_t ms = H5Screate_simple(rank, cnt, NULL);
+            if (H5Sselect_hyperslab(sp, H5S_SELECT_SET, st, NULL, cnt, NULL) >= 0 &&
+                H5Dread(ds, mem_type(dt), ms, sp, H5P_DEFAULT, buf) >= 0)
+                rc = 0;
+            H5Sclose(ms);
+        }
+    }
+    H5Sclose(sp);
+    H5Dclose(ds);
+    if (rc)
+        kd_err_set("%s: cannot read '%s' (corrupt file or incompatible type)", h->path, name);
+    return rc;
+}
+
+/* ---- attributes ---- */
+
+static hid_t attr_obj(const kd_h5 *h, const char *obj)
+{
+    if (!obj || !*obj || !strcmp(obj, "/"))
+        return H5Oopen(h->id, "/", H5P_DEFAULT);
+    return H5Oopen(h->id, obj, H5P_DEFAULT);
+}
+
+/* Replace-or-create an attribute and write it. */
+static int attr_write(kd_h5 *h, const char *obj, const char *name, hid_t ftype, hid_t mtype,
+                      hid_t space, const void *data)
+{
+    hid_t o = attr_obj(h, obj);
+    if (o < 0) {
+        kd_err_set("%s: no object '%s' for attribute '%s'", h->path, obj, name);
+        return -1;
+    }
+    if (H5Aexists(o, name) > 0)
+        H5Adelete(o, name);
+    hid_t a = H5Acreate2(o, name, ftype, space, H5P_DEFAULT, H5P_DEFAULT);
+    int rc = (a >= 0 && H5Awrite(a, mtype, data) >= 0) ? 0 : -1;
+    if (a >= 0)
+        H5Aclose(a);
+    H5Oclose(o);
+    if (rc)
+        kd_err_set("%s: cannot write attribute '%s'", h->path, name);
+    return rc;
+}
+
+static hid_t vlen_str_type(void)
+{
+    hid_t t = H5Tcopy(H5T_C_S1);
+    H5Tset_size(t, H5T_VARIABLE);
+    H5Tset_cset(t, H5T_CSET_UTF8);
+    return t;
+}
+
+int kd_h5_attr_set_str(kd_h5 *h, const char *obj, const char *name, const char *val)
+{
+    hid_t t = vlen_str_type(), sp = H5Screate(H5S_SCALAR);
+    int rc = attr_write(h, obj, name, t, t, sp, &val);
+    H5Sclose(sp);
+    H5Tclose(t);
+    return rc;
+}
+
+int kd_h5_attr_set_strv(kd_h5 *h, const char *obj, const char *name, const char *const *v, int n)
+{
+    hsize_t d = (hsize_t)n;
+    hid_t t = vlen_str_type(), sp = H5Screate_simple(1, &d, NULL);
+    int rc = attr_write(h, obj, name, t, t, sp, v);
+    H5Sclose(sp);
+    H5Tclose(t);
+    return rc;
+}
+
+int kd_h5_attr_set_i64(kd_h5 *h, const char *obj, const char *name, int64_t val)
+{
+    hid_t sp = H5Screate(H5S_SCALAR);
+    int rc = attr_write(h, obj, name, H5T_STD_I64LE, H5T_NATIVE_INT64, sp, &val);
+    H5Sclose(sp);
+    return rc;
+}
+
+int kd_h5_attr_set_f64(kd_h5 *h, const char *obj, const char *name, double val)
+{
+    hid_t sp = H5Screate(H5S_SCALAR);
+    int rc = attr_write(h, obj, name, H5T_IEEE_F64LE, H5T_NATIVE_DOUBLE, sp, &val);
+    H5Sclose(sp);
+    return rc;
+}
+
+int kd_h5_attr_set_f32v(kd_h5 *h, const char *obj, const char *name, const float *v, int n)
+{
+    hsize_t d = (hsize_t)n;
+    hid_t sp = H5Screate_simple(1, &d, NULL);
+    int rc = attr_write(h, obj, name, H5T_IEEE_F32LE, H5T_NATIVE_FLOAT, sp, v);
+    H5Sclose(sp);
+    return rc;
+}
+
+int kd_h5_attr_has(const kd_h5 *h, const char *obj, const char *name)
+{
+    hid_t o = attr_obj(h, obj);
+    if (o < 0)
+        return 0;
+    int r = H5Aexists(o, name) > 0;
+    H5Oclose(o);
+    return r;
+}
+
+/* Opens attribute name on obj; sets kd_err when missing. */
+static hid_t attr_open(const kd_h5 *h, const char *obj, const char *name, hid_t *o)
+{
+    *o = attr_obj(h, obj);
+    if (*o < 0 || H5Aexists(*o, name) <= 0) {
+        if (*o >= 0)
+            H5Oclose(*o);
+        *o = -1;
+        kd_err_set("%s: missing attribute '%s'%s%s", h->path, name, obj ? " on " : "", obj ? obj : "");
+        return -1;
+    }
+    hid_t a = H5Aopen(*o, name, H5P_DEFAULT);
+    if (a < 0) {
+        H5Oclose(*o);
+        *o = -1;
+        kd_err_set("%s: cannot open attribute '%s'", h->path, name);
+    }
+    return a;
+}
+
+static void attr_close(hid_t a, hid_t o)
+{
+    H5Aclose(a);
+    H5Oclose(o);
+}
+
+int kd_h5_attr_get_str(const kd_h5 *h, const char *obj, const char *name, char *buf, size_t len)
+{
+    hid_t o, a = attr_open(h, obj, name, &o);
+    if (a < 0)
+        return -1;
+    hid_t ty = H5Aget_type(a);
+    int rc = -1;
+    if (H5Tget_class(ty) == H5T_STRING) {
+        if (H5Tis_variable_str(ty) > 0) {
+            hid_t mt = vlen_str_type();
+            char *s = NULL;
+            if (H5Aread(a, mt, &s) >= 0 && s) {
+                snprintf(buf, len, "%s", s);
+                H5free_memory(s);
+                rc = 0;
+            }
+            H5Tclose(mt);
+        } else {
+            size_t sz = H5Tget_size(ty);
+            char *tmp = calloc(1, sz + 1);
+            hid_t mt = H5Tcopy(H5T_C_S1);
+            H5Tset_size(mt, sz + 1);
+            if (tmp && H5Aread(a, mt, tmp) >= 0) {
+                snprintf(buf, len, "%s", tmp);
+                rc = 0;
+            }
+            H5Tclose(mt);
+            free(tmp);
+        }
+    }
+    H5Tclose(ty);
+    attr_close(a, o);
+    if (rc)
+        kd_err_set("%s: attribute '%s' is not a string", h->path, name);
+    return rc;
+}
+
+static int attr_get_num(const kd_h5 *h, const char *obj, const char *name, hid_t mt, void *val)
+{
+    hid_t o, a = attr_open(h, obj, name, &o);
+    if (a < 0)
+        return -1;
+    hid_t sp = H5Aget_space(a), ty = H5Aget_type(a);
+    H5T_class_t cls = H5Tget_class(ty);
+    int rc = (H5Sget_simple_extent_npoints(sp) == 1 && (cls == H5T_INTEGER || cls == H5T_FLOAT) &&
+              H5Aread(a, mt, val) >= 0) ? 0 : -1;
+    H5Tclose(ty);
+    H5Sclose(sp);
+    attr_close(a, o);
+    if (rc)
+        kd_err_set("%s: attribute '%s' is not a number", h->path, name);
+    return rc;
+}
+
+int kd_h5_attr_get_i64(const kd_h5 *h, const char *obj, const char *name, int64_t *val)
+{
+    return attr_get_num(h, obj, name, H5T_NATIVE_INT64, val);
+}
+
+int kd_h5_attr_get_f64(const kd_h5 *h, const char *obj, const char *name, double *val)
+{
+    return attr_get_num(h, obj, name, H5T_NATIVE_DOUBLE, val);
+}
+
+int kd_h5_attr_get_f32v(const kd_h5 *h, const char *obj, const char *name, float *v, int max)
+{
+    hid_t o, a = attr_open(h, obj, name, &o);
+    if (a < 0)
+        return -1;
+    hid_t sp = H5Aget_space(a), ty = H5Aget_type(a);
+    hssize_t n = H5Sget_simple_extent_npoints(sp);
+    H5T_class_t cls = H5Tget_class(ty);
+    int rc = -1;
+    if (n >= 0 && n <= max && (cls == H5T_INTEGER || cls == H5T_FLOAT) &&
+        H5Aread(a, H5T_NATIVE_FLOAT, v) >= 0)
+        rc = (int)n;
+    H5Tclose(ty);
+    H5Sclose(sp);
+    attr_close(a, o);
+    if (rc < 0)
+        kd_err_set("%s: attribute '%s' is not a list of at most %d numbers", h->path, name, max);
+    return rc;
+}
+
+int kd_h5_attr_get_strv(const kd_h5 *h, const char *obj, const char *name, char ***v)
+{
+    hid_t o, a = attr_open(h, obj, name, &o);
+    if (a < 0)
+        return -1;
+    hid_t sp = H5Aget_space(a), ty = H5Aget_type(a);
+    hssize_t n = H5Sget_simple_extent_npoints(sp);
+    int rc = -1;
+    char **out = NULL;
+    if (n >= 0 && n < 1000000 && H5Tget_class(ty) == H5T_STRING) {
+        out = calloc((size_t)n + 1, sizeof *out);
+        if (out && H5Tis_variable_str(ty) > 0) {
+            hid_t mt = vlen_str_type();
+            char **raw = calloc((size_t)n + 1, sizeof *raw);
+            if (raw && H5Aread(a, mt, raw) >= 0) {
+                rc = (int)n;
+                for (hssize_t i = 0; i < n; i++) {
+                    out[i] = strdup(raw[i] ? raw[i] : "");
+                    if (raw[i])
+                        H5free_memory(raw[i]);
+                    if (!out[i])
+                        rc = -1;
+                }
+            }
+            free(raw);
+            H5Tclose(mt);
+        } else if (out) {
+            size_t sz = H5Tget_size(ty);
+            char *tmp = calloc((size_t)n, sz + 1);
+            hid_t mt = H5Tcopy(H5T_C_S1);
+            H5Tset_size(mt, sz + 1);
+            if (tmp && H5Aread(a, mt, tmp) >= 0) {
+                rc = (int)n;
+                for (hssize_t i = 0; i < n; i++)
+                    if (!(out[i] = strndup(tmp + (size_t)i * (sz + 1), sz)))
+                        rc = -1;
+            }
+            H5Tclose(mt);
+            free(tmp);
+        }
+    }
+    H5Tclose(ty);
+    H5Sclose(sp);
+    attr_close(a, o);
+    if (rc < 0) {
+        if (out)
+            kd_strv_free(out, (int)n);
+        kd_err_set("%s: attribute '%s' is not a list of strings", h->path, name);
+        return -1;
+    }
+    *v = out;
+    return rc;
+}
+
+void kd_strv_free(char **v, int n)
+{
+    if (!v)
+        return;
+    for (int i = 0; i < n; i++)
+        free(v[i]);
+    free(v);
+}
+
+/* ---- walking ---- */
+
+typedef struct {
+    int (*fn)(const char *, void *);
+    void *ctx;
+    int stop;
+} walk_ctx;
+
+static herr_t walk_cb(hid_t g, const char *name, const H5L_info_t *info, void *op)
+{
+    walk_ctx *w = op;
+    if (info->type != H5L_TYPE_HARD)
+        return 0;
+    hid_t o = H5Oopen(g, name, H5P_DEFAULT);
+    if (o < 0)
+        return 0;
+    int is_ds = H5Iget_type(o) == H5I_DATASET;
+    H5Oclose(o);
+    if (is_ds && (w->stop = w->fn(name, w->ctx)))
+        return 1;
+    return 0;
+}
+
+int kd_h5_walk(const kd_h5 *h, int (*fn)(const char *name, void *ctx), void *ctx)
+{
+    walk_ctx w = {fn, ctx, 0};
+    if (H5Lvisit(h->id, H5_INDEX_NAME, H5_ITER_INC, walk_cb, &w) < 0) {
+        kd_err_set("%s: cannot list the file's datasets", h->path);
+        return -1;
+    }
+    return w.stop;
+}
