@@ -1,17 +1,40 @@
 #include "kd_gemm.h"
 
 #include <blis.h>
+#include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 #include <unistd.h>
 
 static int inited;
 static const char *arch_source = "auto";
 
+/* BLIS 0.9 reads BLIS_ARCH_TYPE as a number (arch_t); a name parses as 0.
+ * Map names to ids through BLIS's own table so both forms work. */
+static int arch_id(const char *name)
+{
+    for (int i = 0; i < BLIS_NUM_ARCHS; i++)
+        if (!strcmp(bli_arch_string((arch_t)i), name))
+            return i;
+    return -1;
+}
+
 static void select_arch(void)
 {
-    if (getenv("BLIS_ARCH_TYPE")) {
+    char num[16];
+    const char *env = getenv("BLIS_ARCH_TYPE");
+    if (env && *env) {
         arch_source = "env";
-        return;
+        if (*env >= '0' && *env <= '9')
+            return;
+        int id = arch_id(env);
+        if (id < 0) {
+            arch_source = "env (unknown name, auto-selected)";
+        } else {
+            snprintf(num, sizeof num, "%d", id);
+            setenv("BLIS_ARCH_TYPE", num, 1);
+            return;
+        }
     }
     __builtin_cpu_init();
     const char *arch = "generic";
@@ -20,7 +43,11 @@ static void select_arch(void)
         arch = "skx";
     else if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma"))
         arch = "haswell";
-    setenv("BLIS_ARCH_TYPE", arch, 0);
+    int id = arch_id(arch);
+    if (id >= 0) {
+        snprintf(num, sizeof num, "%d", id);
+        setenv("BLIS_ARCH_TYPE", num, 1);
+    }
 }
 
 void kd_gemm_init(int threads)
