@@ -1,0 +1,393 @@
+#include "kd_aug.h"
+
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+/* torchvision's rgb_to_grayscale weights (ITU-R 601-2 luma, as PIL's "L"). */
+#define LUMA_R 0.2989f
+#define LUMA_G 0.587f
+#define LUMA_B 0.114f
+
+static inline float clamp01(float x)
+{
+    return x < 0.0f ? 0.0f : (x > 1.0f ? 1.0f : x);
+}
+
+void kd_aug_from_u8(const uint8_t *src, int H, int W, int C, float *dst, int oc)
+{
+    const int n = H * W;
+    const float s = 1.0f / 255.0f;
+    if (C == oc) {
+        if (C == 1) {
+            for (int i = 0; i < n; i++)
+                dst[i] = (float)src[i] * s;
+            return;
+        }
+        for (int i = 0; i < n; i++)
+            for (int c = 0; c < C; c++)
+                dst[(size_t)c * n + i] = (float)src[(size_t)i * C + c] * s;
+        return;
+    }
+    if (C == 1) { /* 1 -> 3 */
+        for (int i = 0; i < n; i++)
+            dst[i] = dst[n + i] = dst[2 * n + i] = (float)src[i] * s;
+        return;
+    }
+    for (int i = 0; i < n; i++) { /* 3 -> 1 */
+        const uint8_t *p = src + (size_t)i * 3;
+        dst[i] = LUMA_R * ((float)p[0] * s) + LUMA_G * ((float)p[1] * s) + LUMA_B * ((float)p[2] * s);
+    }
+}
+
+/* ---- bilinear resize (torch upsample_bilinear2d, align_corners=False) ---- */
+
+/* Source index and weights of one output coordinate, in float as ATen
+ * computes them for float tensors: src = scale*(dst+0.5)-0.5, negative
+ * clamped to 0, the second tap dropped at the last row/column. */
+static inline void lin_tap(float scale, int d, int in, int *i0, int *step, float *l0, float *l1)
+{
+    float real = scale * ((float)d + 0.5f) - 0.5f;
+    if (real < 0.0f)
+        real = 0.0f;
+    int i = (int)real;
+    if (i > in - 1)
+        i = in - 1;
+    float lam = real - (float)i;
+    if (lam < 0.0f)
+        lam = 0.0f;
+    if (lam > 1.0f)
+        lam = 1.0f;
+    *i0 = i;
+    *step = i < in - 1 ? 1 : 0;
+    *l1 = lam;
+    *l0 = 1.0f - lam;
+}
+
+#define KD_AUG_MAXW 8192
+
+void kd_aug_resized_crop(const float *src, int C, int H, int W, kd_box box, float *dst, int oh, int ow)
+{
+    const float sh = (float)box.h / (float)oh, sw = (float)box.w / (float)ow;
+    int xi[KD_AUG_MAXW], xs[KD_AUG_MAXW];
+    float xl0[KD_AUG_MAXW], xl1[KD_AUG_MAXW];
+    if (ow > KD_AUG_MAXW) { /* outside what augment accepts; stay correct */
+        kd_aug_resized_crop_ref(src, C, H, W, box, dst, oh, ow);
+        return;
+    }
+    for (int x = 0; x < ow; x++) {
+        lin_tap(sw, x, box.w, &xi[x], &xs[x], &xl0[x], &xl1[x]);
+        xi[x] += box.left;
+    }
+    for (int c = 0; c < C; c++) {
+        const float *pl = src + (size_t)c * H * W;
+        float *out = dst + (size_t)c * oh * ow;
+        for (int y = 0; y < oh; y++) {
+            int yi, ys;
+            float yl0, yl1;
+            lin_tap(sh, y, box.h, &yi, &ys, &yl0, &yl1);
+            const float *r0 = pl + (size_t)(box.top + yi) * W;
+            const float *r1 = r0 + (size_t)ys * W;
+            float *o = out + (size_t)y * ow;
+            for (int x = 0; x < ow; x++) {
+                int a = xi[x], b = a + xs[x];
+                o[x] = yl0 * (xl0[x] * r0[a] + xl1[x] * r0[b]) + yl1 * (xl0[x] * r1[a] + xl1[x] * r1[b]);
+            }
+        }
+    }
+}
+
+void kd_aug_resized_crop_ref(const float *src, int C, int H, int W, kd_box box, float *dst, int oh, int ow)
+{
+    for (int c = 0; c < C; c++)
+        for (int y = 0; y < oh; y++)
+            for (int x = 0; x < ow; x++) {
+                double ry = (double)box.h / oh * (y + 0.5) - 0.5, rx = (double)box.w / ow * (x + 0.5) - 0.5;
+                if (ry < 0)
+                    ry = 0;
+                if (rx < 0)
+                    rx = 0;
+                int y0 = (int)ry, x0 = (int)rx;
+                if (y0 > box.h - 1)
+                    y0 = box.h - 1;
+                if (x0 > box.w - 1)
+                    x0 = box.w - 1;
+                int y1 = y0 + 1 < box.h ? y0 + 1 : y0, x1 = x0 + 1 < box.w ? x0 + 1 : x0;
+                double ly = ry - y0, lx = rx - x0;
+                const float *p = src + (size_t)c * H * W;
+#define PX(yy, xx) ((double)p[(size_t)(box.top + (yy)) * W + box.left + (xx)])
+                double v = (1 - ly) * ((1 - lx) * PX(y0, x0) + lx * PX(y0, x1)) +
+                           ly * ((1 - lx) * PX(y1, x0) + lx * PX(y1, x1));
+#undef PX
+                dst[((size_t)c * oh + y) * ow + x] = (float)v;
+            }
+}
+
+void kd_aug_crop(const float *src, int C, int H, int W, kd_box box, float *dst)
+{
+    for (int c = 0; c < C; c++)
+        for (int y = 0; y < box.h; y++) {
+            float *o = dst + ((size_t)c * box.h + y) * box.w;
+            int sy = box.top + y;
+            if (sy < 0 || sy >= H) {
+                memset(o, 0, sizeof(float) * box.w);
+                continue;
+            }
+            const float *row = src + ((size_t)c * H + sy) * W;
+            for (int x = 0; x < box.w; x++) {
+                int sx = box.left + x;
+                o[x] = (sx < 0 || sx >= W) ? 0.0f : row[sx];
+            }
+        }
+}
+
+kd_box kd_aug_center_box(int H, int W, int th, int tw)
+{
+    /* int(round((H - th) / 2.0)) with Python's round-half-to-even */
+    kd_box b = {(int)nearbyint((H - th) / 2.0), (int)nearbyint((W - tw) / 2.0), th, tw};
+    return b;
+}
+
+void kd_aug_resize_short(int H, int W, int s, int *nh, int *nw)
+{
+    if (W <= H) {
+        *nw = s;
+        *nh = (int)((double)s * H / W);
+    } else {
+        *nh = s;
+        *nw = (int)((double)s * W / H);
+    }
+}
+
+/* ---- colour ---- */
+
+void kd_aug_brightness(float *img, int C, int n, float f)
+{
+    size_t m = (size_t)C * n;
+    for (size_t i = 0; i < m; i++)
+        img[i] = clamp01(f * img[i]);
+}
+
+static double gray_mean(const float *img, int C, int n)
+{
+    double s = 0;
+    if (C == 3) {
+        const float *r = img, *g = img + n, *b = img + 2 * (size_t)n;
+        for (int i = 0; i < n; i++)
+            s += LUMA_R * r[i] + LUMA_G * g[i] + LUMA_B * b[i];
+    } else {
+        for (int i = 0; i < n; i++)
+            s += img[i];
+    }
+    return s / n;
+}
+
+void kd_aug_contrast(float *img, int C, int n, float f)
+{
+    const float m = (float)gray_mean(img, C, n);
+    const float bias = (1.0f - f) * m;
+    size_t k = (size_t)C * n;
+    for (size_t i = 0; i < k; i++)
+        img[i] = clamp01(f * img[i] + bias);
+}
+
+void kd_aug_saturation(float *img, int C, int n, float f)
+{
+    if (C != 3)
+        return;
+    float *r = img, *g = img + n, *b = img + 2 * (size_t)n;
+    const float f1 = 1.0f - f;
+    for (int i = 0; i < n; i++) {
+        float l = LUMA_R * r[i] + LUMA_G * g[i] + LUMA_B * b[i];
+        float bl = f1 * l;
+        r[i] = clamp01(f * r[i] + bl);
+        g[i] = clamp01(f * g[i] + bl);
+        b[i] = clamp01(f * b[i] + bl);
+    }
+}
+
+void kd_aug_hue(float *img, int C, int n, float hue)
+{
+    if (C != 3)
+        return;
+    float *R = img, *G = img + n, *B = img + 2 * (size_t)n;
+    for (int i = 0; i < n; i++) {
+        float r = R[i], g = G[i], b = B[i];
+        /* RGB -> HSV as torchvision's _rgb2hsv (itself after PIL). */
+        float maxc = fmaxf(r, fmaxf(g, b)), minc = fminf(r, fminf(g, b));
+        float cr = maxc - minc;
+        int eq = maxc == minc;
+        float s = cr / (eq ? 1.0f : maxc);
+        float crd = eq ? 1.0f : cr;
+        float rc = (maxc - r) / crd, gc = (maxc - g) / crd, bc = (maxc - b) / crd;
+        float h;
+        if (maxc == r)
+            h = bc - gc;
+        else if (maxc == g)
+            h = 2.0f + rc - bc;
+        else
+            h = 4.0f + gc - rc;
+        h = fmodf(h / 6.0f + 1.0f, 1.0f);
+        h += hue;
+        h -= floorf(h); /* torch.remainder(h, 1) */
+        /* HSV -> RGB */
+        float v = maxc;
+        float h6 = h * 6.0f;
+        float fi = floorf(h6);
+        float fr = h6 - fi;
+        int sector = ((int)fi % 6 + 6) % 6;
+        float p = clamp01(v * (1.0f - s));
+        float q = clamp01(v * (1.0f - s * fr));
+        float t = clamp01(v * (1.0f - s * (1.0f - fr)));
+        switch (sector) {
+        case 0: r = v, g = t, b = p; break;
+        case 1: r = q, g = v, b = p; break;
+        case 2: r = p, g = v, b = t; break;
+        case 3: r = p, g = q, b = v; break;
+        case 4: r = t, g = p, b = v; break;
+        default: r = v, g = p, b = q; break;
+        }
+        R[i] = r;
+        G[i] = g;
+        B[i] = b;
+    }
+}
+
+void kd_aug_grayscale(float *img, int C, int n)
+{
+    if (C != 3)
+        return;
+    float *r = img, *g = img + n, *b = img + 2 * (size_t)n;
+    for (int i = 0; i < n; i++) {
+        float l = LUMA_R * r[i] + LUMA_G * g[i] + LUMA_B * b[i];
+        r[i] = g[i] = b[i] = l;
+    }
+}
+
+/* ---- blur ---- */
+
+int kd_aug_blur_ksize(float sigma, int H, int W)
+{
+    int k = 2 * (int)ceilf(3.0f * sigma) + 1;
+    if (k < 3)
+        k = 3;
+    int m = H < W ? H : W;
+    while (k > 1 && k / 2 >= m)
+        k -= 2;
+    return k;
+}
+
+/* torch.linspace(-r, r, k) then exp(-0.5 (x/sigma)^2), normalised. */
+static void gauss_kernel(int k, float sigma, float *g)
+{
+    double half = (k - 1) * 0.5, sum = 0;
+    double step = k > 1 ? 2 * half / (k - 1) : 0;
+    for (int i = 0; i < k; i++) {
+        double x = i < k / 2 ? -half + step * i : half - step * (k - 1 - i);
+        g[i] = (float)exp(-0.5 * (x / sigma) * (x / sigma));
+        sum += g[i];
+    }
+    for (int i = 0; i < k; i++)
+        g[i] = (float)(g[i] / sum);
+}
+
+/* Reflect without repeating the edge: -1 -> 1, n -> n-2. */
+static inline int reflect(int i, int n)
+{
+    if (n == 1)
+        return 0;
+    while (i < 0 || i >= n) {
+        if (i < 0)
+            i = -i;
+        if (i >= n)
+            i = 2 * (n - 1) - i;
+    }
+    return i;
+}
+
+#define KD_AUG_MAXK 255
+
+void kd_aug_blur(float *img, int C, int H, int W, int k, float sigma, float *tmp)
+{
+    if (k <= 1)
+        return;
+    if (k > KD_AUG_MAXK)
+        k = KD_AUG_MAXK;
+    float g[KD_AUG_MAXK];
+    gauss_kernel(k, sigma, g);
+    const int r = k / 2;
+    for (int c = 0; c < C; c++) {
+        float *pl = img + (size_t)c * H * W, *tp = tmp + (size_t)c * H * W;
+        /* vertical: rows of pl -> tp, whole rows at a time so it vectorises */
+        for (int y = 0; y < H; y++) {
+            float *o = tp + (size_t)y * W;
+            const float *s0 = pl + (size_t)reflect(y - r, H) * W;
+            for (int x = 0; x < W; x++)
+                o[x] = g[0] * s0[x];
+            for (int t = 1; t < k; t++) {
+                const float *s = pl + (size_t)reflect(y - r + t, H) * W;
+                const float gt = g[t];
+                for (int x = 0; x < W; x++)
+                    o[x] += gt * s[x];
+            }
+        }
+        /* horizontal: tp -> pl; reflected taps only near the edges */
+        for (int y = 0; y < H; y++) {
+            const float *s = tp + (size_t)y * W;
+            float *o = pl + (size_t)y * W;
+            for (int x = 0; x < W; x++) {
+                float acc = 0.0f;
+                if (x >= r && x + r < W) {
+                    const float *p = s + x - r;
+                    for (int t = 0; t < k; t++)
+                        acc += g[t] * p[t];
+                } else {
+                    for (int t = 0; t < k; t++)
+                        acc += g[t] * s[reflect(x - r + t, W)];
+                }
+                o[x] = acc;
+            }
+        }
+    }
+}
+
+void kd_aug_blur_ref(const float *src, int C, int H, int W, int k, float sigma, float *dst)
+{
+    float g[KD_AUG_MAXK];
+    if (k > KD_AUG_MAXK)
+        k = KD_AUG_MAXK;
+    gauss_kernel(k, sigma, g);
+    const int r = k / 2;
+    for (int c = 0; c < C; c++)
+        for (int y = 0; y < H; y++)
+            for (int x = 0; x < W; x++) {
+                double acc = 0;
+                for (int u = 0; u < k; u++)
+                    for (int v = 0; v < k; v++)
+                        acc += (double)g[u] * g[v] *
+                               src[((size_t)c * H + reflect(y - r + u, H)) * W + reflect(x - r + v, W)];
+                dst[((size_t)c * H + y) * W + x] = (float)acc;
+            }
+}
+
+void kd_aug_hflip(float *img, int C, int H, int W)
+{
+    for (size_t row = 0; row < (size_t)C * H; row++) {
+        float *p = img + row * W;
+        for (int a = 0, b = W - 1; a < b; a++, b--) {
+            float t = p[a];
+            p[a] = p[b];
+            p[b] = t;
+        }
+    }
+}
+
+void kd_aug_normalize(float *img, int C, int n, const float *mean, const float *std)
+{
+    for (int c = 0; c < C; c++) {
+        float *p = img + (size_t)c * n;
+        const float m = mean[c], sd = std[c];
+        for (int i = 0; i < n; i++)
+            p[i] = (p[i] - m) / sd;
+    }
+}
