@@ -1,6 +1,13 @@
+/* The pixel loops below are written to be vectorised (selects instead of
+ * branches, restrict pointers); -O2's cheap cost model leaves most of them
+ * scalar, so this file asks for -O3.  No fast-math: results must stay those
+ * of torchvision's float arithmetic. */
+#pragma GCC optimize("O3", "no-trapping-math")
+
 #include "kd_aug.h"
 
 #include <math.h>
+#include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -14,29 +21,37 @@ static inline float clamp01(float x)
     return x < 0.0f ? 0.0f : (x > 1.0f ? 1.0f : x);
 }
 
+/* x / 255 for every byte value, exactly as torch computes img.float() / 255 */
+static float u8_lut[256];
+static void lut_init(void)
+{
+    for (int v = 0; v < 256; v++)
+        u8_lut[v] = (float)v / 255.0f;
+}
+static pthread_once_t lut_once = PTHREAD_ONCE_INIT;
+
 void kd_aug_from_u8(const uint8_t *src, int H, int W, int C, float *dst, int oc)
 {
     const int n = H * W;
-    const float s = 1.0f / 255.0f;
+    pthread_once(&lut_once, lut_init);
+    const float *lut = u8_lut;
     if (C == oc) {
-        if (C == 1) {
+        for (int c = 0; c < C; c++) {
+            float *restrict d = dst + (size_t)c * n;
+            const uint8_t *restrict s = src + c;
             for (int i = 0; i < n; i++)
-                dst[i] = (float)src[i] * s;
-            return;
+                d[i] = lut[s[(size_t)i * C]];
         }
-        for (int i = 0; i < n; i++)
-            for (int c = 0; c < C; c++)
-                dst[(size_t)c * n + i] = (float)src[(size_t)i * C + c] * s;
         return;
     }
     if (C == 1) { /* 1 -> 3 */
         for (int i = 0; i < n; i++)
-            dst[i] = dst[n + i] = dst[2 * n + i] = (float)src[i] * s;
+            dst[i] = dst[n + i] = dst[2 * n + i] = lut[src[i]];
         return;
     }
     for (int i = 0; i < n; i++) { /* 3 -> 1 */
         const uint8_t *p = src + (size_t)i * 3;
-        dst[i] = LUMA_R * ((float)p[0] * s) + LUMA_G * ((float)p[1] * s) + LUMA_B * ((float)p[2] * s);
+        dst[i] = LUMA_R * lut[p[0]] + LUMA_G * lut[p[1]] + LUMA_B * lut[p[2]];
     }
 }
 
@@ -64,37 +79,97 @@ static inline void lin_tap(float scale, int d, int in, int *i0, int *step, float
     *l0 = 1.0f - lam;
 }
 
-#define KD_AUG_MAXW 8192
 
-void kd_aug_resized_crop(const float *src, int C, int H, int W, kd_box box, float *dst, int oh, int ow)
+/* Separable: each needed source row is interpolated horizontally once
+ * (h = xl0*a + xl1*b), then output rows blend two such rows vertically
+ * (yl0*h0 + yl1*h1) — the same expressions ATen evaluates per pixel, so the
+ * results are the same, at a fraction of the gathers.  The source is either
+ * float planar (f32) or u8 interleaved with C channels (u8, converted by the
+ * x/255 table on the fly). */
+static void resized_crop_any(const float *f32, const uint8_t *u8, int C, int H, int W, kd_box box, float *dst,
+                             int oh, int ow)
 {
     const float sh = (float)box.h / (float)oh, sw = (float)box.w / (float)ow;
     int xi[KD_AUG_MAXW], xs[KD_AUG_MAXW];
     float xl0[KD_AUG_MAXW], xl1[KD_AUG_MAXW];
-    if (ow > KD_AUG_MAXW) { /* outside what augment accepts; stay correct */
-        kd_aug_resized_crop_ref(src, C, H, W, box, dst, oh, ow);
-        return;
-    }
+    static _Thread_local float hbuf[2][3][KD_AUG_MAXW];
     for (int x = 0; x < ow; x++) {
         lin_tap(sw, x, box.w, &xi[x], &xs[x], &xl0[x], &xl1[x]);
         xi[x] += box.left;
+        xs[x] += xi[x];
     }
-    for (int c = 0; c < C; c++) {
-        const float *pl = src + (size_t)c * H * W;
-        float *out = dst + (size_t)c * oh * ow;
-        for (int y = 0; y < oh; y++) {
-            int yi, ys;
-            float yl0, yl1;
-            lin_tap(sh, y, box.h, &yi, &ys, &yl0, &yl1);
-            const float *r0 = pl + (size_t)(box.top + yi) * W;
-            const float *r1 = r0 + (size_t)ys * W;
-            float *o = out + (size_t)y * ow;
-            for (int x = 0; x < ow; x++) {
-                int a = xi[x], b = a + xs[x];
-                o[x] = yl0 * (xl0[x] * r0[a] + xl1[x] * r0[b]) + yl1 * (xl0[x] * r1[a] + xl1[x] * r1[b]);
+    if (u8) /* element offsets into an interleaved row */
+        for (int x = 0; x < ow; x++) {
+            xi[x] *= C;
+            xs[x] *= C;
+        }
+    const float *lut = u8_lut;
+    int have[2] = {-1, -1}; /* source rows held in hbuf */
+    for (int y = 0; y < oh; y++) {
+        int yi, ys;
+        float yl0, yl1;
+        lin_tap(sh, y, box.h, &yi, &ys, &yl0, &yl1);
+        const int need[2] = {box.top + yi, box.top + yi + ys};
+        int slot[2];
+        for (int k = 0; k < 2; k++) {
+            int sl = have[0] == need[k] ? 0 : (have[1] == need[k] ? 1 : -1);
+            if (sl < 0) {
+                /* evict the row the other tap does not need */
+                sl = have[0] == need[1 - k] ? 1 : 0;
+                if (u8) {
+                    const uint8_t *row = u8 + (size_t)need[k] * W * C;
+                    if (C == 3) { /* all channels from one pass over the pixels */
+                        float *restrict h0 = hbuf[sl][0], *restrict h1 = hbuf[sl][1], *restrict h2 = hbuf[sl][2];
+                        for (int x = 0; x < ow; x++) {
+                            const uint8_t *a = row + xi[x], *b = row + xs[x];
+                            h0[x] = xl0[x] * lut[a[0]] + xl1[x] * lut[b[0]];
+                            h1[x] = xl0[x] * lut[a[1]] + xl1[x] * lut[b[1]];
+                            h2[x] = xl0[x] * lut[a[2]] + xl1[x] * lut[b[2]];
+                        }
+                    } else {
+                        for (int c = 0; c < C; c++) {
+                            float *restrict hb = hbuf[sl][c];
+                            const uint8_t *rc = row + c;
+                            for (int x = 0; x < ow; x++)
+                                hb[x] = xl0[x] * lut[rc[xi[x]]] + xl1[x] * lut[rc[xs[x]]];
+                        }
+                    }
+                } else {
+                    for (int c = 0; c < C; c++) {
+                        const float *row = f32 + ((size_t)c * H + need[k]) * W;
+                        float *restrict hb = hbuf[sl][c];
+                        for (int x = 0; x < ow; x++)
+                            hb[x] = xl0[x] * row[xi[x]] + xl1[x] * row[xs[x]];
+                    }
+                }
+                have[sl] = need[k];
             }
+            slot[k] = sl;
+        }
+        for (int c = 0; c < C; c++) {
+            float *restrict o = dst + ((size_t)c * oh + y) * ow;
+            const float *restrict h0 = hbuf[slot[0]][c], *restrict h1 = hbuf[slot[1]][c];
+            for (int x = 0; x < ow; x++)
+                o[x] = yl0 * h0[x] + yl1 * h1[x];
         }
     }
+}
+
+void kd_aug_resized_crop(const float *src, int C, int H, int W, kd_box box, float *dst, int oh, int ow)
+{
+    if (ow > KD_AUG_MAXW || C > 3) /* outside what augment accepts; stay correct */
+        kd_aug_resized_crop_ref(src, C, H, W, box, dst, oh, ow);
+    else
+        resized_crop_any(src, NULL, C, H, W, box, dst, oh, ow);
+}
+
+int kd_aug_resized_crop_u8(const uint8_t *src, int C, int H, int W, kd_box box, float *dst, int oh, int ow)
+{
+    if (ow > KD_AUG_MAXW || C > 3)
+        return -1;
+    pthread_once(&lut_once, lut_init);
+    resized_crop_any(NULL, src, C, H, W, box, dst, oh, ow);
+    return 0;
 }
 
 void kd_aug_resized_crop_ref(const float *src, int C, int H, int W, kd_box box, float *dst, int oh, int ow)
@@ -206,7 +281,43 @@ void kd_aug_saturation(float *img, int C, int n, float f)
     }
 }
 
+static void hue_rgb(float *restrict R, float *restrict G, float *restrict B, int n, float hue)
+{
+    for (int i = 0; i < n; i++) {
+        const float r = R[i], g = G[i], b = B[i];
+        /* RGB -> HSV as torchvision's _rgb2hsv (itself after PIL) */
+        float maxc = r > g ? r : g, minc = r < g ? r : g;
+        maxc = maxc > b ? maxc : b;
+        minc = minc < b ? minc : b;
+        const float cr = maxc - minc;
+        const int eq = maxc == minc;
+        const float s = cr / (eq ? 1.0f : maxc);
+        const float crd = eq ? 1.0f : cr;
+        const float rc = (maxc - r) / crd, gc = (maxc - g) / crd, bc = (maxc - b) / crd;
+        float h = maxc == r ? bc - gc : (maxc == g ? 2.0f + rc - bc : 4.0f + gc - rc);
+        h = h / 6.0f + 1.0f;
+        h = h - floorf(h); /* fmod(h, 1) for h >= 0, exactly */
+        h = h + hue;
+        h = h - floorf(h); /* torch.remainder(h, 1) */
+        /* HSV -> RGB; sector 6 (h*6 rounding up to 6) is sector 0 */
+        const float v = maxc, h6 = h * 6.0f, fi = floorf(h6), f = h6 - fi;
+        const float p = clamp01(v * (1.0f - s));
+        const float q = clamp01(v * (1.0f - s * f));
+        const float t = clamp01(v * (1.0f - s * (1.0f - f)));
+        R[i] = fi == 1.0f ? q : ((fi == 2.0f || fi == 3.0f) ? p : (fi == 4.0f ? t : v));
+        G[i] = (fi == 0.0f || fi == 6.0f) ? t : ((fi == 1.0f || fi == 2.0f) ? v : (fi == 3.0f ? q : p));
+        B[i] = (fi == 0.0f || fi == 1.0f || fi == 6.0f) ? p : (fi == 2.0f ? t : (fi == 5.0f ? q : v));
+    }
+}
+
 void kd_aug_hue(float *img, int C, int n, float hue)
+{
+    if (C != 3)
+        return;
+    hue_rgb(img, img + n, img + 2 * (size_t)n, n, hue);
+}
+
+void kd_aug_hue_ref(float *img, int C, int n, float hue)
 {
     if (C != 3)
         return;
@@ -307,6 +418,44 @@ static inline int reflect(int i, int n)
 
 #define KD_AUG_MAXK 255
 
+/* GCC/Clang vector extension: 16 floats, unaligned loads through memcpy;
+ * one AVX-512 register, two AVX ones, four SSE ones. */
+typedef float v16f __attribute__((vector_size(64)));
+static inline v16f ld16(const float *p)
+{
+    v16f v;
+    memcpy(&v, p, sizeof v);
+    return v;
+}
+
+/* dst[x] = sum_t g[t] * src[t][x]: blocks of 32 columns stay in registers
+ * across the taps instead of going through memory once per tap. */
+static void conv_taps(const float *const *src, const float *g, int k, float *restrict dst, int W)
+{
+    int x0 = 0;
+    for (; x0 + 32 <= W; x0 += 32) {
+        v16f a0 = g[0] * ld16(src[0] + x0), a1 = g[0] * ld16(src[0] + x0 + 16);
+        for (int t = 1; t < k; t++) {
+            a0 += g[t] * ld16(src[t] + x0);
+            a1 += g[t] * ld16(src[t] + x0 + 16);
+        }
+        memcpy(dst + x0, &a0, sizeof a0);
+        memcpy(dst + x0 + 16, &a1, sizeof a1);
+    }
+    for (; x0 + 16 <= W; x0 += 16) {
+        v16f a0 = g[0] * ld16(src[0] + x0);
+        for (int t = 1; t < k; t++)
+            a0 += g[t] * ld16(src[t] + x0);
+        memcpy(dst + x0, &a0, sizeof a0);
+    }
+    for (int x = x0; x < W; x++) {
+        float acc = g[0] * src[0][x];
+        for (int t = 1; t < k; t++)
+            acc += g[t] * src[t][x];
+        dst[x] = acc;
+    }
+}
+
 void kd_aug_blur(float *img, int C, int H, int W, int k, float sigma, float *tmp)
 {
     if (k <= 1)
@@ -314,39 +463,39 @@ void kd_aug_blur(float *img, int C, int H, int W, int k, float sigma, float *tmp
     if (k > KD_AUG_MAXK)
         k = KD_AUG_MAXK;
     float g[KD_AUG_MAXK];
+    const float *taps[KD_AUG_MAXK];
+    static _Thread_local float pad[KD_AUG_MAXW + 2 * KD_AUG_MAXK];
     gauss_kernel(k, sigma, g);
     const int r = k / 2;
     for (int c = 0; c < C; c++) {
         float *pl = img + (size_t)c * H * W, *tp = tmp + (size_t)c * H * W;
-        /* vertical: rows of pl -> tp, whole rows at a time so it vectorises */
+        /* vertical: rows of pl (reflected at the borders) -> tp */
         for (int y = 0; y < H; y++) {
-            float *o = tp + (size_t)y * W;
-            const float *s0 = pl + (size_t)reflect(y - r, H) * W;
-            for (int x = 0; x < W; x++)
-                o[x] = g[0] * s0[x];
-            for (int t = 1; t < k; t++) {
-                const float *s = pl + (size_t)reflect(y - r + t, H) * W;
-                const float gt = g[t];
-                for (int x = 0; x < W; x++)
-                    o[x] += gt * s[x];
-            }
+            for (int t = 0; t < k; t++)
+                taps[t] = pl + (size_t)reflect(y - r + t, H) * W;
+            conv_taps(taps, g, k, tp + (size_t)y * W, W);
         }
-        /* horizontal: tp -> pl; reflected taps only near the edges */
+        /* horizontal: tp -> pl through a reflect-padded copy of the row */
         for (int y = 0; y < H; y++) {
             const float *s = tp + (size_t)y * W;
             float *o = pl + (size_t)y * W;
-            for (int x = 0; x < W; x++) {
-                float acc = 0.0f;
-                if (x >= r && x + r < W) {
-                    const float *p = s + x - r;
-                    for (int t = 0; t < k; t++)
-                        acc += g[t] * p[t];
-                } else {
+            if (W + 2 * r > KD_AUG_MAXW + 2 * KD_AUG_MAXK) {
+                for (int x = 0; x < W; x++) {
+                    float acc = 0.0f;
                     for (int t = 0; t < k; t++)
                         acc += g[t] * s[reflect(x - r + t, W)];
+                    o[x] = acc;
                 }
-                o[x] = acc;
+                continue;
             }
+            for (int x = 0; x < r; x++) {
+                pad[x] = s[reflect(x - r, W)];
+                pad[W + r + x] = s[reflect(W + x, W)];
+            }
+            memcpy(pad + r, s, sizeof(float) * W);
+            for (int t = 0; t < k; t++)
+                taps[t] = pad + t;
+            conv_taps(taps, g, k, o, W);
         }
     }
 }

@@ -29,6 +29,10 @@ void kd_aug_from_u8(const uint8_t *src, int H, int W, int C, float *dst, int oc)
  * torch.nn.functional.interpolate (torchvision resized_crop on tensors).
  * The box must lie inside the image. */
 void kd_aug_resized_crop(const float *src, int C, int H, int W, kd_box box, float *dst, int oh, int ow);
+/* The same straight from u8 interleaved [H,W,C] (values x/255), without a
+ * separate conversion pass.  -1 (nothing done) if ow > KD_AUG_MAXW. */
+#define KD_AUG_MAXW 4096
+int kd_aug_resized_crop_u8(const uint8_t *src, int C, int H, int W, kd_box box, float *dst, int oh, int ow);
 /* Naive reference of the same (one output pixel at a time, double). */
 void kd_aug_resized_crop_ref(const float *src, int C, int H, int W, kd_box box, float *dst, int oh, int ow);
 
@@ -48,6 +52,7 @@ void kd_aug_brightness(float *img, int C, int n, float f);
 void kd_aug_contrast(float *img, int C, int n, float f);
 void kd_aug_saturation(float *img, int C, int n, float f); /* identity if C == 1 */
 void kd_aug_hue(float *img, int C, int n, float h);        /* h in [-0.5,0.5]; identity if C == 1 */
+void kd_aug_hue_ref(float *img, int C, int n, float h);    /* naive reference (branches, libm) */
 /* Every channel becomes the luma (C == 3); identity for C == 1. */
 void kd_aug_grayscale(float *img, int C, int n);
 

@@ -256,6 +256,9 @@ void kd_aug_apply(const kd_aug_policy *p, const kd_aug_params *v, const uint8_t 
 {
     const int oc = p->oc, oh = p->oh, ow = p->ow, n = oh * ow;
     float *a = scratch;
+    if (C == oc && v->resize && v->pre_h == 0 &&
+        kd_aug_resized_crop_u8(src, C, H, W, v->box, dst, oh, ow) == 0)
+        goto color; /* the common case, one pass instead of two */
     kd_aug_from_u8(src, H, W, C, a, oc);
     if (v->pre_h > 0) {
         float *b = scratch + (size_t)oc * H * W;
@@ -269,6 +272,7 @@ void kd_aug_apply(const kd_aug_policy *p, const kd_aug_params *v, const uint8_t 
         kd_aug_resized_crop(a, oc, H, W, v->box, dst, oh, ow);
     else
         kd_aug_crop(a, oc, H, W, v->box, dst);
+color:
     if (v->jitter)
         for (int i = 0; i < 4; i++) {
             switch (v->order[i]) {

@@ -16,6 +16,7 @@
 #include "kd_err.h"
 #include "kd_h5.h"
 #include "kd_rng.h"
+#include "kd_stream.h"
 #include "kd_test.h"
 
 #define TOL (2.0 / 255.0)
@@ -73,6 +74,8 @@ static int run_case(kd_h5 *h, int i, double *worst)
         kd_aug_resized_crop(t, C, H, W, b, got, (int)p[4], (int)p[5]);
         kd_aug_resized_crop_ref(t, C, H, W, b, tmp, (int)p[4], (int)p[5]);
         ok = maxdiff(got, tmp, on_) < 1e-5;
+        kd_aug_resized_crop_u8(u8, C, H, W, b, tmp, (int)p[4], (int)p[5]);
+        ok &= maxdiff(got, tmp, on_) == 0;
     } else if (!strcmp(op, "crop")) {
         kd_box b = {(int)p[0], (int)p[1], (int)p[2], (int)p[3]};
         kd_aug_crop(t, C, H, W, b, got);
@@ -374,8 +377,64 @@ static void test_policy(void)
     free(scratch);
 }
 
-int main(void)
+/* test_aug --summary STREAM: one line per frame for tests/augment.bats
+ * (tensor-info may not be built): metadata, then per tensor name, dtype,
+ * shape, min, max, mean; int tensors also list their first 8 values. */
+static int summary(const char *path)
 {
+    kd_reader *r = kd_reader_open(path);
+    if (!r) {
+        fprintf(stderr, "test_aug: %s\n", kd_err_get());
+        return 1;
+    }
+    kd_frame f;
+    kd_frame_init(&f);
+    int rc, k = 0;
+    while ((rc = kd_reader_next(r, &f)) == 1) {
+        printf("frame %d", k++);
+        for (int m = 0; m < f.nmeta; m++)
+            printf(" %s=%s", f.meta[m].key, f.meta[m].val);
+        printf("\n");
+        for (int i = 0; i < f.n; i++) {
+            kd_tensor *t = &f.t[i];
+            int64_t n = kd_tensor_numel(t);
+            printf("  %s %s [", t->name, kd_dtype_name(t->dtype));
+            for (int d = 0; d < t->rank; d++)
+                printf("%s%lld", d ? "," : "", (long long)t->dims[d]);
+            double mn = INFINITY, mx = -INFINITY, sum = 0;
+            for (int64_t j = 0; j < n; j++) {
+                double v = t->dtype == KD_F32   ? ((float *)t->data)[j]
+                           : t->dtype == KD_I64 ? (double)((int64_t *)t->data)[j]
+                           : t->dtype == KD_I32 ? ((int32_t *)t->data)[j]
+                                                : ((uint8_t *)t->data)[j];
+                mn = v < mn ? v : mn;
+                mx = v > mx ? v : mx;
+                sum += v;
+            }
+            printf("] min %.4f max %.4f mean %.4f", mn, mx, n ? sum / n : 0);
+            if (t->dtype == KD_I64 || t->dtype == KD_I32) {
+                printf(" values");
+                for (int64_t j = 0; j < n && j < 8; j++)
+                    printf(" %lld", t->dtype == KD_I64 ? (long long)((int64_t *)t->data)[j]
+                                                      : (long long)((int32_t *)t->data)[j]);
+            }
+            printf("\n");
+        }
+    }
+    kd_frame_free(&f);
+    kd_reader_close(r);
+    if (rc < 0) {
+        fprintf(stderr, "test_aug: %s\n", kd_err_get());
+        return 1;
+    }
+    printf("frames %d\n", k);
+    return 0;
+}
+
+int main(int argc, char **argv)
+{
+    if (argc == 3 && !strcmp(argv[1], "--summary"))
+        return summary(argv[2]);
     test_fixtures();
     test_kernels();
     test_rrc();
