@@ -413,7 +413,7 @@ static int summary(const char *path)
             }
             printf("] min %.4f max %.4f mean %.4f", mn, mx, n ? sum / n : 0);
             if (t->dtype == KD_I64 || t->dtype == KD_I32) {
-                printf(" values");
+                printf(" sum %.0f values", sum);
                 for (int64_t j = 0; j < n && j < 8; j++)
                     printf(" %lld", t->dtype == KD_I64 ? (long long)((int64_t *)t->data)[j]
                                                       : (long long)((int32_t *)t->data)[j]);
