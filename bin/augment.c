@@ -38,6 +38,7 @@ static const char help[] =
     "  --drop-last         leave out the last incomplete batch of each epoch\n"
     "  --limit N           use only the first N images\n"
     "  --deflate           compress frames (for streams written to disk)\n"
+    "  --max-memory MB     hold the images in memory up to this size (2048)\n"
     "  --dump-png DIR      write PNG grids of the views of the first batch\n"
     "  -o, --output FILE   the stream ('-' or absent: stdout, not a terminal)\n"
     "Policy parameters (override the policy's defaults):\n"
@@ -87,6 +88,7 @@ enum {
     OPT_MEAN,
     OPT_STD,
     OPT_NO_NORMALIZE,
+    OPT_MAX_MEMORY,
 };
 
 static const struct option longopts[] = {
@@ -116,6 +118,7 @@ static const struct option longopts[] = {
     {"mean", required_argument, 0, OPT_MEAN},
     {"std", required_argument, 0, OPT_STD},
     {"no-normalize", no_argument, 0, OPT_NO_NORMALIZE},
+    {"max-memory", required_argument, 0, OPT_MAX_MEMORY},
     KD_STD_LONGOPTS,
     {0, 0, 0, 0},
 };
@@ -293,6 +296,7 @@ int main(int argc, char **argv)
     int views = -1, batch = 256, shuffle = 1, drop_last = 0, deflate = 0, oh = 0, ow = 0, oc = 0;
     long epochs = 1;
     int64_t limit = -1, start_epoch = 0;
+    double max_mem = 2048.0 * (1 << 20);
     overrides ov;
     memset(&ov, 0, sizeof ov);
     ov.jitter_p = ov.gray_p = ov.blur_p = ov.flip_p = -1.0f;
@@ -337,6 +341,7 @@ int main(int argc, char **argv)
         case OPT_MEAN: ov.nmean = parse_list("--mean", optarg, ov.mean, 1, 3); break;
         case OPT_STD: ov.nstd = parse_list("--std", optarg, ov.std, 1, 3); break;
         case OPT_NO_NORMALIZE: ov.no_normalize = 1; break;
+        case OPT_MAX_MEMORY: max_mem = kd_parse_double("--max-memory", optarg, 0, 1e9) * (1 << 20); break;
         default:
             if (!kd_cli_std(opt, optarg, &std))
                 kd_usage("unknown option");
@@ -358,8 +363,12 @@ int main(int argc, char **argv)
     if (kd_h5_open(&h5, ds_path, "dataset") < 0)
         kd_die_err();
     int64_t want[4] = {-1, -1, -1, -1}, dims[KD_MAX_RANK];
-    if (kd_h5_expect(&h5, "images", 4, want, dims) < 0)
+    kd_dtype idt;
+    int irank;
+    if (kd_h5_expect(&h5, "images", 4, want, dims) < 0 || kd_h5_info(&h5, "images", &idt, &irank, dims) < 0)
         kd_die_err();
+    if (idt != KD_U8)
+        kd_die(KD_EXIT_FAIL, "%s: /images is %s; augment reads u8 pixels", ds_path, kd_dtype_name(idt));
     int64_t N = dims[0];
     const int H = (int)dims[1], W = (int)dims[2], C = (int)dims[3];
     if (C != 1 && C != 3)
@@ -388,11 +397,12 @@ int main(int argc, char **argv)
         if (kd_h5_read(&h5, "labels", KD_I32, 0, N, labels) < 0)
             kd_die_err();
     }
-    /* Hold the images in memory unless that would take more than 2 GiB;
-     * larger datasets are read one image at a time (single worker). */
+    /* Hold the images in memory unless that would take more than
+     * --max-memory; larger datasets are read one image at a time (single
+     * worker). */
     const size_t isz = (size_t)H * W * C;
     uint8_t *images = NULL;
-    if ((double)isz * N <= 2.0 * (1 << 30)) {
+    if ((double)isz * N <= max_mem) {
         /* huge pages where the kernel offers them: fewer page faults while
          * loading, fewer TLB misses while cropping at random */
         size_t bytes = (isz * (size_t)N + (2u << 20) - 1) & ~(size_t)((2u << 20) - 1);

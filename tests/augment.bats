@@ -68,6 +68,11 @@ setup() {
     run "$AUG" "$FX/aug_badshape.h5" -o "$T/x.kdt"
     assert_failure 1
     assert_output --partial "images"
+    run "$AUG" --mean 0.5 "$FM" -o "$T/x.kdt"
+    assert_success
+    run "$AUG" --no-normalize --policy none --limit 1 --batch 1 "$FM" -o "$T/x.kdt"
+    assert_success
+    rm -f "$T/x.kdt"
     run "$AUG" --batch 200 --drop-last "$FM" -o "$T/x.kdt"
     assert_failure 1
     assert_output --partial "larger than the 96 images"
@@ -107,8 +112,10 @@ setup() {
     cmp "$T/a.kdt" "$T/b.kdt"
     cmp "$T/a.kdt" "$T/c.kdt"
     ! cmp -s "$T/a.kdt" "$T/d.kdt"
-    # to stdout as well
+    # to stdout as well, and reading images from the file one at a time
     "$AUG" --batch 20 --seed 7 --threads 2 "$FM" | cmp - "$T/a.kdt"
+    "$AUG" --batch 20 --seed 7 --max-memory 0 "$FM" -o "$T/f.kdt" > /dev/null
+    cmp "$T/a.kdt" "$T/f.kdt"
 }
 
 @test "epochs: a new permutation each epoch; --start-epoch resumes the same stream" {
