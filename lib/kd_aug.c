@@ -16,15 +16,14 @@
 #define LUMA_G 0.587f
 #define LUMA_B 0.114f
 
-/* GCC/Clang vector extension: 16 floats, unaligned loads through memcpy;
- * one AVX-512 register, two AVX ones, four SSE ones. */
+/* GCC/Clang vector extension: 16 floats, one AVX-512 register, two AVX
+ * ones, four SSE ones.  Loads and stores go through an unaligned, aliasing
+ * variant of the type (no function takes or returns a vector: that would
+ * change the ABI between -march settings). */
 typedef float v16f __attribute__((vector_size(64)));
-static inline v16f ld16(const float *p)
-{
-    v16f v;
-    memcpy(&v, p, sizeof v);
-    return v;
-}
+typedef float v16u __attribute__((vector_size(64), aligned(4), may_alias));
+#define LD16(p) ((v16f) * (const v16u *)(const void *)(p))
+#define ST16(p, v) (*(v16u *)(void *)(p) = (v))
 
 static inline float clamp01(float x)
 {
@@ -264,7 +263,7 @@ static double gray_mean(const float *img, int C, int n)
         int end = n - i > 1024 ? i + 1024 : n;
         v16f acc = {0};
         for (; i + 16 <= end; i += 16)
-            acc += C == 3 ? LUMA_R * ld16(r + i) + LUMA_G * ld16(g + i) + LUMA_B * ld16(b + i) : ld16(r + i);
+            acc += C == 3 ? LUMA_R * LD16(r + i) + LUMA_G * LD16(g + i) + LUMA_B * LD16(b + i) : LD16(r + i);
         for (int j = 0; j < 16; j++)
             s += acc[j];
     }
@@ -440,19 +439,19 @@ static void conv_taps(const float *const *src, const float *g, int k, float *res
 {
     int x0 = 0;
     for (; x0 + 32 <= W; x0 += 32) {
-        v16f a0 = g[0] * ld16(src[0] + x0), a1 = g[0] * ld16(src[0] + x0 + 16);
+        v16f a0 = g[0] * LD16(src[0] + x0), a1 = g[0] * LD16(src[0] + x0 + 16);
         for (int t = 1; t < k; t++) {
-            a0 += g[t] * ld16(src[t] + x0);
-            a1 += g[t] * ld16(src[t] + x0 + 16);
+            a0 += g[t] * LD16(src[t] + x0);
+            a1 += g[t] * LD16(src[t] + x0 + 16);
         }
-        memcpy(dst + x0, &a0, sizeof a0);
-        memcpy(dst + x0 + 16, &a1, sizeof a1);
+        ST16(dst + x0, a0);
+        ST16(dst + x0 + 16, a1);
     }
     for (; x0 + 16 <= W; x0 += 16) {
-        v16f a0 = g[0] * ld16(src[0] + x0);
+        v16f a0 = g[0] * LD16(src[0] + x0);
         for (int t = 1; t < k; t++)
-            a0 += g[t] * ld16(src[t] + x0);
-        memcpy(dst + x0, &a0, sizeof a0);
+            a0 += g[t] * LD16(src[t] + x0);
+        ST16(dst + x0, a0);
     }
     for (int x = x0; x < W; x++) {
         float acc = g[0] * src[0][x];
