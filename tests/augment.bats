@@ -118,6 +118,19 @@ setup() {
     cmp "$T/a.kdt" "$T/f.kdt"
 }
 
+@test "view 0 of an image does not depend on --views or --batch" {
+    "$AUG" --views 1 --batch 96 --seed 5 "$FM" -o "$T/v1.kdt" > /dev/null
+    "$AUG" --views 3 --batch 96 --seed 5 "$FM" -o "$T/v3.kdt" > /dev/null
+    a=$("$SUM" --summary "$T/v1.kdt" | grep "^  view0")
+    b=$("$SUM" --summary "$T/v3.kdt" | grep "^  view0")
+    [ -n "$a" ] && [ "$a" = "$b" ]
+    "$AUG" --views 1 --batch 7 --seed 5 --no-shuffle "$FM" -o "$T/b7.kdt" > /dev/null
+    "$AUG" --views 1 --batch 96 --seed 5 --no-shuffle "$FM" -o "$T/b96.kdt" > /dev/null
+    m7=$("$SUM" --summary "$T/b7.kdt" | awk '/^  view0/ { split($3, d, /[][,]/); s += $NF * d[2] } END { printf "%.3f", s / 96 }')
+    m96=$("$SUM" --summary "$T/b96.kdt" | awk '/^  view0/ { printf "%.3f", $NF }')
+    [ "$m7" = "$m96" ]
+}
+
 @test "epochs: a new permutation each epoch; --start-epoch resumes the same stream" {
     "$AUG" --batch 96 --epochs 2 --seed 1 "$FM" -o "$T/e2.kdt" > /dev/null
     run "$SUM" --summary "$T/e2.kdt"
