@@ -56,7 +56,7 @@ check-only:
 
 asan: deps
 	$(MAKE) clean
-	$(MAKE) ASAN=1 OPT=-O1 all
+	$(MAKE) ASAN=1 OPT="-O1 -march=native" all
 	ASAN_OPTIONS=detect_leaks=1:abort_on_error=0 UBSAN_OPTIONS=print_stacktrace=1 KD_ASAN=1 scripts/run-tests
 	$(MAKE) clean
 
