@@ -188,8 +188,80 @@ kd_writer *kd_writer_open(const char *path, int flags)
     return w;
 }
 
+/* Uncompressed frames are written piecewise: the small per-tensor headers
+ * go through a buffer, the tensor data straight from the frame, so the bulk
+ * is never copied (the CRC is one pass over it, the write another). */
+static int put_plain(kd_writer *w, const kd_frame *f)
+{
+    uint64_t raw = raw_size(f), meta = 0;
+    if (f->n > MAX_TENSORS || raw > KD_STREAM_MAX_FRAME) {
+        kd_err_set("%s: frame too large (%d tensors, %llu bytes)", w->out.path, f->n, (unsigned long long)raw);
+        return -1;
+    }
+    for (int i = 0; i < f->nmeta; i++)
+        meta += 4 + strlen(f->meta[i].key) + strlen(f->meta[i].val);
+    /* small part: header, metadata, and each tensor's header back to back */
+    uint64_t small = HDR + meta;
+    for (int i = 0; i < f->n; i++)
+        small += 2 + strlen(f->t[i].name) + 4 + 8 * (uint64_t)f->t[i].rank + 8;
+    if (grow(&w->buf, &w->cap, small)) {
+        kd_err_set("%s: out of memory", w->out.path);
+        return -1;
+    }
+    kd_frame hdrs = *f; /* same metadata, tensors encoded without their data */
+    hdrs.n = 0;
+    encode_raw(&hdrs, w->buf + HDR);
+    uint8_t *p = w->buf + HDR + meta;
+    size_t th[MAX_TENSORS + 1];
+    th[0] = HDR + meta;
+    for (int i = 0; i < f->n; i++) {
+        const kd_tensor *t = &f->t[i];
+        size_t k = strlen(t->name);
+        put16(p, (uint16_t)k);
+        memcpy(p + 2, t->name, k);
+        p += 2 + k;
+        p[0] = (uint8_t)t->dtype;
+        p[1] = (uint8_t)t->rank;
+        put16(p + 2, 0);
+        p += 4;
+        for (int d = 0; d < t->rank; d++, p += 8)
+            put64(p, (uint64_t)t->dims[d]);
+        put64(p, t->nbytes);
+        p += 8;
+        th[i + 1] = (size_t)(p - w->buf);
+    }
+    uint8_t *h = w->buf;
+    memcpy(h, MAGIC, 4);
+    put16(h + 4, KD_STREAM_VERSION);
+    put16(h + 6, 0);
+    put32(h + 8, (uint32_t)f->n);
+    put32(h + 12, (uint32_t)f->nmeta);
+    put64(h + 16, raw);
+    put64(h + 24, raw);
+    uint32_t crc = (uint32_t)crc32(0L, Z_NULL, 0);
+    crc = crc_update(crc, h, 32);
+    crc = crc_update(crc, h + HDR, meta);
+    for (int i = 0; i < f->n; i++) {
+        crc = crc_update(crc, w->buf + th[i], th[i + 1] - th[i]);
+        crc = crc_update(crc, f->t[i].data, f->t[i].nbytes);
+    }
+    put32(h + 32, crc);
+    put32(h + 36, 0);
+    int ok = fwrite(w->buf, 1, th[0], w->out.f) == th[0];
+    for (int i = 0; ok && i < f->n; i++)
+        ok = fwrite(w->buf + th[i], 1, th[i + 1] - th[i], w->out.f) == th[i + 1] - th[i] &&
+             fwrite(f->t[i].data, 1, f->t[i].nbytes, w->out.f) == f->t[i].nbytes;
+    if (!ok) {
+        kd_err_set("%s: write error: %s", w->out.path, strerror(errno));
+        return -1;
+    }
+    return 0;
+}
+
 int kd_writer_put(kd_writer *w, const kd_frame *f)
 {
+    if (!(w->flags & KD_W_DEFLATE))
+        return put_plain(w, f);
     size_t len;
     if (encode(f, w->flags, &w->buf, &len, &w->cap, &w->tmp, &w->tmpcap)) {
         kd_err_prefix("%s", w->out.path);

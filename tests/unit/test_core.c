@@ -5,6 +5,7 @@
 #include <unistd.h>
 
 #include "kd_err.h"
+#include "kd_file.h"
 #include "kd_gemm.h"
 #include "kd_h5.h"
 #include "kd_rng.h"
@@ -142,6 +143,17 @@ static void test_stream(void)
             buf[i] ^= 0x5a;
         }
         KD_CHECK(bad == 0, "every flipped byte detected (flags=%d, %d missed)", flags, bad);
+        /* the writer (piecewise when plain) produces the same bytes */
+        char wpath[] = "/tmp/kd_test_w_XXXXXX";
+        close(mkstemp(wpath));
+        kd_writer *w = kd_writer_open(wpath, flags);
+        int wok = w && kd_writer_put(w, &f) == 0 && kd_writer_close(w) == 0;
+        unsigned char *wb = NULL;
+        size_t wl = 0;
+        wok = wok && kd_file_slurp(wpath, &wb, &wl) == 0 && wl == len && !memcmp(wb, buf, len);
+        KD_CHECK(wok, "writer bytes equal kd_frame_encode (flags=%d)", flags);
+        free(wb);
+        unlink(wpath);
         free(two);
         free(buf);
     }
