@@ -96,7 +96,7 @@ static inline void lin_tap(float scale, int d, int in, int *i0, int *step, float
  * float planar (f32) or u8 interleaved with C channels (u8, converted by the
  * x/255 table on the fly). */
 static void resized_crop_any(const float *f32, const uint8_t *u8, int C, int H, int W, kd_box box, float *dst,
-                             int oh, int ow)
+                             int oh, int ow, int hflip)
 {
     const float sh = (float)box.h / (float)oh, sw = (float)box.w / (float)ow;
     int xi[KD_AUG_MAXW], xs[KD_AUG_MAXW];
@@ -107,6 +107,13 @@ static void resized_crop_any(const float *f32, const uint8_t *u8, int C, int H, 
         xi[x] += box.left;
         xs[x] += xi[x];
     }
+    if (hflip) /* output column x takes the taps of column ow-1-x */
+        for (int a = 0, b = ow - 1; a < b; a++, b--) {
+            int ti = xi[a], ts = xs[a];
+            float t0 = xl0[a], t1 = xl1[a];
+            xi[a] = xi[b], xs[a] = xs[b], xl0[a] = xl0[b], xl1[a] = xl1[b];
+            xi[b] = ti, xs[b] = ts, xl0[b] = t0, xl1[b] = t1;
+        }
     if (u8) /* element offsets into an interleaved row */
         for (int x = 0; x < ow; x++) {
             xi[x] *= C;
@@ -169,15 +176,16 @@ void kd_aug_resized_crop(const float *src, int C, int H, int W, kd_box box, floa
     if (ow > KD_AUG_MAXW || C > 3) /* outside what augment accepts; stay correct */
         kd_aug_resized_crop_ref(src, C, H, W, box, dst, oh, ow);
     else
-        resized_crop_any(src, NULL, C, H, W, box, dst, oh, ow);
+        resized_crop_any(src, NULL, C, H, W, box, dst, oh, ow, 0);
 }
 
-int kd_aug_resized_crop_u8(const uint8_t *src, int C, int H, int W, kd_box box, float *dst, int oh, int ow)
+int kd_aug_resized_crop_u8(const uint8_t *src, int C, int H, int W, kd_box box, float *dst, int oh, int ow,
+                           int hflip)
 {
     if (ow > KD_AUG_MAXW || C > 3)
         return -1;
     pthread_once(&lut_once, lut_init);
-    resized_crop_any(NULL, src, C, H, W, box, dst, oh, ow);
+    resized_crop_any(NULL, src, C, H, W, box, dst, oh, ow, hflip);
     return 0;
 }
 

@@ -30,9 +30,12 @@ void kd_aug_from_u8(const uint8_t *src, int H, int W, int C, float *dst, int oc)
  * The box must lie inside the image. */
 void kd_aug_resized_crop(const float *src, int C, int H, int W, kd_box box, float *dst, int oh, int ow);
 /* The same straight from u8 interleaved [H,W,C] (values x/255), without a
- * separate conversion pass.  -1 (nothing done) if ow > KD_AUG_MAXW. */
+ * separate conversion pass; hflip != 0 also mirrors the output (bit for bit
+ * what kd_aug_hflip would give).  -1 (nothing done) if ow > KD_AUG_MAXW,
+ * C > 3 or the box is wider than 4*KD_AUG_MAXW. */
 #define KD_AUG_MAXW 4096
-int kd_aug_resized_crop_u8(const uint8_t *src, int C, int H, int W, kd_box box, float *dst, int oh, int ow);
+int kd_aug_resized_crop_u8(const uint8_t *src, int C, int H, int W, kd_box box, float *dst, int oh, int ow,
+                           int hflip);
 /* Naive reference of the same (one output pixel at a time, double). */
 void kd_aug_resized_crop_ref(const float *src, int C, int H, int W, kd_box box, float *dst, int oh, int ow);
 

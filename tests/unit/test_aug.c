@@ -74,7 +74,10 @@ static int run_case(kd_h5 *h, int i, double *worst)
         kd_aug_resized_crop(t, C, H, W, b, got, (int)p[4], (int)p[5]);
         kd_aug_resized_crop_ref(t, C, H, W, b, tmp, (int)p[4], (int)p[5]);
         ok = maxdiff(got, tmp, on_) < 1e-5;
-        kd_aug_resized_crop_u8(u8, C, H, W, b, tmp, (int)p[4], (int)p[5]);
+        kd_aug_resized_crop_u8(u8, C, H, W, b, tmp, (int)p[4], (int)p[5], 0);
+        ok &= maxdiff(got, tmp, on_) == 0;
+        kd_aug_resized_crop_u8(u8, C, H, W, b, tmp, (int)p[4], (int)p[5], 1);
+        kd_aug_hflip(tmp, C, (int)p[4], (int)p[5]);
         ok &= maxdiff(got, tmp, on_) == 0;
     } else if (!strcmp(op, "crop")) {
         kd_box b = {(int)p[0], (int)p[1], (int)p[2], (int)p[3]};
