@@ -3,6 +3,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <libgen.h>
+#include <sys/stat.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
@@ -58,6 +59,18 @@ int kd_file_open(kd_file *o, const char *path)
         o->tmp[0] = 0;
         return 0;
     }
+    /* A device or FIFO (-o /dev/null, a named pipe) is written in place:
+     * renaming a temporary over it would replace it with a regular file. */
+    struct stat st;
+    if (stat(path, &st) == 0 && !S_ISREG(st.st_mode) && !S_ISDIR(st.st_mode)) {
+        o->tmp[0] = 0;
+        o->f = fopen(path, "wb");
+        if (!o->f) {
+            kd_err_set("%s: cannot open: %s", path, strerror(errno));
+            return -1;
+        }
+        return 0;
+    }
     kd_file_tmpname(o->tmp, sizeof o->tmp, path);
     o->f = fopen(o->tmp, "wb");
     if (!o->f) {
@@ -70,8 +83,13 @@ int kd_file_open(kd_file *o, const char *path)
 int kd_file_commit(kd_file *o)
 {
     if (!o->tmp[0]) {
-        if (fflush(o->f) != 0) {
-            kd_err_set("%s: write error: %s", o->path, strerror(errno));
+        int bad = fflush(o->f) != 0;
+        int err = errno;
+        if (o->f != stdout && fclose(o->f) != 0)
+            bad = 1;
+        o->f = NULL;
+        if (bad) {
+            kd_err_set("%s: write error: %s", o->path, strerror(err));
             return -1;
         }
         return 0;
@@ -99,11 +117,10 @@ int kd_file_commit(kd_file *o)
 
 void kd_file_abort(kd_file *o)
 {
-    if (o->tmp[0]) {
-        if (o->f)
-            fclose(o->f);
+    if (o->f && o->f != stdout)
+        fclose(o->f);
+    if (o->tmp[0])
         unlink(o->tmp);
-    }
     o->f = NULL;
 }
 
