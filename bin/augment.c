@@ -474,16 +474,6 @@ int main(int argc, char **argv)
         kd_usage("%s", kd_err_get());
 
     /* ---- output ---- */
-    /* A device or FIFO (-o /dev/null, a named pipe) cannot take the
-     * temporary-name-and-rename route of kd_writer: write to it directly. */
-    struct stat ost;
-    if (strcmp(out_path, "-") != 0 && stat(out_path, &ost) == 0 && !S_ISREG(ost.st_mode)) {
-        if (S_ISDIR(ost.st_mode))
-            kd_die(KD_EXIT_FAIL, "%s: is a directory", out_path);
-        if (!freopen(out_path, "wb", stdout))
-            kd_die(KD_EXIT_FAIL, "%s: cannot open: %s", out_path, strerror(errno));
-        out_path = "-";
-    }
     int nthreads = images ? kd_cli_threads(&std) : 1;
     kd_writer *wr = kd_writer_open(out_path, deflate ? KD_W_DEFLATE : 0);
     if (!wr)
