@@ -105,4 +105,25 @@ int kd_model_backward(kd_model *m, const float *d_features, const float *d_logit
 /* Multiply-accumulates of one forward of one image at h x w (for GFLOP/s). */
 double kd_model_flops(const kd_model *m, int h, int w);
 
+/* ---- additions (model engine) ---- */
+
+/* Space-separated list of the architecture names. */
+const char *kd_model_arch_names(void);
+/* Before kd_model_prepare: plan for inference only (activations reused as
+ * soon as they are dead; training forward refused).  Stage maps other than
+ * the last are then only available when kept. */
+void kd_model_set_eval_only(kd_model *m, int on);
+int kd_model_keep_stage(kd_model *m, int stage);
+/* Randomness of training forwards (dropout, stochastic depth): draws are
+ * keyed by (seed, step, layer); step advances with every training forward. */
+void kd_model_set_rng(kd_model *m, uint64_t seed, uint64_t step);
+/* Switch dropout / stochastic depth off in training (both on by default, as
+ * in PyTorch). */
+void kd_model_set_regularisers(kd_model *m, int dropout, int drop_path);
+/* Bytes held by the model: parameters, gradients, buffers, activations and
+ * workspace as prepared. */
+size_t kd_model_memory(const kd_model *m);
+/* The planned input size; returns the prepared batch size (0: none). */
+int kd_model_input_size(const kd_model *m, int *h, int *w);
+
 #endif

@@ -1,0 +1,127 @@
+/* kd_model_build — the inside of a kd_model, shared by lib/kd_model.c (the
+ * engine: planning, forward, backward, files) and lib/kd_arch_*.c (the
+ * architecture builders).  Not a public header.
+ *
+ * A model is a list of nodes over values.  A value is one activation tensor
+ * [N,C,H,W] (value 0 is the input); a node reads one or two values and
+ * writes one.  Residual wiring is just a node reading two values.  Builders
+ * call kd_b_*() in forward order; shapes other than channels are only known
+ * when kd_model_prepare() plans for an input size. */
+#ifndef KD_MODEL_BUILD_H
+#define KD_MODEL_BUILD_H
+
+#include "kd_layers.h"
+#include "kd_model.h"
+
+typedef enum { N_CONV, N_BN, N_ACT, N_MAXPOOL, N_GAP, N_LINEAR, N_ADD, N_SCALE, N_DROPOUT, N_DROPPATH } kd_op;
+
+/* How a parameter view is initialised (the PyTorch initialiser it mirrors). */
+typedef enum { I_ZERO, I_ONE, I_NORMAL, I_UNIFORM } kd_init_kind;
+typedef struct {
+    kd_init_kind kind;
+    float a; /* std for I_NORMAL, bound for I_UNIFORM */
+} kd_init;
+
+typedef struct {
+    kd_op op;
+    int in, in2, out;          /* value ids; in2: ADD's second term, SCALE's scales */
+    int O, k, stride, pad, groups;
+    kd_act act;
+    float eps, momentum, p;
+    int w, b;                  /* parameter views, -1: none */
+    int rm, rv, nbt;           /* buffer views (BN), -1: none */
+    /* planned */
+    kd_conv conv;
+    kd_pool pool;
+    size_t aux, iaux;          /* saved state for backward: BN mean/rstd, masks, argmax */
+    int inplace;               /* output shares the input's storage */
+} kd_node;
+
+typedef struct {
+    int C, H, W;     /* per image */
+    int producer;    /* node, -1 for the input */
+    int nuse, last_use;
+    int stage;       /* a stage map: never overwritten in place */
+    int alias;       /* storage shared with this value (in-place), -1 */
+    size_t off, doff;
+    int has_grad;    /* a gradient buffer exists */
+    int grad_live;   /* backward: gradient holds something non-zero */
+} kd_value;
+
+#define KD_MAX_STAGES 8
+
+struct kd_model {
+    kd_arch_opts o;
+    char arch[32];
+    uint64_t seed;
+    int build_err;
+
+    kd_node *nodes;
+    int nn, capn;
+    kd_value *vals;
+    int nv, capv;
+
+    kd_pview *pv;
+    kd_init *pinit;
+    int npv, cappv;
+    kd_pview *bv;
+    int nbv, capbv;
+    size_t nparams, nbuffers;
+    float *params, *grads, *buffers;
+
+    int stages[KD_MAX_STAGES];
+    int nstages;
+    int keep_stage[KD_MAX_STAGES + 1];
+    int feat, logits, emb; /* value ids, -1: none */
+
+    /* plan */
+    int eval_only;
+    int max_n, H, W, planned_n;
+    float *act, *dact, *aux, *ws;
+    int32_t *iaux;
+    size_t act_cap, dact_cap, aux_cap, iaux_cap, ws_cap;
+    size_t act_need, dact_need, aux_need, iaux_need, ws_need;
+
+    int last_n, last_train, last_group;
+    uint64_t rng_seed, step;
+    int use_dropout, use_droppath;
+};
+
+/* Builders: return the new value id (or -1 after an allocation failure,
+ * remembered in build_err).  Names are PyTorch module paths; the parameter
+ * names get ".weight"/".bias" appended. */
+/* Convolutions get padding (k-1)/2 and kaiming normal fan_out init (gain
+ * sqrt(2), bias 0): what torchvision and the CRD models all do. */
+int kd_b_conv(kd_model *m, const char *name, int in, int O, int k, int stride, int groups, int bias);
+int kd_b_bn(kd_model *m, const char *name, int in, float eps, float momentum);
+int kd_b_act(kd_model *m, int in, kd_act a);
+int kd_b_maxpool(kd_model *m, int in, int k, int stride, int pad);
+int kd_b_gap(kd_model *m, int in);
+/* init: weight and bias initialisers. */
+int kd_b_linear(kd_model *m, const char *name, int in, int O, int bias, kd_init wi, kd_init bi);
+/* A 1x1 convolution on a pooled [N,C,1,1] value (squeeze-excite's fc1/fc2):
+ * a linear layer with a conv-shaped weight [O,C,1,1], bias, conv init. */
+int kd_b_pointwise(kd_model *m, const char *name, int in, int O);
+int kd_b_add(kd_model *m, int a, int b);
+int kd_b_scale(kd_model *m, int x, int s);
+int kd_b_dropout(kd_model *m, int in, float p);
+int kd_b_droppath(kd_model *m, int in, float p);
+void kd_b_stage(kd_model *m, int v);
+int kd_b_channels(const kd_model *m, int v);
+
+/* PyTorch's nn.Linear default: U(+-1/sqrt(fan_in)) for weight and bias. */
+kd_init kd_init_linear_default(int fan_in);
+
+/* Architecture builders (lib/kd_arch_*.c): add nodes from value 0 (the
+ * input) to the pooled features; set m->feat; return 0 or -1 (kd_err). */
+int kd_arch_resnet_tv(kd_model *m);    /* resnet18/34/50 */
+int kd_arch_resnet_cifar(kd_model *m); /* resnet20/56/8x4/32x4 */
+int kd_arch_wrn(kd_model *m);          /* wrn_16_2, wrn_40_2 */
+int kd_arch_mobilenet_v2(kd_model *m);
+int kd_arch_efficientnet_b0(kd_model *m);
+int kd_arch_mobilenet_v3_large(kd_model *m);
+
+/* torchvision's _make_divisible(v, 8). */
+int kd_make_divisible(double v, int divisor);
+
+#endif
