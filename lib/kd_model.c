@@ -478,6 +478,7 @@ void kd_model_free(kd_model *m)
     free(m->aux);
     free(m->iaux);
     free(m->ws);
+    free(m->fold);
     free(m);
 }
 
@@ -722,11 +723,24 @@ int kd_model_prepare(kd_model *m, int max_n, int h, int w)
     /* in-place aliasing */
     for (int v = 0; v < nv; v++)
         m->vals[v].alias = -1;
+    size_t fold_need = 0;
     for (int i = 0; i < nn; i++) {
         kd_node *d = &m->nodes[i];
         d->inplace = can_inplace(m, d);
         if (d->inplace)
             m->vals[d->out].alias = d->in;
+        d->fold_bn = -1;
+        d->folded = 0;
+        /* eval-only: a BN right after a conv is folded into the conv's
+         * weights and bias (one pass over the activations fewer) */
+        if (m->eval_only && d->op == N_BN && d->inplace && m->nodes[m->vals[d->in].producer].op == N_CONV) {
+            kd_node *c = &m->nodes[m->vals[d->in].producer];
+            c->fold_bn = i;
+            d->folded = 1;
+            size_t need = m->pv[c->w].n + (size_t)c->O;
+            if (need > fold_need)
+                fold_need = need;
+        }
     }
     /* forward arena: live range of each storage root */
     int nr = 0;
@@ -806,7 +820,8 @@ int kd_model_prepare(kd_model *m, int max_n, int h, int w)
         ensure((void **)&m->dact, &m->dact_cap, dact_need, sizeof(float)) ||
         ensure((void **)&m->aux, &m->aux_cap, aux, sizeof(float)) ||
         ensure((void **)&m->iaux, &m->iaux_cap, iaux, sizeof(int32_t)) ||
-        ensure((void **)&m->ws, &m->ws_cap, ws, sizeof(float))) {
+        ensure((void **)&m->ws, &m->ws_cap, ws, sizeof(float)) ||
+        ensure((void **)&m->fold, &m->fold_cap, fold_need, sizeof(float))) {
         kd_err_set("model: out of memory for activations of %d images %dx%d (%.0f MB)", max_n, h, w,
                    (double)(act_need + dact_need + aux + ws) * 4 / 1e6);
         return -1;
@@ -847,6 +862,26 @@ int kd_model_input_size(const kd_model *m, int *h, int *w)
 #define GRAD(i) ((i) >= 0 ? m->grads + m->pv[i].off : NULL)
 #define BUF(i) (m->buffers + m->bv[i].off)
 
+/* conv(x, w) then eval BN == conv(x, w * s) + (beta - mean * s) + bias * s,
+ * s = gamma / sqrt(var + eps), per output channel.  Recomputed every
+ * forward (O(weights), small next to the convolution) so that a model whose
+ * parameters change between forwards stays right. */
+static void fold_conv_bn(kd_model *m, const kd_node *c, const kd_node *bn, const float **w, const float **b)
+{
+    const float *W = PAR(c->w), *B = PAR(c->b), *g = PAR(bn->w), *be = PAR(bn->b);
+    const float *rm = BUF(bn->rm), *rv = BUF(bn->rv);
+    size_t per = m->pv[c->w].n / (size_t)c->O;
+    float *fw = m->fold, *fb = m->fold + m->pv[c->w].n;
+    for (int o = 0; o < c->O; o++) {
+        float s = g[o] / sqrtf(rv[o] + bn->eps);
+        for (size_t k = 0; k < per; k++)
+            fw[(size_t)o * per + k] = W[(size_t)o * per + k] * s;
+        fb[o] = be[o] - rm[o] * s + (B ? B[o] * s : 0.0f);
+    }
+    *w = fw;
+    *b = fb;
+}
+
 int kd_model_forward(kd_model *m, const float *x, int n, int train, int bn_group)
 {
     if (!m->planned_n || n < 1 || n > m->max_n) {
@@ -874,10 +909,18 @@ int kd_model_forward(kd_model *m, const float *x, int n, int train, int bn_group
         case N_CONV: {
             kd_conv c = d->conv;
             c.N = n;
-            kd_conv_forward(&c, X, PAR(d->w), PAR(d->b), Y, m->ws);
+            if (d->fold_bn >= 0 && !train) {
+                const float *w, *b;
+                fold_conv_bn(m, d, &m->nodes[d->fold_bn], &w, &b);
+                kd_conv_forward(&c, X, w, b, Y, m->ws);
+            } else {
+                kd_conv_forward(&c, X, PAR(d->w), PAR(d->b), Y, m->ws);
+            }
             break;
         }
         case N_BN:
+            if (d->folded && !train)
+                break; /* done by the conv (in place: Y == X) */
             if (train) {
                 if ((bn_group ? bn_group : n) * HW < 2) {
                     kd_err_set("model: batch norm needs more than one value per channel in training "

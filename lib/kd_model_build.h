@@ -35,6 +35,8 @@ typedef struct {
     kd_pool pool;
     size_t aux, iaux;          /* saved state for backward: BN mean/rstd, masks, argmax */
     int inplace;               /* output shares the input's storage */
+    int fold_bn;               /* eval-only: conv whose BN (this node) is folded in, -1 */
+    int folded;                /* eval-only: BN folded into the conv before it */
 } kd_node;
 
 typedef struct {
@@ -77,9 +79,9 @@ struct kd_model {
     /* plan */
     int eval_only;
     int max_n, H, W, planned_n;
-    float *act, *dact, *aux, *ws;
+    float *act, *dact, *aux, *ws, *fold;
     int32_t *iaux;
-    size_t act_cap, dact_cap, aux_cap, iaux_cap, ws_cap;
+    size_t act_cap, dact_cap, aux_cap, iaux_cap, ws_cap, fold_cap;
     size_t act_need, dact_need, aux_need, iaux_need, ws_need;
 
     int last_n, last_train, last_group;
