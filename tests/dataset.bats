@@ -1,0 +1,136 @@
+#!/usr/bin/env bats
+# dataset: ingest Fashion-MNIST (IDX), CIFAR batches and PNG folders.
+load '/usr/lib/bats/bats-support/load'
+load '/usr/lib/bats/bats-assert/load'
+
+DS="$BATS_TEST_DIRNAME/../bin/dataset"
+FM=/usr/share/datasets/fashion-mnist
+PY=/usr/bin/python3
+
+count() { # FILE: n and per-class counts
+    "$PY" -c "import h5py,numpy as np,sys; f=h5py.File(sys.argv[1]); print(f['images'].shape, list(np.bincount(f['labels'][:])))" "$1"
+}
+
+@test "dataset --help and --version" {
+    run "$DS" --help
+    assert_success
+    assert_output --partial "Usage: dataset"
+    run "$DS" --version
+    assert_success
+    assert_output --partial "BLIS kernels"
+}
+
+@test "dataset: usage errors exit 2" {
+    run "$DS"
+    assert_failure 2
+    assert_output --partial "missing SOURCE"
+    run "$DS" "$FM"
+    assert_failure 2
+    assert_output --partial "missing -o"
+    run "$DS" --split validation "$FM" -o x.h5
+    assert_failure 2
+    run "$DS" --limit 0 "$FM" -o x.h5
+    assert_failure 2
+    run "$DS" --bogus "$FM" -o x.h5
+    assert_failure 2
+}
+
+@test "dataset: Fashion-MNIST from the Debian package, both splits" {
+    cd "$BATS_TEST_TMPDIR"
+    run "$DS" "$FM" --split train -o train.h5
+    assert_success
+    assert_output --partial '"n": 60000'
+    run count train.h5
+    assert_output "(60000, 28, 28, 1) [6000, 6000, 6000, 6000, 6000, 6000, 6000, 6000, 6000, 6000]"
+    run "$DS" "$FM" --split test -o test.h5
+    assert_success
+    run count test.h5
+    assert_output "(10000, 28, 28, 1) [1000, 1000, 1000, 1000, 1000, 1000, 1000, 1000, 1000, 1000]"
+    run "$PY" -c "import h5py; f=h5py.File('train.h5'); a=f.attrs; print(a['kdpipe_kind'], a['classes'][0], round(float(a['mean'][0]),4), round(float(a['std'][0]),4))"
+    assert_output "dataset T-shirt/top 0.286 0.353"
+}
+
+@test "dataset: --limit and a single IDX file path" {
+    cd "$BATS_TEST_TMPDIR"
+    run "$DS" --limit 100 "$FM/t10k-images-idx3-ubyte.gz" -o small.h5
+    assert_success
+    assert_output --partial '"n": 100'
+    # pixel-exact against the raw IDX bytes
+    run "$PY" -c "
+import gzip,h5py,numpy as np
+raw=np.frombuffer(gzip.open('$FM/t10k-images-idx3-ubyte.gz').read()[16:16+100*784],np.uint8).reshape(100,28,28,1)
+lab=np.frombuffer(gzip.open('$FM/t10k-labels-idx1-ubyte.gz').read()[8:108],np.uint8)
+f=h5py.File('small.h5'); print(np.array_equal(f['images'][:],raw), np.array_equal(f['labels'][:],lab))"
+    assert_output "True True"
+}
+
+@test "dataset: CIFAR batch and PNG folder ingest pixel-exactly" {
+    cd "$BATS_TEST_TMPDIR"
+    "$PY" "$BATS_TEST_DIRNAME/gen/mkimages.py" .
+    run "$DS" --format cifar . -o c.h5
+    assert_success
+    run "$DS" folder -o f.h5
+    assert_success
+    assert_output --partial '"c": 3'
+    run "$PY" -c "
+import h5py,numpy as np
+for k,n in (('c','cifar'),('f','folder')):
+    f=h5py.File(k+'.h5'); print(np.array_equal(f['images'][:],np.load(n+'_images.npy')), np.array_equal(f['labels'][:],np.load(n+'_labels.npy')))"
+    assert_output $'True True\nTrue True'
+}
+
+@test "dataset: mixed PNG sizes are refused unless --resize" {
+    cd "$BATS_TEST_TMPDIR"
+    "$PY" "$BATS_TEST_DIRNAME/gen/mkimages.py" .
+    "$DS" --format cifar . -o c.h5 >/dev/null
+    cp folder/a_cat/1.png folder/b_dog/9.png
+    "$PY" -c "
+import struct,zlib
+def ch(t,d): return struct.pack('>I',len(d))+t+d+struct.pack('>I',zlib.crc32(t+d)&0xffffffff)
+open('folder/b_dog/9.png','wb').write(b'\x89PNG\r\n\x1a\n'+ch(b'IHDR',struct.pack('>IIBBBBB',3,3,8,0,0,0,0))+ch(b'IDAT',zlib.compress(b'\0abc'*3))+ch(b'IEND',b''))"
+    run "$DS" folder -o m.h5
+    assert_failure 1
+    assert_output --partial "use --resize"
+    [ ! -e m.h5 ]
+    run "$DS" --resize 8x6 folder -o m.h5
+    assert_success
+    assert_output --partial '"h": 8, "w": 6'
+}
+
+@test "dataset: bad inputs fail clearly and leave no output" {
+    cd "$BATS_TEST_TMPDIR"
+    mkdir idx && cp "$FM"/t10k-*.gz idx/
+    gunzip idx/t10k-images-idx3-ubyte.gz
+    # wrong magic
+    printf '\x00\x00\x09\x03' | dd of=idx/t10k-images-idx3-ubyte conv=notrunc 2>/dev/null
+    run "$DS" --split test idx -o out.h5
+    assert_failure 1
+    assert_output --partial "t10k-images-idx3-ubyte: IDX type 0x09"
+    [ ! -e out.h5 ]
+    # short file
+    cp "$FM/t10k-images-idx3-ubyte.gz" idx/ && rm idx/t10k-images-idx3-ubyte
+    gunzip idx/t10k-images-idx3-ubyte.gz && truncate -s 5000 idx/t10k-images-idx3-ubyte
+    run "$DS" --split test idx -o out.h5
+    assert_failure 1
+    assert_output --partial "short file"
+    [ ! -e out.h5 ]
+    # label out of range (CIFAR label 10)
+    "$PY" -c "open('data_batch_1.bin','wb').write(bytes([10])+bytes(3072))"
+    run "$DS" --format cifar . -o out.h5
+    assert_failure 1
+    assert_output --partial "label 10 out of range"
+    [ ! -e out.h5 ]
+    # empty folder, unreadable PNG, missing source
+    mkdir -p empty pics/x
+    run "$DS" --format folder empty -o out.h5
+    assert_failure 1
+    assert_output --partial "no class directories"
+    echo "not a png" > pics/x/a.png
+    run "$DS" pics -o out.h5
+    assert_failure 1
+    assert_output --partial "pics/x/a.png: unreadable PNG"
+    run "$DS" nowhere -o out.h5
+    assert_failure 1
+    assert_output --partial "nowhere: No such file"
+    [ ! -e out.h5 ]
+}
