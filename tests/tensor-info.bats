@@ -1,0 +1,83 @@
+#!/usr/bin/env bats
+load '/usr/lib/bats/bats-support/load'
+load '/usr/lib/bats/bats-assert/load'
+
+B="$BATS_TEST_DIRNAME/../bin"
+TI="$B/tensor-info"
+PY=/usr/bin/python3
+
+setup() {
+    cd "$BATS_TEST_TMPDIR"
+    "$B/dataset" --limit 50 --split test /usr/share/datasets/fashion-mnist -o ds.h5 >/dev/null
+}
+
+@test "tensor-info --help, --version, usage errors" {
+    run "$TI" --help
+    assert_success
+    assert_output --partial "Usage: tensor-info"
+    run "$TI" --version
+    assert_success
+    run "$TI" a b
+    assert_failure 2
+    run "$TI" --png-count 0 ds.h5
+    assert_failure 2
+    run "$TI" --nope
+    assert_failure 2
+}
+
+@test "tensor-info: a dataset file, table and JSON" {
+    run "$TI" ds.h5
+    assert_success
+    assert_output --partial "kdpipe dataset file, format 1"
+    assert_output --partial "images                   u8   [50,28,28,1]"
+    assert_output --partial '@classes = 10: "T-shirt/top"'
+    run "$TI" --json ds.h5
+    assert_success
+    assert_line --index 1 --regexp '^\{"name": "labels", "dtype": "i32", "shape": \[50\], "min": 0, "mean": [0-9.]+, "max": 9\}$'
+    # the statistics agree with NumPy's
+    py=$("$PY" -c "import h5py; x=h5py.File('ds.h5')['images'][:]; print(x.min(), round(float(x.mean()),3), x.max())")
+    js=$("$TI" --json ds.h5 | head -1 | "$PY" -c "import json,sys; d=json.load(sys.stdin); print(int(d['min']), round(d['mean'],3), int(d['max']))")
+    [ "$py" = "$js" ]
+}
+
+@test "tensor-info: a stream from augment, and PNG grids of images and views" {
+    "$B/augment" --limit 50 --batch 25 --quiet ds.h5 > s.kdt
+    run "$TI" --png pngs s.kdt
+    assert_success
+    assert_output --partial "frame 1: epoch=0 step=1"
+    assert_output --partial "view1                    f32  [25,1,28,28]"
+    assert_output --partial "2 frames"
+    run "$TI" --png pngs ds.h5
+    assert_success
+    for f in pngs/frame0000-view0.png pngs/frame0001-view1.png pngs/images.png; do
+        run "$PY" -c "import sys; b=open('$f','rb').read(24); print(b[:8]==b'\x89PNG\r\n\x1a\n', int.from_bytes(b[16:20],'big')>0)"
+        assert_output "True True"
+    done
+    # stdin
+    run sh -c "'$TI' - < s.kdt"
+    assert_success
+    assert_output --partial "2 frames"
+}
+
+@test "tensor-info: bad HDF5 inputs" {
+    run "$TI" missing.h5
+    assert_failure 1
+    assert_output --partial "missing.h5: No such file"
+    "$PY" -c "import h5py; f=h5py.File('plain.h5','w'); f['x']=[1,2]"
+    run "$TI" plain.h5
+    assert_failure 1
+    assert_output --partial "plain.h5: not a kdpipe file (no kdpipe_format attribute)"
+    cp ds.h5 newer.h5
+    "$PY" -c "import h5py; h5py.File('newer.h5','a').attrs['kdpipe_format']=7"
+    run "$TI" newer.h5
+    assert_failure 1
+    assert_output --partial "kdpipe_format 7 is not supported"
+    head -c 4000 ds.h5 > trunc.h5
+    run "$TI" trunc.h5
+    assert_failure 1
+    assert_output --partial "trunc.h5"
+    echo "hello" > text.h5
+    run "$TI" text.h5
+    assert_failure 1
+    assert_output --partial "text.h5: frame 0 at byte 0: truncated frame header"
+}
