@@ -1,0 +1,720 @@
+/* Layer kernels: forward/backward pairs over NCHW float arrays (contract in
+ * kd_layers.h).  Convolutions with groups == 1 are im2col + one GEMM per
+ * image (1x1 stride-1 convolutions skip im2col: the image is the column
+ * matrix); depthwise convolutions are direct loops; other grouped
+ * convolutions run one GEMM per group.  Every backward accumulates. */
+#include "kd_layers.h"
+
+#include <math.h>
+#include <string.h>
+
+#include "kd_err.h"
+#include "kd_gemm.h"
+
+/* ---------------------------------------------------------------- conv */
+
+int kd_conv_init(kd_conv *c, int N, int C, int H, int W, int O, int k, int stride, int pad, int groups)
+{
+    c->N = N, c->C = C, c->H = H, c->W = W, c->O = O;
+    c->kh = c->kw = k, c->stride = stride, c->pad = pad, c->groups = groups;
+    if (groups < 1 || C % groups || O % groups || k < 1 || stride < 1 || pad < 0) {
+        kd_err_set("conv: %d -> %d channels, kernel %d, stride %d, groups %d is inconsistent", C, O, k, stride,
+                   groups);
+        return -1;
+    }
+    c->Ho = (H + 2 * pad - k) / stride + 1;
+    c->Wo = (W + 2 * pad - k) / stride + 1;
+    if (H + 2 * pad < k || W + 2 * pad < k || c->Ho < 1 || c->Wo < 1) {
+        kd_err_set("conv: input %dx%d is smaller than kernel %d with padding %d", H, W, k, pad);
+        return -1;
+    }
+    return 0;
+}
+
+static int is_depthwise(const kd_conv *c) { return c->groups > 1 && c->groups == c->C && c->groups == c->O; }
+static int is_pointwise(const kd_conv *c) { return c->kh == 1 && c->kw == 1 && c->stride == 1 && c->pad == 0; }
+
+size_t kd_conv_workspace(const kd_conv *c)
+{
+    if (is_depthwise(c) || (is_pointwise(c) && c->groups == 1))
+        return 0;
+    /* columns of one image (one group) and their gradient */
+    size_t K = (size_t)(c->C / c->groups) * c->kh * c->kw, P = (size_t)c->Ho * c->Wo;
+    return 2 * K * P;
+}
+
+/* col [cg*kh*kw, Ho*Wo] from channels c0..c0+cg-1 of one image xn [C,H,W]. */
+static void im2col(const kd_conv *c, const float *xn, int c0, int cg, float *col)
+{
+    int P = c->Ho * c->Wo;
+    for (int ci = 0; ci < cg; ci++)
+        for (int u = 0; u < c->kh; u++)
+            for (int v = 0; v < c->kw; v++) {
+                float *row = col + ((size_t)(ci * c->kh + u) * c->kw + v) * P;
+                const float *xc = xn + (size_t)(c0 + ci) * c->H * c->W;
+                for (int i = 0; i < c->Ho; i++) {
+                    int hi = i * c->stride - c->pad + u;
+                    float *r = row + (size_t)i * c->Wo;
+                    if (hi < 0 || hi >= c->H) {
+                        memset(r, 0, sizeof(float) * (size_t)c->Wo);
+                        continue;
+                    }
+                    const float *xr = xc + (size_t)hi * c->W;
+                    if (c->stride == 1) {
+                        int j0 = c->pad - v, j = 0; /* wi = j - j0 */
+                        for (; j < c->Wo && j - j0 < 0; j++) r[j] = 0;
+                        for (; j < c->Wo && j - j0 < c->W; j++) r[j] = xr[j - j0];
+                        for (; j < c->Wo; j++) r[j] = 0;
+                    } else
+                        for (int j = 0; j < c->Wo; j++) {
+                            int wi = j * c->stride - c->pad + v;
+                            r[j] = (wi < 0 || wi >= c->W) ? 0 : xr[wi];
+                        }
+                }
+            }
+}
+
+/* dxn += col2im(dcol), the adjoint of im2col. */
+static void col2im(const kd_conv *c, const float *dcol, int c0, int cg, float *dxn)
+{
+    int P = c->Ho * c->Wo;
+    for (int ci = 0; ci < cg; ci++)
+        for (int u = 0; u < c->kh; u++)
+            for (int v = 0; v < c->kw; v++) {
+                const float *row = dcol + ((size_t)(ci * c->kh + u) * c->kw + v) * P;
+                float *dc = dxn + (size_t)(c0 + ci) * c->H * c->W;
+                for (int i = 0; i < c->Ho; i++) {
+                    int hi = i * c->stride - c->pad + u;
+                    if (hi < 0 || hi >= c->H)
+                        continue;
+                    float *dr = dc + (size_t)hi * c->W;
+                    const float *r = row + (size_t)i * c->Wo;
+                    for (int j = 0; j < c->Wo; j++) {
+                        int wi = j * c->stride - c->pad + v;
+                        if (wi >= 0 && wi < c->W)
+                            dr[wi] += r[j];
+                    }
+                }
+            }
+}
+
+static void dw_forward(const kd_conv *c, const float *x, const float *w, const float *b, float *y)
+{
+    int k = c->kh, s = c->stride, p = c->pad;
+    for (int n = 0; n < c->N; n++)
+        for (int ch = 0; ch < c->C; ch++) {
+            const float *xc = x + ((size_t)n * c->C + ch) * c->H * c->W, *wc = w + (size_t)ch * k * k;
+            float *yc = y + ((size_t)n * c->O + ch) * c->Ho * c->Wo;
+            float bias = b ? b[ch] : 0.0f;
+            for (int i = 0; i < c->Ho * c->Wo; i++)
+                yc[i] = bias;
+            for (int u = 0; u < k; u++)
+                for (int v = 0; v < k; v++) {
+                    float wv = wc[u * k + v];
+                    for (int i = 0; i < c->Ho; i++) {
+                        int hi = i * s - p + u;
+                        if (hi < 0 || hi >= c->H)
+                            continue;
+                        const float *xr = xc + (size_t)hi * c->W;
+                        float *yr = yc + (size_t)i * c->Wo;
+                        for (int j = 0; j < c->Wo; j++) {
+                            int wi = j * s - p + v;
+                            if (wi >= 0 && wi < c->W)
+                                yr[j] += wv * xr[wi];
+                        }
+                    }
+                }
+        }
+}
+
+static void dw_backward(const kd_conv *c, const float *x, const float *w, const float *dy, float *dx, float *dw,
+                        float *db)
+{
+    int k = c->kh, s = c->stride, p = c->pad;
+    for (int n = 0; n < c->N; n++)
+        for (int ch = 0; ch < c->C; ch++) {
+            const float *xc = x + ((size_t)n * c->C + ch) * c->H * c->W, *wc = w + (size_t)ch * k * k;
+            const float *dyc = dy + ((size_t)n * c->O + ch) * c->Ho * c->Wo;
+            float *dxc = dx ? dx + ((size_t)n * c->C + ch) * c->H * c->W : NULL;
+            if (db) {
+                double t = 0;
+                for (int i = 0; i < c->Ho * c->Wo; i++)
+                    t += dyc[i];
+                db[ch] += (float)t;
+            }
+            for (int u = 0; u < k; u++)
+                for (int v = 0; v < k; v++) {
+                    float wv = wc[u * k + v];
+                    double gw = 0;
+                    for (int i = 0; i < c->Ho; i++) {
+                        int hi = i * s - p + u;
+                        if (hi < 0 || hi >= c->H)
+                            continue;
+                        const float *xr = xc + (size_t)hi * c->W, *dyr = dyc + (size_t)i * c->Wo;
+                        float *dxr = dxc ? dxc + (size_t)hi * c->W : NULL;
+                        for (int j = 0; j < c->Wo; j++) {
+                            int wi = j * s - p + v;
+                            if (wi < 0 || wi >= c->W)
+                                continue;
+                            gw += (double)dyr[j] * xr[wi];
+                            if (dxr)
+                                dxr[wi] += wv * dyr[j];
+                        }
+                    }
+                    if (dw)
+                        dw[(size_t)ch * k * k + u * k + v] += (float)gw;
+                }
+        }
+}
+
+void kd_conv_forward(const kd_conv *c, const float *x, const float *w, const float *b, float *y, float *ws)
+{
+    if (is_depthwise(c)) {
+        dw_forward(c, x, w, b, y);
+        return;
+    }
+    int G = c->groups, cg = c->C / G, og = c->O / G, K = cg * c->kh * c->kw, P = c->Ho * c->Wo;
+    for (int n = 0; n < c->N; n++) {
+        const float *xn = x + (size_t)n * c->C * c->H * c->W;
+        float *yn = y + (size_t)n * c->O * P;
+        for (int g = 0; g < G; g++) {
+            const float *col = xn + (size_t)g * cg * c->H * c->W;
+            if (!is_pointwise(c)) {
+                im2col(c, xn, g * cg, cg, ws);
+                col = ws;
+            }
+            float *yg = yn + (size_t)g * og * P;
+            if (b)
+                for (int o = 0; o < og; o++)
+                    for (int q = 0; q < P; q++)
+                        yg[(size_t)o * P + q] = b[g * og + o];
+            kd_gemm(0, 0, og, P, K, 1.0f, w + (size_t)g * og * K, K, col, P, b ? 1.0f : 0.0f, yg, P);
+        }
+    }
+}
+
+void kd_conv_backward(const kd_conv *c, const float *x, const float *w, const float *dy, float *dx, float *dw,
+                      float *db, float *ws)
+{
+    if (is_depthwise(c)) {
+        dw_backward(c, x, w, dy, dx, dw, db);
+        return;
+    }
+    int G = c->groups, cg = c->C / G, og = c->O / G, K = cg * c->kh * c->kw, P = c->Ho * c->Wo;
+    float *col = ws, *dcol = ws ? ws + (size_t)K * P : NULL;
+    for (int n = 0; n < c->N; n++) {
+        const float *xn = x + (size_t)n * c->C * c->H * c->W;
+        const float *dyn = dy + (size_t)n * c->O * P;
+        float *dxn = dx ? dx + (size_t)n * c->C * c->H * c->W : NULL;
+        if (db)
+            for (int o = 0; o < c->O; o++) {
+                double t = 0;
+                for (int q = 0; q < P; q++)
+                    t += dyn[(size_t)o * P + q];
+                db[o] += (float)t;
+            }
+        for (int g = 0; g < G; g++) {
+            const float *dyg = dyn + (size_t)g * og * P, *wg = w + (size_t)g * og * K;
+            const float *cx = xn + (size_t)g * cg * c->H * c->W;
+            int pw = is_pointwise(c);
+            if (dw) {
+                if (!pw) {
+                    im2col(c, xn, g * cg, cg, col);
+                    cx = col;
+                }
+                /* dW[og,K] += dy[og,P] . col[K,P]^T */
+                kd_gemm(0, 1, og, K, P, 1.0f, dyg, P, cx, P, 1.0f, dw + (size_t)g * og * K, K);
+            }
+            if (dxn) {
+                if (pw) /* the image is its own column matrix: accumulate straight into dx */
+                    kd_gemm(1, 0, K, P, og, 1.0f, wg, K, dyg, P, 1.0f, dxn + (size_t)g * cg * c->H * c->W, P);
+                else {
+                    kd_gemm(1, 0, K, P, og, 1.0f, wg, K, dyg, P, 0.0f, dcol, P);
+                    col2im(c, dcol, g * cg, cg, dxn);
+                }
+            }
+        }
+    }
+}
+
+void kd_conv_forward_ref(const kd_conv *c, const float *x, const float *w, const float *b, float *y)
+{
+    int cg = c->C / c->groups, og = c->O / c->groups;
+    for (int n = 0; n < c->N; n++)
+        for (int o = 0; o < c->O; o++) {
+            int g = o / og;
+            for (int i = 0; i < c->Ho; i++)
+                for (int j = 0; j < c->Wo; j++) {
+                    double s = b ? b[o] : 0;
+                    for (int ci = 0; ci < cg; ci++)
+                        for (int u = 0; u < c->kh; u++)
+                            for (int v = 0; v < c->kw; v++) {
+                                int hi = i * c->stride - c->pad + u, wi = j * c->stride - c->pad + v;
+                                if (hi < 0 || hi >= c->H || wi < 0 || wi >= c->W)
+                                    continue;
+                                s += (double)x[(((size_t)n * c->C + g * cg + ci) * c->H + hi) * c->W + wi] *
+                                     w[(((size_t)o * cg + ci) * c->kh + u) * c->kw + v];
+                            }
+                    y[(((size_t)n * c->O + o) * c->Ho + i) * c->Wo + j] = (float)s;
+                }
+        }
+}
+
+void kd_conv_backward_ref(const kd_conv *c, const float *x, const float *w, const float *dy, float *dx, float *dw,
+                          float *db)
+{
+    int cg = c->C / c->groups, og = c->O / c->groups;
+    for (int n = 0; n < c->N; n++)
+        for (int o = 0; o < c->O; o++) {
+            int g = o / og;
+            for (int i = 0; i < c->Ho; i++)
+                for (int j = 0; j < c->Wo; j++) {
+                    float d = dy[(((size_t)n * c->O + o) * c->Ho + i) * c->Wo + j];
+                    if (db)
+                        db[o] += d;
+                    for (int ci = 0; ci < cg; ci++)
+                        for (int u = 0; u < c->kh; u++)
+                            for (int v = 0; v < c->kw; v++) {
+                                int hi = i * c->stride - c->pad + u, wi = j * c->stride - c->pad + v;
+                                if (hi < 0 || hi >= c->H || wi < 0 || wi >= c->W)
+                                    continue;
+                                size_t xi = (((size_t)n * c->C + g * cg + ci) * c->H + hi) * c->W + wi;
+                                size_t wj = (((size_t)o * cg + ci) * c->kh + u) * c->kw + v;
+                                if (dx)
+                                    dx[xi] += d * w[wj];
+                                if (dw)
+                                    dw[wj] += d * x[xi];
+                            }
+                }
+        }
+}
+
+/* ---------------------------------------------------------- batch norm */
+
+/* Sums in double per (group, channel): float accumulation over 128x32x32
+ * values loses digits PyTorch keeps. */
+void kd_bn_forward_train(int N, int C, int HW, int group, const float *x, const float *gamma, const float *beta,
+                         float *y, float *mean, float *rstd, float *run_mean, float *run_var, float momentum,
+                         float eps)
+{
+    if (group <= 0 || N % group)
+        group = N;
+    int G = N / group;
+    size_t cnt = (size_t)group * HW;
+    for (int c = 0; c < C; c++) {
+        double rm = 0, rv = 0;
+        for (int g = 0; g < G; g++) {
+            double s = 0, s2 = 0;
+            for (int n = g * group; n < (g + 1) * group; n++) {
+                const float *xc = x + ((size_t)n * C + c) * HW;
+                for (int i = 0; i < HW; i++)
+                    s += xc[i];
+            }
+            double mu = s / (double)cnt;
+            for (int n = g * group; n < (g + 1) * group; n++) {
+                const float *xc = x + ((size_t)n * C + c) * HW;
+                for (int i = 0; i < HW; i++) {
+                    double d = xc[i] - mu;
+                    s2 += d * d;
+                }
+            }
+            double var = s2 / (double)cnt, rs = 1.0 / sqrt(var + eps);
+            mean[g * C + c] = (float)mu;
+            rstd[g * C + c] = (float)rs;
+            float a = (float)(rs * gamma[c]), bb = (float)(beta[c] - mu * rs * gamma[c]);
+            for (int n = g * group; n < (g + 1) * group; n++) {
+                const float *xc = x + ((size_t)n * C + c) * HW;
+                float *yc = y + ((size_t)n * C + c) * HW;
+                for (int i = 0; i < HW; i++)
+                    yc[i] = xc[i] * a + bb;
+            }
+            rm += mu;
+            rv += cnt > 1 ? s2 / (double)(cnt - 1) : var;
+        }
+        run_mean[c] = (1 - momentum) * run_mean[c] + momentum * (float)(rm / G);
+        run_var[c] = (1 - momentum) * run_var[c] + momentum * (float)(rv / G);
+    }
+}
+
+void kd_bn_forward_eval(int N, int C, int HW, const float *x, const float *gamma, const float *beta,
+                        const float *run_mean, const float *run_var, float eps, float *y)
+{
+    for (int c = 0; c < C; c++) {
+        float s = gamma[c] / sqrtf(run_var[c] + eps), b = beta[c] - run_mean[c] * s;
+        for (int n = 0; n < N; n++) {
+            const float *xc = x + ((size_t)n * C + c) * HW;
+            float *yc = y + ((size_t)n * C + c) * HW;
+            for (int i = 0; i < HW; i++)
+                yc[i] = xc[i] * s + b;
+        }
+    }
+}
+
+void kd_bn_backward(int N, int C, int HW, int group, const float *x, const float *mean, const float *rstd,
+                    const float *gamma, const float *dy, float *dx, float *dgamma, float *dbeta)
+{
+    if (group <= 0 || N % group)
+        group = N;
+    int G = N / group;
+    size_t cnt = (size_t)group * HW;
+    for (int c = 0; c < C; c++)
+        for (int g = 0; g < G; g++) {
+            float mu = mean[g * C + c], rs = rstd[g * C + c];
+            double sdy = 0, sdyx = 0;
+            for (int n = g * group; n < (g + 1) * group; n++) {
+                const float *xc = x + ((size_t)n * C + c) * HW, *dyc = dy + ((size_t)n * C + c) * HW;
+                for (int i = 0; i < HW; i++) {
+                    sdy += dyc[i];
+                    sdyx += (double)dyc[i] * (xc[i] - mu);
+                }
+            }
+            sdyx *= rs; /* sum dy * xhat */
+            if (dgamma)
+                dgamma[c] += (float)sdyx;
+            if (dbeta)
+                dbeta[c] += (float)sdy;
+            if (!dx)
+                continue;
+            float k = gamma[c] * rs, m1 = (float)(sdy / (double)cnt), m2 = (float)(sdyx / (double)cnt);
+            for (int n = g * group; n < (g + 1) * group; n++) {
+                const float *xc = x + ((size_t)n * C + c) * HW, *dyc = dy + ((size_t)n * C + c) * HW;
+                float *dxc = dx + ((size_t)n * C + c) * HW;
+                for (int i = 0; i < HW; i++)
+                    dxc[i] += k * (dyc[i] - m1 - (xc[i] - mu) * rs * m2);
+            }
+        }
+}
+
+/* The references: textbook formulas, one element at a time, all in double. */
+void kd_bn_forward_train_ref(int N, int C, int HW, int group, const float *x, const float *gamma,
+                             const float *beta, float *y, float *mean, float *rstd, float *run_mean,
+                             float *run_var, float momentum, float eps)
+{
+    if (group <= 0 || N % group)
+        group = N;
+    int G = N / group;
+    for (int c = 0; c < C; c++) {
+        double rm = 0, rv = 0;
+        for (int g = 0; g < G; g++) {
+            double s = 0, s2 = 0, cnt = (double)group * HW;
+            for (int n = g * group; n < (g + 1) * group; n++)
+                for (int i = 0; i < HW; i++)
+                    s += x[((size_t)n * C + c) * HW + i];
+            double mu = s / cnt;
+            for (int n = g * group; n < (g + 1) * group; n++)
+                for (int i = 0; i < HW; i++) {
+                    double d = x[((size_t)n * C + c) * HW + i] - mu;
+                    s2 += d * d;
+                }
+            double var = s2 / cnt;
+            mean[g * C + c] = (float)mu;
+            rstd[g * C + c] = (float)(1 / sqrt(var + eps));
+            for (int n = g * group; n < (g + 1) * group; n++)
+                for (int i = 0; i < HW; i++) {
+                    size_t k = ((size_t)n * C + c) * HW + i;
+                    y[k] = (float)((x[k] - mu) / sqrt(var + eps) * gamma[c] + beta[c]);
+                }
+            rm += mu;
+            rv += cnt > 1 ? s2 / (cnt - 1) : var;
+        }
+        run_mean[c] = (float)((1 - momentum) * run_mean[c] + momentum * (rm / G));
+        run_var[c] = (float)((1 - momentum) * run_var[c] + momentum * (rv / G));
+    }
+}
+
+void kd_bn_backward_ref(int N, int C, int HW, int group, const float *x, const float *mean, const float *rstd,
+                        const float *gamma, const float *dy, float *dx, float *dgamma, float *dbeta)
+{
+    if (group <= 0 || N % group)
+        group = N;
+    int G = N / group;
+    for (int c = 0; c < C; c++)
+        for (int g = 0; g < G; g++) {
+            double mu = mean[g * C + c], rs = rstd[g * C + c], sdy = 0, sdyx = 0, cnt = (double)group * HW;
+            for (int n = g * group; n < (g + 1) * group; n++)
+                for (int i = 0; i < HW; i++) {
+                    size_t k = ((size_t)n * C + c) * HW + i;
+                    sdy += dy[k];
+                    sdyx += dy[k] * (x[k] - mu) * rs;
+                }
+            if (dgamma)
+                dgamma[c] += (float)sdyx;
+            if (dbeta)
+                dbeta[c] += (float)sdy;
+            if (dx)
+                for (int n = g * group; n < (g + 1) * group; n++)
+                    for (int i = 0; i < HW; i++) {
+                        size_t k = ((size_t)n * C + c) * HW + i;
+                        double xh = (x[k] - mu) * rs;
+                        dx[k] += (float)(gamma[c] * rs * (dy[k] - sdy / cnt - xh * sdyx / cnt));
+                    }
+        }
+}
+
+/* --------------------------------------------------------- activations */
+
+void kd_act_forward(kd_act a, const float *x, float *y, size_t n)
+{
+    switch (a) {
+    case KD_RELU:
+        for (size_t i = 0; i < n; i++) y[i] = x[i] > 0 ? x[i] : 0;
+        break;
+    case KD_RELU6:
+        for (size_t i = 0; i < n; i++) y[i] = x[i] < 0 ? 0 : x[i] > 6 ? 6 : x[i];
+        break;
+    case KD_SILU:
+        for (size_t i = 0; i < n; i++) y[i] = x[i] / (1 + expf(-x[i]));
+        break;
+    case KD_HSWISH:
+        for (size_t i = 0; i < n; i++) y[i] = x[i] <= -3 ? 0 : x[i] >= 3 ? x[i] : x[i] * (x[i] + 3) / 6;
+        break;
+    case KD_HSIGMOID:
+        for (size_t i = 0; i < n; i++) y[i] = x[i] <= -3 ? 0 : x[i] >= 3 ? 1 : x[i] / 6 + 0.5f;
+        break;
+    case KD_SIGMOID:
+        for (size_t i = 0; i < n; i++) y[i] = 1 / (1 + expf(-x[i]));
+        break;
+    case KD_IDENTITY:
+        if (y != x)
+            memmove(y, x, n * sizeof *y);
+        break;
+    }
+}
+
+/* Derivatives as PyTorch defines them at the kinks (relu'(0) = 0,
+ * hardswish'(-3) = 0 and (3) = 1 from its piecewise formula). */
+void kd_act_backward(kd_act a, const float *x, const float *y, const float *dy, float *dx, size_t n)
+{
+    switch (a) {
+    case KD_RELU:
+        for (size_t i = 0; i < n; i++) dx[i] += x[i] > 0 ? dy[i] : 0;
+        break;
+    case KD_RELU6:
+        for (size_t i = 0; i < n; i++) dx[i] += (x[i] > 0 && x[i] < 6) ? dy[i] : 0;
+        break;
+    case KD_SILU:
+        for (size_t i = 0; i < n; i++) {
+            float s = 1 / (1 + expf(-x[i]));
+            dx[i] += dy[i] * s * (1 + x[i] * (1 - s));
+        }
+        break;
+    case KD_HSWISH:
+        for (size_t i = 0; i < n; i++) dx[i] += dy[i] * (x[i] < -3 ? 0 : x[i] > 3 ? 1 : (2 * x[i] + 3) / 6);
+        break;
+    case KD_HSIGMOID:
+        for (size_t i = 0; i < n; i++) dx[i] += (x[i] > -3 && x[i] < 3) ? dy[i] / 6 : 0;
+        break;
+    case KD_SIGMOID:
+        for (size_t i = 0; i < n; i++) {
+            float s = y ? y[i] : 1 / (1 + expf(-x[i]));
+            dx[i] += dy[i] * s * (1 - s);
+        }
+        break;
+    case KD_IDENTITY:
+        for (size_t i = 0; i < n; i++) dx[i] += dy[i];
+        break;
+    }
+}
+
+/* ------------------------------------------------------------- pooling */
+
+int kd_pool_init(kd_pool *p, int N, int C, int H, int W, int k, int stride, int pad)
+{
+    p->N = N, p->C = C, p->H = H, p->W = W, p->k = k, p->stride = stride, p->pad = pad;
+    if (k < 1 || stride < 1 || pad < 0 || 2 * pad > k || H + 2 * pad < k || W + 2 * pad < k) {
+        kd_err_set("pool: kernel %d stride %d padding %d does not fit %dx%d", k, stride, pad, H, W);
+        return -1;
+    }
+    p->Ho = (H + 2 * pad - k) / stride + 1;
+    p->Wo = (W + 2 * pad - k) / stride + 1;
+    return 0;
+}
+
+void kd_maxpool_forward(const kd_pool *p, const float *x, float *y, int32_t *idx)
+{
+    for (int nc = 0; nc < p->N * p->C; nc++) {
+        const float *xc = x + (size_t)nc * p->H * p->W;
+        for (int i = 0; i < p->Ho; i++)
+            for (int j = 0; j < p->Wo; j++) {
+                float m = -INFINITY;
+                int32_t bi = -1;
+                for (int u = 0; u < p->k; u++) {
+                    int hi = i * p->stride - p->pad + u;
+                    if (hi < 0 || hi >= p->H)
+                        continue;
+                    for (int v = 0; v < p->k; v++) {
+                        int wi = j * p->stride - p->pad + v;
+                        if (wi < 0 || wi >= p->W)
+                            continue;
+                        float t = xc[hi * p->W + wi];
+                        if (t > m || bi < 0 || isnan(t)) {
+                            m = t;
+                            bi = hi * p->W + wi;
+                        }
+                    }
+                }
+                size_t o = ((size_t)nc * p->Ho + i) * p->Wo + j;
+                y[o] = m;
+                idx[o] = bi;
+            }
+    }
+}
+
+void kd_maxpool_backward(const kd_pool *p, const int32_t *idx, const float *dy, float *dx)
+{
+    size_t P = (size_t)p->Ho * p->Wo;
+    for (int nc = 0; nc < p->N * p->C; nc++)
+        for (size_t k = 0; k < P; k++)
+            dx[(size_t)nc * p->H * p->W + idx[nc * P + k]] += dy[nc * P + k];
+}
+
+void kd_avgpool_forward(const kd_pool *p, const float *x, float *y)
+{
+    float inv = 1.0f / (float)(p->k * p->k); /* count_include_pad=True */
+    for (int nc = 0; nc < p->N * p->C; nc++) {
+        const float *xc = x + (size_t)nc * p->H * p->W;
+        for (int i = 0; i < p->Ho; i++)
+            for (int j = 0; j < p->Wo; j++) {
+                float s = 0;
+                for (int u = 0; u < p->k; u++) {
+                    int hi = i * p->stride - p->pad + u;
+                    if (hi < 0 || hi >= p->H)
+                        continue;
+                    for (int v = 0; v < p->k; v++) {
+                        int wi = j * p->stride - p->pad + v;
+                        if (wi >= 0 && wi < p->W)
+                            s += xc[hi * p->W + wi];
+                    }
+                }
+                y[((size_t)nc * p->Ho + i) * p->Wo + j] = s * inv;
+            }
+    }
+}
+
+void kd_avgpool_backward(const kd_pool *p, const float *dy, float *dx)
+{
+    float inv = 1.0f / (float)(p->k * p->k);
+    for (int nc = 0; nc < p->N * p->C; nc++) {
+        float *dc = dx + (size_t)nc * p->H * p->W;
+        for (int i = 0; i < p->Ho; i++)
+            for (int j = 0; j < p->Wo; j++) {
+                float g = dy[((size_t)nc * p->Ho + i) * p->Wo + j] * inv;
+                for (int u = 0; u < p->k; u++) {
+                    int hi = i * p->stride - p->pad + u;
+                    if (hi < 0 || hi >= p->H)
+                        continue;
+                    for (int v = 0; v < p->k; v++) {
+                        int wi = j * p->stride - p->pad + v;
+                        if (wi >= 0 && wi < p->W)
+                            dc[hi * p->W + wi] += g;
+                    }
+                }
+            }
+    }
+}
+
+/* PyTorch's adaptive bins: [floor(i*H/oh), ceil((i+1)*H/oh)). */
+static int bin_lo(int i, int in, int out) { return (int)(((long)i * in) / out); }
+static int bin_hi(int i, int in, int out) { return (int)(((long)(i + 1) * in + out - 1) / out); }
+
+void kd_adaptive_avgpool_forward(int N, int C, int H, int W, int oh, int ow, const float *x, float *y)
+{
+    for (int nc = 0; nc < N * C; nc++) {
+        const float *xc = x + (size_t)nc * H * W;
+        for (int i = 0; i < oh; i++)
+            for (int j = 0; j < ow; j++) {
+                int h0 = bin_lo(i, H, oh), h1 = bin_hi(i, H, oh), w0 = bin_lo(j, W, ow), w1 = bin_hi(j, W, ow);
+                double s = 0;
+                for (int h = h0; h < h1; h++)
+                    for (int w = w0; w < w1; w++)
+                        s += xc[h * W + w];
+                y[((size_t)nc * oh + i) * ow + j] = (float)(s / ((h1 - h0) * (w1 - w0)));
+            }
+    }
+}
+
+void kd_adaptive_avgpool_backward(int N, int C, int H, int W, int oh, int ow, const float *dy, float *dx)
+{
+    for (int nc = 0; nc < N * C; nc++) {
+        float *dc = dx + (size_t)nc * H * W;
+        for (int i = 0; i < oh; i++)
+            for (int j = 0; j < ow; j++) {
+                int h0 = bin_lo(i, H, oh), h1 = bin_hi(i, H, oh), w0 = bin_lo(j, W, ow), w1 = bin_hi(j, W, ow);
+                float g = dy[((size_t)nc * oh + i) * ow + j] / (float)((h1 - h0) * (w1 - w0));
+                for (int h = h0; h < h1; h++)
+                    for (int w = w0; w < w1; w++)
+                        dc[h * W + w] += g;
+            }
+    }
+}
+
+/* -------------------------------------------------------------- linear */
+
+void kd_linear_forward(int N, int I, int O, const float *x, const float *W, const float *b, float *y)
+{
+    if (b)
+        for (int n = 0; n < N; n++)
+            memcpy(y + (size_t)n * O, b, sizeof(float) * (size_t)O);
+    kd_gemm(0, 1, N, O, I, 1.0f, x, I, W, I, b ? 1.0f : 0.0f, y, O);
+}
+
+void kd_linear_backward(int N, int I, int O, const float *x, const float *W, const float *dy, float *dx, float *dW,
+                        float *db)
+{
+    if (dx)
+        kd_gemm(0, 0, N, I, O, 1.0f, dy, O, W, I, 1.0f, dx, I);
+    if (dW)
+        kd_gemm(1, 0, O, I, N, 1.0f, dy, O, x, I, 1.0f, dW, I);
+    if (db)
+        for (int o = 0; o < O; o++) {
+            double s = 0;
+            for (int n = 0; n < N; n++)
+                s += dy[(size_t)n * O + o];
+            db[o] += (float)s;
+        }
+}
+
+/* ------------------------------------------------- scale, add, dropout */
+
+void kd_scale_forward(int N, int C, int HW, const float *x, const float *s, float *y)
+{
+    for (int nc = 0; nc < N * C; nc++)
+        for (int i = 0; i < HW; i++)
+            y[(size_t)nc * HW + i] = x[(size_t)nc * HW + i] * s[nc];
+}
+
+void kd_scale_backward(int N, int C, int HW, const float *x, const float *s, const float *dy, float *dx, float *ds)
+{
+    for (int nc = 0; nc < N * C; nc++) {
+        double a = 0;
+        for (int i = 0; i < HW; i++) {
+            size_t k = (size_t)nc * HW + i;
+            if (dx)
+                dx[k] += dy[k] * s[nc];
+            a += (double)dy[k] * x[k];
+        }
+        if (ds)
+            ds[nc] += (float)a;
+    }
+}
+
+void kd_add_forward(const float *a, const float *b, float *y, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        y[i] = a[i] + b[i];
+}
+
+void kd_dropout_forward(const float *x, float *y, float *mask, size_t n, float p, kd_rng *rng)
+{
+    float keep = p < 1 ? 1 / (1 - p) : 0;
+    for (size_t i = 0; i < n; i++) {
+        mask[i] = kd_rng_uniform(rng) < p ? 0 : keep;
+        y[i] = x[i] * mask[i];
+    }
+}
+
+void kd_dropout_backward(const float *mask, const float *dy, float *dx, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        dx[i] += dy[i] * mask[i];
+}
