@@ -1,0 +1,496 @@
+/* teacher-extract — run a frozen model (eval mode) over a stream, adding its
+ * outputs to every frame, or over a dataset file, writing a features file
+ * (man teacher-extract). */
+#include <ctype.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "kd_cli.h"
+#include "kd_err.h"
+#include "kd_gemm.h"
+#include "kd_h5.h"
+#include "kd_model.h"
+#include "kd_stream.h"
+
+static const char help[] =
+    "Usage: teacher-extract -m MODEL.h5 [OPTION]... [STREAM] [-o STREAM]\n"
+    "  or:  teacher-extract -m MODEL.h5 --features DATASET.h5 -o FEATURES.h5\n"
+    "Run a frozen model in eval mode.  Stream filter: for every view tensor of\n"
+    "every frame add, under the prefix, emb{i} (L2-normalised head embedding, if\n"
+    "the model has a head), feat{i} (pooled features), logits{i} (if it has a\n"
+    "classifier) and with --maps map{i}; everything else passes through.\n"
+    "Features mode: write /features, /logits, /labels for a dataset file.\n"
+    "\n"
+    "  -m, --model FILE      the model file (required)\n"
+    "  --views LIST          view tensors, comma-separated (default: every viewN)\n"
+    "  --prefix P            name prefix of the added tensors (default \"t.\")\n"
+    "  --maps STAGE          also add that stage's feature map (1..stages, or last)\n"
+    "  --no-feat             do not add feat{i}\n"
+    "  --features DATASET    features mode: a dataset file (/images u8 [N,H,W,C])\n"
+    "  --mean M[,M,M]        features mode: normalisation mean (default: the file's)\n"
+    "  --std S[,S,S]         features mode: normalisation std (default: the file's)\n"
+    "  --limit N             features mode: only the first N images\n"
+    "  --batch B             images per forward pass (default 128)\n"
+    "  --deflate             compress output frames\n"
+    "  -o, --output FILE     output stream or features file ('-': stdout)\n"
+    "Common options:\n"
+    "  --threads N           BLIS threads (default: all cores)\n"
+    "  --quiet               no progress line;  --seed S  accepted, unused\n"
+    "  -h, --help            this help;  --version  version\n"
+    "See teacher-extract(1).\n";
+
+enum { OPT_VIEWS = KD_OPT_PROG, OPT_PREFIX, OPT_MAPS, OPT_FEATURES, OPT_MEAN, OPT_STD, OPT_LIMIT, OPT_BATCH,
+       OPT_DEFLATE, OPT_NOFEAT };
+
+static const struct option longopts[] = {
+    {"model", required_argument, 0, 'm'},
+    {"views", required_argument, 0, OPT_VIEWS},
+    {"prefix", required_argument, 0, OPT_PREFIX},
+    {"maps", required_argument, 0, OPT_MAPS},
+    {"no-feat", no_argument, 0, OPT_NOFEAT},
+    {"features", required_argument, 0, OPT_FEATURES},
+    {"mean", required_argument, 0, OPT_MEAN},
+    {"std", required_argument, 0, OPT_STD},
+    {"limit", required_argument, 0, OPT_LIMIT},
+    {"batch", required_argument, 0, OPT_BATCH},
+    {"deflate", no_argument, 0, OPT_DEFLATE},
+    {"output", required_argument, 0, 'o'},
+    KD_STD_LONGOPTS,
+    {0, 0, 0, 0}};
+
+typedef struct {
+    kd_model *m;
+    int batch, maps; /* maps: stage, 0 = none */
+    int ph, pw, pn;  /* prepared input size and batch */
+} runner;
+
+/* Prepare for h x w when the input size changes (growing only). */
+static int runner_fit(runner *r, int n, int h, int w)
+{
+    int want = n < r->batch ? n : r->batch;
+    if (r->pn >= want && r->ph == h && r->pw == w)
+        return 0;
+    if (want < r->pn && r->ph == h && r->pw == w)
+        return 0;
+    if (kd_model_prepare(r->m, want > r->pn ? want : r->pn, h, w))
+        return -1;
+    r->pn = want > r->pn ? want : r->pn;
+    r->ph = h;
+    r->pw = w;
+    return 0;
+}
+
+static void l2norm(float *x, int n, int d)
+{
+    for (int i = 0; i < n; i++) {
+        double s = 0;
+        for (int k = 0; k < d; k++)
+            s += (double)x[(size_t)i * d + k] * x[(size_t)i * d + k];
+        /* F.normalize: x / max(||x||, 1e-12) */
+        float inv = (float)(1.0 / fmax(sqrt(s), 1e-12));
+        for (int k = 0; k < d; k++)
+            x[(size_t)i * d + k] *= inv;
+    }
+}
+
+/* Outputs of n images [C,h,w] from x, in chunks of the prepared batch. */
+typedef struct {
+    float *emb, *feat, *logits, *map;
+} outs;
+
+static int run(runner *r, const float *x, int n, int c, int h, int w, outs *o)
+{
+    kd_model *m = r->m;
+    int D = kd_model_feat_dim(m), K = kd_model_num_classes(m), E = kd_model_emb_dim(m);
+    int mc = 0, mh = 0, mw = 0;
+    size_t per = (size_t)c * h * w;
+    for (int s = 0; s < n; s += r->pn) {
+        int b = n - s < r->pn ? n - s : r->pn;
+        if (kd_model_forward(m, x + (size_t)s * per, b, 0, 0))
+            return -1;
+        if (o->feat)
+            memcpy(o->feat + (size_t)s * D, kd_model_features(m), (size_t)b * D * sizeof(float));
+        if (o->logits && K)
+            memcpy(o->logits + (size_t)s * K, kd_model_logits(m), (size_t)b * K * sizeof(float));
+        if (o->emb && E)
+            memcpy(o->emb + (size_t)s * E, kd_model_embedding(m), (size_t)b * E * sizeof(float));
+        if (o->map) {
+            const float *mp = kd_model_stage_map(m, r->maps, &mc, &mh, &mw);
+            if (!mp)
+                return -1;
+            memcpy(o->map + (size_t)s * mc * mh * mw, mp, (size_t)b * mc * mh * mw * sizeof(float));
+        }
+    }
+    if (o->emb && E)
+        l2norm(o->emb, n, E);
+    return 0;
+}
+
+static int parse_floats(const char *opt, const char *s, float *v)
+{
+    int n = 0;
+    char buf[256], *save = NULL;
+    snprintf(buf, sizeof buf, "%s", s);
+    for (char *t = strtok_r(buf, ",", &save); t; t = strtok_r(NULL, ",", &save)) {
+        if (n == 3)
+            kd_usage("%s: at most 3 values", opt);
+        v[n++] = (float)kd_parse_double(opt, t, -1e6, 1e6);
+    }
+    if (n != 1 && n != 3)
+        kd_usage("%s: 1 or 3 values", opt);
+    return n;
+}
+
+/* ------------------------------------------------------------ stream mode */
+
+static int view_index(const char *name, int pos)
+{
+    size_t l = strlen(name), k = l;
+    while (k > 0 && isdigit((unsigned char)name[k - 1]))
+        k--;
+    return k < l ? atoi(name + k) : pos;
+}
+
+static int stream_mode(runner *r, const char *in, const char *out, const char *views, const char *prefix,
+                       int deflate, int want_feat, const kd_std_opts *std)
+{
+    kd_model *m = r->m;
+    int C = kd_model_opts(m)->in_channels, D = kd_model_feat_dim(m), K = kd_model_num_classes(m),
+        E = kd_model_emb_dim(m);
+    if (!strcmp(out, "-") && isatty(1))
+        kd_usage("refusing to write a binary stream to a terminal; use -o FILE or a pipe");
+    kd_reader *rd = kd_reader_open(in);
+    if (!rd)
+        kd_die_err();
+    kd_writer *wr = kd_writer_open(out, deflate ? KD_W_DEFLATE : 0);
+    if (!wr) {
+        kd_reader_close(rd);
+        kd_die_err();
+    }
+    kd_frame f;
+    kd_frame_init(&f);
+    char names[64][KD_NAME_MAX];
+    int nviews = 0;
+    if (views) {
+        char buf[4096], *save = NULL;
+        snprintf(buf, sizeof buf, "%s", views);
+        for (char *t = strtok_r(buf, ",", &save); t; t = strtok_r(NULL, ",", &save)) {
+            if (nviews == 64 || strlen(t) >= KD_NAME_MAX)
+                kd_usage("--views: too many or too long names");
+            snprintf(names[nviews++], KD_NAME_MAX, "%s", t);
+        }
+        if (!nviews)
+            kd_usage("--views: empty list");
+    }
+    long long frames = 0, images = 0;
+    double t0 = kd_now();
+    int rc;
+    while ((rc = kd_reader_next(rd, &f)) == 1) {
+        int nv = nviews;
+        char fv[64][KD_NAME_MAX];
+        if (!views) { /* every viewN of this frame */
+            nv = 0;
+            for (int i = 0; i < f.n && nv < 64; i++) {
+                const char *nm = f.t[i].name;
+                if (!strncmp(nm, "view", 4) && nm[4]) {
+                    int digits = 1;
+                    for (const char *p = nm + 4; *p; p++)
+                        digits &= isdigit((unsigned char)*p) != 0;
+                    if (digits)
+                        snprintf(fv[nv++], KD_NAME_MAX, "%s", nm);
+                }
+            }
+            if (!nv) {
+                kd_err_set("%s: frame %lld has no view tensors (view0, view1, ...)", in, frames);
+                goto fail;
+            }
+        } else {
+            memcpy(fv, names, sizeof names);
+        }
+        for (int v = 0; v < nv; v++) {
+            kd_tensor *t = kd_frame_get(&f, fv[v]);
+            if (!t) {
+                kd_err_set("%s: frame %lld has no tensor '%s'", in, frames, fv[v]);
+                goto fail;
+            }
+            if (t->dtype != KD_F32 || t->rank != 4) {
+                kd_err_set("%s: frame %lld: '%s' is %s of rank %d, not f32 [N,C,H,W]", in, frames, fv[v],
+                           kd_dtype_name(t->dtype), t->rank);
+                goto fail;
+            }
+            int n = (int)t->dims[0], c = (int)t->dims[1], h = (int)t->dims[2], w = (int)t->dims[3];
+            if (c != C) {
+                kd_err_set("%s: frame %lld: '%s' has %d channels, the model takes %d", in, frames, fv[v], c, C);
+                goto fail;
+            }
+            if (n < 1)
+                continue;
+            if (runner_fit(r, n, h, w))
+                goto fail;
+            int idx = view_index(fv[v], v);
+            char nm[KD_NAME_MAX + 32];
+            outs o = {0, 0, 0, 0};
+            int64_t d2[2] = {n, 0};
+            /* adding tensors may move t's array: look the view up again after */
+            if (E) {
+                snprintf(nm, sizeof nm, "%semb%d", prefix, idx);
+                d2[1] = E;
+                kd_tensor *a = kd_frame_add(&f, nm, KD_F32, 2, d2);
+                if (!a)
+                    goto fail;
+                o.emb = a->data;
+            }
+            if (want_feat) {
+                snprintf(nm, sizeof nm, "%sfeat%d", prefix, idx);
+                d2[1] = D;
+                kd_tensor *a = kd_frame_add(&f, nm, KD_F32, 2, d2);
+                if (!a)
+                    goto fail;
+                o.feat = a->data;
+            }
+            if (K) {
+                snprintf(nm, sizeof nm, "%slogits%d", prefix, idx);
+                d2[1] = K;
+                kd_tensor *a = kd_frame_add(&f, nm, KD_F32, 2, d2);
+                if (!a)
+                    goto fail;
+                o.logits = a->data;
+            }
+            if (r->maps) {
+                int mc, mh, mw;
+                if (!kd_model_stage_map(m, r->maps, &mc, &mh, &mw))
+                    goto fail;
+                snprintf(nm, sizeof nm, "%smap%d", prefix, idx);
+                int64_t d4[4] = {n, mc, mh, mw};
+                kd_tensor *a = kd_frame_add(&f, nm, KD_F32, 4, d4);
+                if (!a)
+                    goto fail;
+                o.map = a->data;
+            }
+            /* the frame's tensor array may have been reallocated */
+            t = kd_frame_get(&f, fv[v]);
+            if (run(r, t->data, n, c, h, w, &o))
+                goto fail;
+            images += n;
+        }
+        if (kd_writer_put(wr, &f))
+            goto fail;
+        frames++;
+        kd_progress(std, "frame %lld, %lld images, %.0f img/s", frames, images, images / (kd_now() - t0 + 1e-9));
+    }
+    if (rc < 0)
+        goto fail;
+    kd_progress_end(std);
+    kd_reader_close(rd);
+    kd_frame_free(&f);
+    if (kd_writer_close(wr))
+        kd_die_err();
+    if (strcmp(out, "-")) { /* stdout is not the stream: report there */
+        kd_json j;
+        kd_json_begin(&j, stdout);
+        kd_json_int(&j, "frames", frames);
+        kd_json_int(&j, "images", images);
+        kd_json_num(&j, "images_per_s", images / (kd_now() - t0 + 1e-9));
+        kd_json_end(&j);
+    }
+    return 0;
+fail:
+    kd_progress_end(std);
+    kd_writer_abort(wr);
+    kd_reader_close(rd);
+    kd_frame_free(&f);
+    kd_die_err();
+}
+
+/* ---------------------------------------------------------- features mode */
+
+static int features_mode(runner *r, const char *model_path, const char *ds, const char *out, const float *mean_o,
+                         int nmean, const float *std_o, int nstd, long long limit, const kd_std_opts *std)
+{
+    kd_model *m = r->m;
+    int C = kd_model_opts(m)->in_channels, D = kd_model_feat_dim(m), K = kd_model_num_classes(m);
+    if (!strcmp(out, "-"))
+        kd_usage("--features needs -o FEATURES.h5 (HDF5 cannot go to a pipe)");
+    kd_h5 h;
+    if (kd_h5_open(&h, ds, "dataset"))
+        kd_die_err();
+    int64_t want[4] = {-1, -1, -1, -1}, dims[KD_MAX_RANK];
+    kd_dtype dt;
+    int rank;
+    if (kd_h5_expect(&h, "images", 4, want, dims) || kd_h5_info(&h, "images", &dt, &rank, dims))
+        kd_die_err();
+    if (dt != KD_U8)
+        kd_die(KD_EXIT_FAIL, "%s: /images is %s, not u8", ds, kd_dtype_name(dt));
+    int64_t N = dims[0];
+    int H = (int)dims[1], W = (int)dims[2], IC = (int)dims[3];
+    if (IC != C)
+        kd_die(KD_EXIT_FAIL, "%s: images have %d channels, the model takes %d", ds, IC, C);
+    if (limit > 0 && limit < N)
+        N = limit;
+    if (N < 1)
+        kd_die(KD_EXIT_FAIL, "%s: no images", ds);
+    float mean[3] = {0, 0, 0}, sd[3] = {1, 1, 1};
+    for (int pass = 0; pass < 2; pass++) {
+        const char *an = pass ? "std" : "mean";
+        float *dst = pass ? sd : mean;
+        const float *ov = pass ? std_o : mean_o;
+        int no = pass ? nstd : nmean;
+        if (no) {
+            for (int k = 0; k < C; k++)
+                dst[k] = ov[no == 1 ? 0 : k];
+            continue;
+        }
+        if (!kd_h5_attr_has(&h, NULL, an))
+            kd_die(KD_EXIT_FAIL, "%s: no '%s' attribute; give --%s", ds, an, an);
+        float v[8];
+        int nv = kd_h5_attr_get_f32v(&h, NULL, an, v, 8);
+        if (nv < 0)
+            kd_die_err();
+        if (nv != 1 && nv != C)
+            kd_die(KD_EXIT_FAIL, "%s: attribute %s has %d values for %d channels", ds, an, nv, C);
+        for (int k = 0; k < C; k++)
+            dst[k] = v[nv == 1 ? 0 : k];
+    }
+    for (int k = 0; k < C; k++)
+        if (!(sd[k] > 0))
+            kd_die(KD_EXIT_FAIL, "%s: std %g is not positive", ds, sd[k]);
+    int has_labels = kd_h5_exists(&h, "labels") > 0;
+    int B = r->batch;
+    if (runner_fit(r, B < N ? B : (int)N, H, W))
+        kd_die_err();
+    size_t per = (size_t)H * W * C;
+    uint8_t *px = malloc((size_t)B * per);
+    float *x = malloc((size_t)B * per * sizeof(float)), *feat = malloc((size_t)B * D * sizeof(float));
+    float *logits = K ? malloc((size_t)B * K * sizeof(float)) : NULL;
+    int32_t *lab = malloc((size_t)B * sizeof(int32_t));
+    if (!px || !x || !feat || (K && !logits) || !lab)
+        kd_die(KD_EXIT_FAIL, "out of memory for a batch of %d", B);
+    kd_h5 o;
+    if (kd_h5_create(&o, out, "features"))
+        kd_die_err();
+    int64_t fd[2] = {0, D}, kd2[2] = {0, K}, ld[1] = {0};
+    if (kd_h5_create_ext(&o, "features", KD_F32, 2, fd, 0) || (K && kd_h5_create_ext(&o, "logits", KD_F32, 2, kd2, 0)) ||
+        kd_h5_create_ext(&o, "labels", KD_I32, 1, ld, 0))
+        goto fail;
+    double t0 = kd_now();
+    for (int64_t s = 0; s < N; s += B) {
+        int b = (int)(N - s < B ? N - s : B);
+        if (kd_h5_read(&h, "images", KD_U8, s, b, px))
+            goto fail;
+        if (has_labels) {
+            if (kd_h5_read(&h, "labels", KD_I32, s, b, lab))
+                goto fail;
+        } else {
+            for (int i = 0; i < b; i++)
+                lab[i] = -1;
+        }
+        /* HWC u8 -> CHW float, (p/255 - mean)/std as torchvision's ToTensor+Normalize */
+        for (int i = 0; i < b; i++)
+            for (int k = 0; k < C; k++) {
+                const uint8_t *src = px + (size_t)i * per + k;
+                float *dst = x + (size_t)i * per + (size_t)k * H * W;
+                for (int p = 0; p < H * W; p++)
+                    dst[p] = ((float)src[(size_t)p * C] / 255.0f - mean[k]) / sd[k];
+            }
+        outs ou = {NULL, feat, logits, NULL};
+        if (run(r, x, b, C, H, W, &ou))
+            goto fail;
+        if (kd_h5_append(&o, "features", KD_F32, feat, b) || (K && kd_h5_append(&o, "logits", KD_F32, logits, b)) ||
+            kd_h5_append(&o, "labels", KD_I32, lab, b))
+            goto fail;
+        kd_progress(std, "%lld/%lld images, %.0f img/s", (long long)(s + b), (long long)N,
+                    (s + b) / (kd_now() - t0 + 1e-9));
+    }
+    kd_progress_end(std);
+    const kd_arch_opts *ao = kd_model_opts(m);
+    if (kd_h5_attr_set_str(&o, NULL, "model", model_path) || kd_h5_attr_set_str(&o, NULL, "arch", ao->arch) ||
+        kd_h5_attr_set_str(&o, NULL, "layer", "pooled features (global average pool of the last stage)") ||
+        kd_h5_attr_set_str(&o, NULL, "dataset", ds) || kd_h5_attr_set_f32v(&o, NULL, "mean", mean, C) ||
+        kd_h5_attr_set_f32v(&o, NULL, "std", sd, C) || kd_h5_attr_set_str(&o, NULL, "program", "teacher-extract " KD_VERSION))
+        goto fail;
+    if (kd_h5_commit(&o))
+        kd_die_err();
+    kd_h5_close(&h);
+    kd_json j;
+    kd_json_begin(&j, stdout);
+    kd_json_str(&j, "output", out);
+    kd_json_int(&j, "images", (long long)N);
+    kd_json_int(&j, "feat_dim", D);
+    kd_json_int(&j, "num_classes", K);
+    kd_json_num(&j, "images_per_s", N / (kd_now() - t0 + 1e-9));
+    kd_json_end(&j);
+    free(px);
+    free(x);
+    free(feat);
+    free(logits);
+    free(lab);
+    return 0;
+fail:
+    kd_progress_end(std);
+    kd_h5_abort(&o);
+    kd_die_err();
+}
+
+int main(int argc, char **argv)
+{
+    kd_std_opts std;
+    kd_cli_init(argv[0], help, &std);
+    const char *model = NULL, *views = NULL, *prefix = "t.", *maps = NULL, *features = NULL, *out = "-";
+    int batch = 128, deflate = 0, want_feat = 1, nmean = 0, nstd = 0;
+    long long limit = -1;
+    float mean[3], sd[3];
+    int opt;
+    while ((opt = getopt_long(argc, argv, "hm:o:", longopts, NULL)) != -1) {
+        switch (opt) {
+        case 'm': model = optarg; break;
+        case OPT_VIEWS: views = optarg; break;
+        case OPT_PREFIX:
+            if (strlen(optarg) > 40)
+                kd_usage("--prefix: at most 40 characters");
+            prefix = optarg;
+            break;
+        case OPT_MAPS: maps = optarg; break;
+        case OPT_NOFEAT: want_feat = 0; break;
+        case OPT_FEATURES: features = optarg; break;
+        case OPT_MEAN: nmean = parse_floats("--mean", optarg, mean); break;
+        case OPT_STD: nstd = parse_floats("--std", optarg, sd); break;
+        case OPT_LIMIT: limit = kd_parse_long("--limit", optarg, 1, (long)1 << 40); break;
+        case OPT_BATCH: batch = (int)kd_parse_long("--batch", optarg, 1, 1 << 16); break;
+        case OPT_DEFLATE: deflate = 1; break;
+        case 'o': out = optarg; break;
+        default:
+            if (!kd_cli_std(opt, optarg, &std))
+                kd_usage("unknown option");
+        }
+    }
+    if (!model)
+        kd_usage("-m MODEL.h5 is required");
+    if (features && optind < argc)
+        kd_usage("--features takes no stream argument");
+    if (argc - optind > 1)
+        kd_usage("one input stream expected, got %d arguments", argc - optind);
+    if (features && (views || maps))
+        kd_usage("--views and --maps apply to stream mode only");
+    kd_gemm_init(kd_cli_threads(&std));
+    kd_model *m = kd_model_load(model);
+    if (!m)
+        kd_die_err();
+    runner r = {m, batch, 0, 0, 0, 0};
+    if (maps) {
+        if (!strcmp(maps, "last"))
+            r.maps = kd_model_nstages(m);
+        else
+            r.maps = (int)kd_parse_long("--maps", maps, 1, 64);
+        if (r.maps > kd_model_nstages(m))
+            kd_usage("--maps: %s has stages 1..%d", kd_model_opts(m)->arch, kd_model_nstages(m));
+        kd_model_keep_stage(m, r.maps);
+    }
+    kd_model_set_eval_only(m, 1);
+    int rc = features ? features_mode(&r, model, features, out, mean, nmean, sd, nstd, limit, &std)
+                      : stream_mode(&r, optind < argc ? argv[optind] : "-", out, views, prefix, deflate, want_feat, &std);
+    kd_model_free(m);
+    return rc;
+}

@@ -1,0 +1,159 @@
+#!/usr/bin/env bats
+# teacher-extract: usage, stream filter round trip (pass-through, maps,
+# determinism), features files, bad inputs, and torchvision interop.
+load '/usr/lib/bats/bats-support/load'
+load '/usr/lib/bats/bats-assert/load'
+
+setup() {
+    TE="$BATS_TEST_DIRNAME/../bin/teacher-extract"
+    MI="$BATS_TEST_DIRNAME/../bin/model-init"
+    AUG="$BATS_TEST_DIRNAME/../bin/augment"
+    FM="$BATS_TEST_DIRNAME/fixtures/aug_fm.h5"   # 96 Fashion-MNIST images, mean/std
+    T="$BATS_TEST_TMPDIR"
+    [ -s "$T/r20.h5" ] || "$MI" --arch resnet20 --in-channels 1 --num-classes 10 --head mlp:32:16 -o "$T/r20.h5" >/dev/null
+    [ -s "$T/s.kdt" ] || "$AUG" --policy mocov2 --views 2 --batch 16 --limit 32 --seed 1 "$FM" -o "$T/s.kdt" >/dev/null
+}
+
+@test "teacher-extract --help prints usage to stdout" {
+    run "$TE" --help
+    assert_success
+    assert_output --partial "Usage: teacher-extract -m MODEL.h5"
+}
+
+@test "usage errors exit 2" {
+    run "$TE" "$T/s.kdt" -o "$T/o.kdt"
+    assert_failure 2
+    assert_output --partial "-m MODEL.h5 is required"
+    run "$TE" -m "$T/r20.h5" --bogus
+    assert_failure 2
+    run "$TE" -m "$T/r20.h5" --maps 9 "$T/s.kdt" -o "$T/o.kdt"
+    assert_failure 2
+    assert_output --partial "stages 1..3"
+    run "$TE" -m "$T/r20.h5" --features "$FM" --maps 2 -o "$T/f.h5"
+    assert_failure 2
+    run "$TE" -m "$T/r20.h5" --features "$FM" -o -
+    assert_failure 2
+    run "$TE" -m "$T/r20.h5" --batch 0 "$T/s.kdt" -o "$T/o.kdt"
+    assert_failure 2
+    [ ! -e "$T/o.kdt" ] && [ ! -e "$T/f.h5" ]
+}
+
+@test "stream filter adds emb/feat/logits/map per view and passes the rest through" {
+    run "$TE" -m "$T/r20.h5" --maps 2 "$T/s.kdt" -o "$T/o.kdt"
+    assert_success
+    assert_output --partial '"frames": 2, "images": 64'
+    # the added tensors are there (wrong rank for a view, so the error names them)
+    for t in t.emb0 t.emb1 t.feat0 t.feat1 t.logits1; do
+        run "$TE" -m "$T/r20.h5" --views "$t" "$T/o.kdt" -o "$T/x.kdt"
+        assert_failure 1
+        assert_output --partial "'$t' is f32 of rank 2"
+    done
+    run "$TE" -m "$T/r20.h5" --views t.map1 "$T/o.kdt" -o "$T/x.kdt"
+    assert_failure 1
+    assert_output --partial "'t.map1' has 32 channels, the model takes 1"
+    # views pass through: a second pass with another prefix works on the output
+    run "$TE" -m "$T/r20.h5" --prefix s. --views view1 "$T/o.kdt" -o "$T/o2.kdt"
+    assert_success
+    [ "$(stat -c %s "$T/o2.kdt")" -gt "$(stat -c %s "$T/o.kdt")" ]
+}
+
+@test "stream filter is deterministic and works in a pipe" {
+    "$TE" -m "$T/r20.h5" "$T/s.kdt" -o "$T/a.kdt" >/dev/null
+    "$AUG" --policy mocov2 --views 2 --batch 16 --limit 32 --seed 1 "$FM" | "$TE" -m "$T/r20.h5" --threads 1 | cat > "$T/b.kdt"
+    cmp "$T/a.kdt" "$T/b.kdt"
+}
+
+@test "features file from a dataset file" {
+    run "$TE" -m "$T/r20.h5" --features "$FM" --limit 40 --batch 16 -o "$T/f.h5"
+    assert_success
+    assert_output --partial '"images": 40, "feat_dim": 64, "num_classes": 10'
+    run h5ls "$T/f.h5"
+    assert_output --partial "features                 Dataset {40/Inf, 64}"
+    assert_output --partial "logits                   Dataset {40/Inf, 10}"
+    assert_output --partial "labels                   Dataset {40/Inf}"
+    run h5dump -a kdpipe_kind "$T/f.h5"
+    assert_output --partial '"features"'
+    run h5dump -a arch "$T/f.h5"
+    assert_output --partial '"resnet20"'
+    # batch size does not change the result
+    "$TE" -m "$T/r20.h5" --features "$FM" --limit 40 --batch 40 -o "$T/g.h5" >/dev/null
+    run h5diff -d 1e-6 "$T/f.h5" "$T/g.h5" features
+    assert_success
+}
+
+@test "a frame without the requested view: exit 1, no output left" {
+    run "$TE" -m "$T/r20.h5" --views view7 "$T/s.kdt" -o "$T/o.kdt"
+    assert_failure 1
+    assert_output --partial "frame 0 has no tensor 'view7'"
+    [ ! -e "$T/o.kdt" ]
+}
+
+@test "wrong channel count: exit 1 with a clear message" {
+    "$MI" --arch resnet20 --in-channels 3 -o "$T/rgb.h5" >/dev/null
+    run "$TE" -m "$T/rgb.h5" "$T/s.kdt" -o "$T/o.kdt"
+    assert_failure 1
+    assert_output --partial "'view0' has 1 channels, the model takes 3"
+    [ ! -e "$T/o.kdt" ]
+    run "$TE" -m "$T/rgb.h5" --features "$FM" -o "$T/f.h5"
+    assert_failure 1
+    assert_output --partial "images have 1 channels, the model takes 3"
+    [ ! -e "$T/f.h5" ]
+}
+
+@test "bad models: missing, not a model, unknown architecture, missing tensor, wrong shape" {
+    run "$TE" -m "$T/none.h5" "$T/s.kdt" -o "$T/o.kdt"
+    assert_failure 1
+    run "$TE" -m "$FM" "$T/s.kdt" -o "$T/o.kdt"
+    assert_failure 1
+    assert_output --partial "not a model"
+    printf 'not hdf5 at all' > "$T/junk.h5"
+    run "$TE" -m "$T/junk.h5" "$T/s.kdt" -o "$T/o.kdt"
+    assert_failure 1
+    cp "$T/r20.h5" "$T/bad.h5"
+    /usr/bin/python3 -c "import h5py,sys; f=h5py.File(sys.argv[1],'a'); f.attrs['arch']='resnet99'" "$T/bad.h5" || skip "no h5py"
+    run "$TE" -m "$T/bad.h5" "$T/s.kdt" -o "$T/o.kdt"
+    assert_failure 1
+    assert_output --partial "unknown architecture 'resnet99'"
+    cp "$T/r20.h5" "$T/bad.h5"
+    /usr/bin/python3 -c "import h5py,sys; f=h5py.File(sys.argv[1],'a'); del f['layer2.1.conv2.weight']" "$T/bad.h5"
+    run "$TE" -m "$T/bad.h5" "$T/s.kdt" -o "$T/o.kdt"
+    assert_failure 1
+    assert_output --partial "missing tensor 'layer2.1.conv2.weight'"
+    cp "$T/r20.h5" "$T/bad.h5"
+    /usr/bin/python3 -c "
+import h5py,sys,numpy as np
+f=h5py.File(sys.argv[1],'a'); del f['fc.weight']; f['fc.weight']=np.zeros((10,32),np.float32)" "$T/bad.h5"
+    run "$TE" -m "$T/bad.h5" "$T/s.kdt" -o "$T/o.kdt"
+    assert_failure 1
+    assert_output --partial "'fc.weight' has shape [10,32], architecture resnet20 needs [10,64]"
+    [ ! -e "$T/o.kdt" ]
+}
+
+@test "truncated or empty stream" {
+    head -c 5000 "$T/s.kdt" > "$T/t.kdt"
+    run "$TE" -m "$T/r20.h5" "$T/t.kdt" -o "$T/o.kdt"
+    assert_failure 1
+    assert_output --partial "teacher-extract:"
+    [ ! -e "$T/o.kdt" ]
+    : > "$T/e.kdt"
+    run "$TE" -m "$T/r20.h5" "$T/e.kdt" -o "$T/o.kdt"
+    assert_success
+    assert_output --partial '"frames": 0'
+}
+
+@test "a torchvision resnet18 converted by torch2kd.py gives torchvision's features" {
+    /usr/bin/python3 -c "import torch, torchvision, h5py" 2>/dev/null || skip "torch not installed"
+    /usr/bin/python3 "$BATS_TEST_DIRNAME/gen/models_tv_check.py" make "$T" "$FM" 8
+    run /usr/bin/python3 "$BATS_TEST_DIRNAME/../scripts/torch2kd.py" "$T/tv.pt" -o "$T/tv.h5" --arch resnet18 --cifar-stem
+    assert_success
+    "$TE" -m "$T/tv.h5" --features "$FM" --limit 8 -o "$T/tvf.h5" >/dev/null
+    run /usr/bin/python3 "$BATS_TEST_DIRNAME/gen/models_tv_check.py" compare "$T" "$T/tvf.h5"
+    assert_success
+    # and back: kd2torch gives the same tensors
+    run /usr/bin/python3 "$BATS_TEST_DIRNAME/../scripts/kd2torch.py" "$T/tv.h5" "$T/back.pt"
+    assert_success
+    /usr/bin/python3 -c "
+import torch,sys
+a=torch.load(sys.argv[1]); b=torch.load(sys.argv[2])
+assert set(a)==set(b) and all(torch.equal(a[k],b[k]) for k in a)" "$T/tv.pt" "$T/back.pt"
+}
