@@ -1,0 +1,282 @@
+/* linprobe — how linearly separable (and how clustered) are features? */
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "kd_cli.h"
+#include "kd_gemm.h"
+#include "kd_h5.h"
+#include "kd_knn.h"
+#include "kd_linprobe.h"
+
+static const char help[] =
+    "Usage: linprobe [OPTION]... TRAIN.h5 TEST.h5\n"
+    "Train a linear classifier (multinomial logistic regression, L-BFGS) on the\n"
+    "TRAIN features and report its top-1/top-5 on TEST; optionally kNN.\n"
+    "Inputs are features files (/features, /labels) or dataset files (/images\n"
+    "flattened and scaled to [0,1], /labels).\n"
+    "\n"
+    "  --standardize      scale each feature to zero mean, unit variance (TRAIN's)\n"
+    "  --wd W             L2 weight decay (default 1/N_train: scikit-learn's C=1)\n"
+    "  --max-iter N       L-BFGS iterations (default 300)\n"
+    "  --tol T            stop when the largest gradient entry is below T (1e-6)\n"
+    "  --knn K            also weighted kNN with K neighbours\n"
+    "  --knn-t T          kNN temperature (default 0.07)\n"
+    "  --knn-metric M     cosine (weighted, SSL papers; default) or euclidean\n"
+    "                     (unweighted majority, as scikit-learn's KNeighborsClassifier)\n"
+    "  --no-linear        kNN only\n"
+    "  --score            no training: top-1/top-5 of the /logits stored in TEST\n"
+    "  --limit N          use the first N rows of each file\n"
+    "  --save FILE.h5     keep the trained classifier (kind 'classifier')\n"
+    "  --threads N        BLIS threads (default: all cores)\n"
+    "  --seed S, --quiet, -h/--help, --version\n"
+    "\n"
+    "Prints one JSON line: top1, top5, knn_top1, n_train, n_test, dim, classes,\n"
+    "iterations, loss, seconds.  See linprobe(1).\n";
+
+enum { OPT_STD = KD_OPT_PROG, OPT_WD, OPT_ITER, OPT_TOL, OPT_KNN, OPT_KNNT, OPT_KNNM, OPT_NOLIN, OPT_SCORE,
+       OPT_LIMIT, OPT_SAVE };
+static const struct option longopts[] = {
+    {"standardize", no_argument, 0, OPT_STD},
+    {"wd", required_argument, 0, OPT_WD},
+    {"max-iter", required_argument, 0, OPT_ITER},
+    {"tol", required_argument, 0, OPT_TOL},
+    {"knn", required_argument, 0, OPT_KNN},
+    {"knn-t", required_argument, 0, OPT_KNNT},
+    {"knn-metric", required_argument, 0, OPT_KNNM},
+    {"no-linear", no_argument, 0, OPT_NOLIN},
+    {"score", no_argument, 0, OPT_SCORE},
+    {"limit", required_argument, 0, OPT_LIMIT},
+    {"save", required_argument, 0, OPT_SAVE},
+    KD_STD_LONGOPTS,
+    {0, 0, 0, 0}};
+
+typedef struct {
+    float *x;    /* [n,d] */
+    int32_t *y;  /* [n] */
+    float *logits;
+    int64_t n;
+    int d, k;    /* k: logits width */
+    int nclass;  /* from the labels or the classes attribute */
+} table;
+
+/* Reads features (or flattened pixels / 255) and labels of one file. */
+static void load(const char *path, int64_t limit, int want_logits, table *t)
+{
+    kd_h5 h;
+    memset(t, 0, sizeof *t);
+    if (kd_h5_open(&h, path, NULL))
+        kd_die_err();
+    const char *kind = kd_h5_kind(&h);
+    int feats = !strcmp(kind, "features");
+    if (!feats && strcmp(kind, "dataset"))
+        kd_die(KD_EXIT_FAIL, "%s: is a kdpipe '%s' file, expected a 'features' or 'dataset' file", path, kind);
+    int64_t dims[KD_MAX_RANK];
+    kd_dtype dt;
+    int rank;
+    const char *xname = feats ? "features" : "images";
+    if (kd_h5_info(&h, xname, &dt, &rank, dims))
+        kd_die_err();
+    if ((feats && rank != 2) || (!feats && rank != 4))
+        kd_die(KD_EXIT_FAIL, "%s: /%s has rank %d, expected %d", path, xname, rank, feats ? 2 : 4);
+    int64_t n = dims[0], d = 1;
+    for (int i = 1; i < rank; i++)
+        d *= dims[i];
+    if (limit > 0 && limit < n)
+        n = limit;
+    if (n < 1)
+        kd_die(KD_EXIT_FAIL, "%s: /%s is empty", path, xname);
+    if (d > (1 << 24))
+        kd_die(KD_EXIT_FAIL, "%s: %lld features per row is too many", path, (long long)d);
+    int64_t ldims[KD_MAX_RANK];
+    if (kd_h5_expect(&h, "labels", 1, (int64_t[]){-1}, ldims))
+        kd_die_err();
+    if (ldims[0] < n)
+        kd_die(KD_EXIT_FAIL, "%s: %lld labels for %lld rows", path, (long long)ldims[0], (long long)n);
+    t->n = n;
+    t->d = (int)d;
+    t->x = malloc(sizeof(float) * (size_t)(n * d));
+    t->y = malloc(sizeof(int32_t) * (size_t)n);
+    if (!t->x || !t->y)
+        kd_die(KD_EXIT_FAIL, "%s: out of memory for %lld x %lld features", path, (long long)n, (long long)d);
+    if (feats) {
+        if (kd_h5_read(&h, "features", KD_F32, 0, n, t->x))
+            kd_die_err();
+    } else {
+        uint8_t *px = malloc((size_t)(n * d));
+        if (!px)
+            kd_die(KD_EXIT_FAIL, "out of memory");
+        if (kd_h5_read(&h, "images", KD_U8, 0, n, px))
+            kd_die_err();
+        for (int64_t i = 0; i < n * d; i++)
+            t->x[i] = px[i] * (1.0f / 255.0f);
+        free(px);
+    }
+    if (kd_h5_read(&h, "labels", KD_I32, 0, n, t->y))
+        kd_die_err();
+    for (int64_t i = 0; i < n * d; i++)
+        if (!isfinite(t->x[i]))
+            kd_die(KD_EXIT_FAIL, "%s: row %lld has a non-finite feature", path, (long long)(i / d));
+    int32_t maxl = 0;
+    for (int64_t i = 0; i < n; i++) {
+        if (t->y[i] < 0 || t->y[i] >= 100000)
+            kd_die(KD_EXIT_FAIL, "%s: row %lld: label %d is out of range", path, (long long)i, t->y[i]);
+        maxl = t->y[i] > maxl ? t->y[i] : maxl;
+    }
+    t->nclass = maxl + 1;
+    char **cls;
+    int nc = kd_h5_attr_has(&h, NULL, "classes") ? kd_h5_attr_get_strv(&h, NULL, "classes", &cls) : -1;
+    if (nc > 0) {
+        if (maxl >= nc)
+            kd_die(KD_EXIT_FAIL, "%s: label %d but only %d classes", path, maxl, nc);
+        t->nclass = nc;
+        kd_strv_free(cls, nc);
+    }
+    if (want_logits) {
+        if (kd_h5_expect(&h, "logits", 2, (int64_t[]){-1, -1}, ldims))
+            kd_die_err();
+        if (ldims[0] < n)
+            kd_die(KD_EXIT_FAIL, "%s: %lld logits rows for %lld labels", path, (long long)ldims[0], (long long)n);
+        t->k = (int)ldims[1];
+        t->logits = malloc(sizeof(float) * (size_t)(n * t->k));
+        if (!t->logits || kd_h5_read(&h, "logits", KD_F32, 0, n, t->logits))
+            kd_die(KD_EXIT_FAIL, "%s: cannot read /logits", path);
+        if (maxl >= t->k)
+            kd_die(KD_EXIT_FAIL, "%s: label %d but only %d logits", path, maxl, t->k);
+    }
+    kd_h5_close(&h);
+}
+
+static void save(const char *path, const kd_logreg *m, const float *mean, const float *std)
+{
+    kd_h5 h;
+    if (kd_h5_create(&h, path, "classifier") ||
+        kd_h5_write(&h, "weight", KD_F32, 2, (int64_t[]){m->K, m->D}, m->W) ||
+        kd_h5_write(&h, "bias", KD_F32, 1, (int64_t[]){m->K}, m->b) ||
+        (mean && (kd_h5_write(&h, "mean", KD_F32, 1, (int64_t[]){m->D}, mean) ||
+                  kd_h5_write(&h, "std", KD_F32, 1, (int64_t[]){m->D}, std)))) {
+        kd_h5_abort(&h);
+        kd_die_err();
+    }
+    if (kd_h5_commit(&h))
+        kd_die_err();
+}
+
+int main(int argc, char **argv)
+{
+    kd_std_opts std;
+    kd_cli_init(argv[0], help, &std);
+    int standardize = 0, max_iter = 300, knn = 0, metric = KD_KNN_COSINE, linear = 1, score = 0;
+    double wd = -1, tol = 1e-6, knn_t = 0.07;
+    int64_t limit = 0;
+    const char *save_path = NULL;
+    int opt;
+    while ((opt = getopt_long(argc, argv, "h", longopts, NULL)) != -1) {
+        switch (opt) {
+        case OPT_STD: standardize = 1; break;
+        case OPT_WD: wd = kd_parse_double("--wd", optarg, 0, 1e6); break;
+        case OPT_ITER: max_iter = (int)kd_parse_long("--max-iter", optarg, 1, 1000000); break;
+        case OPT_TOL: tol = kd_parse_double("--tol", optarg, 0, 1e6); break;
+        case OPT_KNN: knn = (int)kd_parse_long("--knn", optarg, 1, 100000); break;
+        case OPT_KNNT: knn_t = kd_parse_double("--knn-t", optarg, 1e-6, 1e6); break;
+        case OPT_KNNM:
+            if (!strcmp(optarg, "cosine"))
+                metric = KD_KNN_COSINE;
+            else if (!strcmp(optarg, "euclidean"))
+                metric = KD_KNN_EUCLID;
+            else
+                kd_usage("--knn-metric: '%s' is not cosine or euclidean", optarg);
+            break;
+        case OPT_NOLIN: linear = 0; break;
+        case OPT_SCORE: score = 1; break;
+        case OPT_LIMIT: limit = kd_parse_long("--limit", optarg, 1, 1L << 40); break;
+        case OPT_SAVE: save_path = optarg; break;
+        default:
+            if (!kd_cli_std(opt, optarg, &std))
+                kd_usage("unknown option");
+        }
+    }
+    if (argc - optind != 2)
+        kd_usage("need TRAIN.h5 and TEST.h5");
+    if (!linear && !knn && !score)
+        kd_usage("--no-linear without --knn leaves nothing to do");
+    if (save_path && (!linear || score))
+        kd_usage("--save needs the linear classifier to be trained");
+    kd_gemm_init(kd_cli_threads(&std));
+    double t0 = kd_now();
+    table tr, te;
+    load(argv[optind], limit, 0, &tr);
+    load(argv[optind + 1], limit, score, &te);
+    if (tr.d != te.d)
+        kd_die(KD_EXIT_FAIL, "%s has %d features per row but %s has %d", argv[optind], tr.d, argv[optind + 1], te.d);
+    int K = tr.nclass > te.nclass ? tr.nclass : te.nclass;
+    kd_json j;
+    kd_json_begin(&j, stdout);
+    if (score) {
+        int64_t c1, c5;
+        kd_topk_count(te.logits, te.y, te.n, te.k, &c1, &c5);
+        kd_json_num(&j, "top1", (double)c1 / te.n);
+        kd_json_num(&j, "top5", (double)c5 / te.n);
+    } else if (linear) {
+        float *mean = NULL, *sd = NULL;
+        if (standardize) {
+            mean = malloc(sizeof(float) * (size_t)tr.d);
+            sd = malloc(sizeof(float) * (size_t)tr.d);
+            if (!mean || !sd)
+                kd_die(KD_EXIT_FAIL, "out of memory");
+            kd_standardize_fit(tr.x, tr.n, tr.d, mean, sd);
+        }
+        /* standardise copies: kNN below wants the raw features */
+        float *xtr = tr.x, *xte = te.x;
+        if (standardize) {
+            xtr = malloc(sizeof(float) * (size_t)(tr.n * tr.d));
+            xte = malloc(sizeof(float) * (size_t)(te.n * te.d));
+            if (!xtr || !xte)
+                kd_die(KD_EXIT_FAIL, "out of memory");
+            memcpy(xtr, tr.x, sizeof(float) * (size_t)(tr.n * tr.d));
+            memcpy(xte, te.x, sizeof(float) * (size_t)(te.n * te.d));
+            kd_standardize_apply(xtr, tr.n, tr.d, mean, sd);
+            kd_standardize_apply(xte, te.n, te.d, mean, sd);
+        }
+        kd_logreg m;
+        if (kd_logreg_init(&m, tr.d, K) || kd_logreg_fit(&m, xtr, tr.y, tr.n, wd >= 0 ? wd : 1.0 / tr.n, max_iter, tol))
+            kd_die_err();
+        float *S = malloc(sizeof(float) * (size_t)(te.n * K));
+        if (!S)
+            kd_die(KD_EXIT_FAIL, "out of memory");
+        kd_logreg_scores(&m, xte, te.n, S);
+        int64_t c1, c5;
+        kd_topk_count(S, te.y, te.n, K, &c1, &c5);
+        kd_json_num(&j, "top1", (double)c1 / te.n);
+        kd_json_num(&j, "top5", (double)c5 / te.n);
+        kd_json_int(&j, "iterations", m.iters);
+        kd_json_num(&j, "loss", m.loss);
+        if (save_path)
+            save(save_path, &m, mean, sd);
+        free(S);
+        if (standardize)
+            free(xtr), free(xte), free(mean), free(sd);
+        kd_logreg_free(&m);
+    }
+    if (knn) {
+        if (knn > tr.n)
+            kd_die(KD_EXIT_FAIL, "--knn %d: the training set has only %lld rows", knn, (long long)tr.n);
+        int32_t *pred = malloc(sizeof(int32_t) * (size_t)te.n);
+        if (!pred || kd_knn_predict(tr.x, tr.y, tr.n, tr.d, K, te.x, te.n, knn, (float)knn_t, metric, pred))
+            kd_die_err();
+        int64_t c = 0;
+        for (int64_t i = 0; i < te.n; i++)
+            c += pred[i] == te.y[i];
+        kd_json_num(&j, "knn_top1", (double)c / te.n);
+        kd_json_int(&j, "knn_k", knn);
+        kd_json_str(&j, "knn_metric", metric == KD_KNN_COSINE ? "cosine" : "euclidean");
+        free(pred);
+    }
+    kd_json_int(&j, "n_train", tr.n);
+    kd_json_int(&j, "n_test", te.n);
+    kd_json_int(&j, "dim", tr.d);
+    kd_json_int(&j, "classes", K);
+    kd_json_num(&j, "seconds", kd_now() - t0);
+    kd_json_end(&j);
+    return 0;
+}
