@@ -1,0 +1,106 @@
+#!/usr/bin/env bats
+load '/usr/lib/bats/bats-support/load'
+load '/usr/lib/bats/bats-assert/load'
+
+B="$BATS_TEST_DIRNAME/../bin"
+LP="$B/linprobe"
+PY=/usr/bin/python3
+FM=/usr/share/datasets/fashion-mnist
+
+setup() {
+    cd "$BATS_TEST_TMPDIR"
+    "$B/dataset" --limit 3000 "$FM" -o tr.h5 >/dev/null
+    "$B/dataset" --limit 1000 --split test "$FM" -o te.h5 >/dev/null
+}
+
+@test "linprobe --help, --version, usage errors" {
+    run "$LP" --help
+    assert_success
+    assert_output --partial "Usage: linprobe"
+    run "$LP" --version
+    assert_success
+    run "$LP" tr.h5
+    assert_failure 2
+    run "$LP" --knn 0 tr.h5 te.h5
+    assert_failure 2
+    run "$LP" --knn-metric manhattan --knn 3 tr.h5 te.h5
+    assert_failure 2
+    run "$LP" --no-linear tr.h5 te.h5
+    assert_failure 2
+}
+
+@test "linprobe: Fashion-MNIST pixels, linear and kNN beat chance by far and match scikit-learn" {
+    run "$LP" --standardize --knn 5 --knn-metric euclidean --save clf.h5 tr.h5 te.h5
+    assert_success
+    top1=$(echo "$output" | "$PY" -c "import json,sys; print(json.load(sys.stdin)['top1'])")
+    knn=$(echo "$output" | "$PY" -c "import json,sys; print(json.load(sys.stdin)['knn_top1'])")
+    # scikit-learn on the same 3000/1000 rows (LogisticRegression(C=1) on
+    # standardised pixels; KNeighborsClassifier(5)) as the reference
+    ref=$("$PY" -c "
+import h5py, numpy as np
+from sklearn.linear_model import LogisticRegression
+from sklearn.neighbors import KNeighborsClassifier
+from sklearn.preprocessing import StandardScaler
+a=h5py.File('tr.h5'); b=h5py.File('te.h5')
+X=a['images'][:].reshape(3000,-1)/255.; y=a['labels'][:]; Xt=b['images'][:].reshape(1000,-1)/255.; yt=b['labels'][:]
+s=StandardScaler().fit(X)
+lr=LogisticRegression(C=1, max_iter=300).fit(s.transform(X), y)
+kn=KNeighborsClassifier(5).fit(X, y)
+print(lr.score(s.transform(Xt), yt), kn.score(Xt, yt))" 2>/dev/null)
+    echo "kdpipe $top1 $knn, scikit-learn $ref"
+    "$PY" -c "import sys; t,k,a,b=map(float,sys.argv[1:]); sys.exit(0 if t >= a-0.01 and abs(k-b) <= 0.005 and t > 0.7 else 1)" $top1 $knn $ref
+    run "$B/tensor-info" clf.h5
+    assert_output --partial "kdpipe classifier file"
+    assert_output --partial "weight                   f32  [10,784]"
+}
+
+@test "linprobe: cosine kNN on features files, and --score on logits" {
+    "$PY" -c "
+import h5py, numpy as np
+r=np.random.default_rng(0)
+for name,n in (('ftr.h5',400),('fte.h5',100)):
+    y=(np.arange(n)%4).astype(np.int32)
+    x=(r.normal(size=(n,8))+3*np.eye(8)[y]).astype(np.float32)
+    f=h5py.File(name,'w'); f.attrs['kdpipe_format']=1; f.attrs['kdpipe_kind']='features'
+    f['features']=x; f['labels']=y; f['logits']=x[:,:4]"
+    run "$LP" --knn 20 ftr.h5 fte.h5
+    assert_success
+    assert_output --regexp '"knn_top1": (0\.9|1)'
+    run "$LP" --score ftr.h5 fte.h5
+    assert_success
+    assert_output --regexp '"top1": (0\.9[0-9]*|1), "top5": 1,'
+}
+
+@test "linprobe: bad inputs" {
+    run "$LP" missing.h5 te.h5
+    assert_failure 1
+    assert_output --partial "missing.h5: No such file"
+    "$B/model-init" --arch resnet20 --num-classes 10 -o m.h5 >/dev/null
+    run "$LP" m.h5 te.h5
+    assert_failure 1
+    assert_output --partial "is a kdpipe 'model' file"
+    "$PY" -c "
+import h5py, numpy as np
+def mk(name, x, y):
+    f=h5py.File(name,'w'); f.attrs['kdpipe_format']=1; f.attrs['kdpipe_kind']='features'; f['features']=x; f['labels']=y
+mk('d3.h5', np.zeros((10,3),np.float32), np.zeros(10,np.int32))
+mk('d4.h5', np.zeros((10,4),np.float32), np.zeros(10,np.int32))
+x=np.zeros((10,3),np.float32); x[4,1]=np.nan; mk('nan.h5', x, np.zeros(10,np.int32))
+mk('neg.h5', np.zeros((10,3),np.float32), -np.ones(10,np.int32))
+mk('empty.h5', np.zeros((0,3),np.float32), np.zeros(0,np.int32))"
+    run "$LP" d3.h5 d4.h5
+    assert_failure 1
+    assert_output --partial "d3.h5 has 3 features per row but d4.h5 has 4"
+    run "$LP" d3.h5 nan.h5
+    assert_failure 1
+    assert_output --partial "nan.h5: row 4 has a non-finite feature"
+    run "$LP" neg.h5 d3.h5
+    assert_failure 1
+    assert_output --partial "label -1 is out of range"
+    run "$LP" empty.h5 d3.h5
+    assert_failure 1
+    assert_output --partial "empty.h5: /features is empty"
+    run "$LP" --score d3.h5 d3.h5
+    assert_failure 1
+    assert_output --partial "no dataset 'logits'"
+}
