@@ -1,0 +1,93 @@
+/* detect-eval — score detections against ground truth: COCO AP/AR with
+ * pycocotools' semantics, and VOC AP50. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "kd_cli.h"
+#include "kd_coco.h"
+#include "kd_h5.h"
+
+static const char help[] =
+    "Usage: detect-eval --gt GT --dets DETS [OPTION]...\n"
+    "Score detections: COCO AP, AP50, AP75, APs, APm, APl, AR1, AR10, AR100,\n"
+    "ARs, ARm, ARl exactly as pycocotools computes them, and VOC AP50 (11-point\n"
+    "and all-point).\n"
+    "\n"
+    "  --gt GT          COCO annotations JSON, or a kdpipe detection dataset file\n"
+    "  --dets DETS      COCO results JSON list, or a kdpipe detections file\n"
+    "  --per-class      add per-category AP (and VOC AP50) under \"per_class\"\n"
+    "  --quiet, -h/--help, --version\n"
+    "\n"
+    "Prints one JSON object.  Categories and images without ground truth give\n"
+    "-1 where pycocotools gives -1.  See detect-eval(1).\n";
+
+enum { OPT_GT = KD_OPT_PROG, OPT_DETS, OPT_PERCLASS };
+static const struct option longopts[] = {
+    {"gt", required_argument, 0, OPT_GT},
+    {"dets", required_argument, 0, OPT_DETS},
+    {"per-class", no_argument, 0, OPT_PERCLASS},
+    KD_STD_LONGOPTS,
+    {0, 0, 0, 0}};
+
+static void json_escaped(FILE *f, const char *s)
+{
+    fputc('"', f);
+    for (; *s; s++) {
+        if (*s == '"' || *s == '\\')
+            fputc('\\', f);
+        if ((unsigned char)*s >= 0x20)
+            fputc(*s, f);
+    }
+    fputc('"', f);
+}
+
+int main(int argc, char **argv)
+{
+    kd_std_opts std;
+    kd_cli_init(argv[0], help, &std);
+    const char *gt = NULL, *dets = NULL;
+    int per_class = 0, opt;
+    while ((opt = getopt_long(argc, argv, "h", longopts, NULL)) != -1) {
+        switch (opt) {
+        case OPT_GT: gt = optarg; break;
+        case OPT_DETS: dets = optarg; break;
+        case OPT_PERCLASS: per_class = 1; break;
+        default:
+            if (!kd_cli_std(opt, optarg, &std))
+                kd_usage("unknown option");
+        }
+    }
+    if (optind < argc)
+        kd_usage("unexpected argument '%s'", argv[optind]);
+    if (!gt || !dets)
+        kd_usage("both --gt and --dets are required");
+    kd_coco c = {0};
+    if ((kd_h5_is_hdf5(gt) ? kd_coco_load_gt_h5(&c, gt) : kd_coco_load_gt_json(&c, gt)) ||
+        (kd_h5_is_hdf5(dets) ? kd_coco_load_dets_h5(&c, dets) : kd_coco_load_dets_json(&c, dets)))
+        kd_die_err();
+    if (kd_coco_prepare(&c)) {
+        kd_err_prefix("%s", dets);
+        kd_die_err();
+    }
+    kd_coco_result r;
+    if (kd_coco_evaluate(&c, &r))
+        kd_die_err();
+    printf("{");
+    for (int s = 0; s < KD_COCO_NSTATS; s++)
+        printf("%s\"%s\": %.17g", s ? ", " : "", kd_coco_stat_names[s], r.stats[s]);
+    printf(", \"voc_ap50_11pt\": %.17g, \"voc_ap50_all\": %.17g", r.voc11, r.vocall);
+    if (per_class) {
+        printf(", \"per_class\": {");
+        for (int k = 0; k < c.ncats; k++) {
+            printf("%s\"%lld\": {\"name\": ", k ? ", " : "", (long long)c.cats[k]);
+            json_escaped(stdout, c.catnames[k] ? c.catnames[k] : "");
+            printf(", \"AP\": %.17g, \"voc_ap50\": %.17g}", r.per_class[k], r.voc_class[k]);
+        }
+        printf("}");
+    }
+    printf("}\n");
+    kd_coco_result_free(&r);
+    kd_coco_free(&c);
+    return fflush(stdout) ? 1 : 0;
+}

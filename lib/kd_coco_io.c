@@ -1,0 +1,301 @@
+/* Readers for kd_coco: COCO JSON through jansson, and kdpipe HDF5 files. */
+#include <jansson.h>
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "kd_coco.h"
+#include "kd_err.h"
+#include "kd_h5.h"
+
+static int get_i64(json_t *o, const char *key, int64_t *v, int required)
+{
+    json_t *x = json_object_get(o, key);
+    if (!x) {
+        if (required)
+            kd_err_set("missing \"%s\"", key);
+        return required ? -1 : 1;
+    }
+    if (json_is_integer(x))
+        *v = json_integer_value(x);
+    else if (json_is_real(x) && json_real_value(x) == floor(json_real_value(x)))
+        *v = (int64_t)json_real_value(x);
+    else {
+        kd_err_set("\"%s\" is not an integer", key);
+        return -1;
+    }
+    return 0;
+}
+
+static int get_num(json_t *o, const char *key, double *v, int required)
+{
+    json_t *x = json_object_get(o, key);
+    if (!x) {
+        if (required)
+            kd_err_set("missing \"%s\"", key);
+        return required ? -1 : 1;
+    }
+    if (!json_is_number(x)) {
+        kd_err_set("\"%s\" is not a number", key);
+        return -1;
+    }
+    *v = json_number_value(x);
+    if (!isfinite(*v)) {
+        kd_err_set("\"%s\" is not finite", key);
+        return -1;
+    }
+    return 0;
+}
+
+static int get_bbox(json_t *o, kd_coco_box *b)
+{
+    json_t *x = json_object_get(o, "bbox");
+    if (!json_is_array(x) || json_array_size(x) != 4) {
+        kd_err_set("\"bbox\" is not a list of 4 numbers");
+        return -1;
+    }
+    double v[4];
+    for (int i = 0; i < 4; i++) {
+        json_t *e = json_array_get(x, (size_t)i);
+        if (!json_is_number(e) || !isfinite(json_number_value(e))) {
+            kd_err_set("\"bbox\" is not a list of 4 finite numbers");
+            return -1;
+        }
+        v[i] = json_number_value(e);
+    }
+    if (v[2] < 0 || v[3] < 0) {
+        kd_err_set("\"bbox\" has a negative size (%g x %g)", v[2], v[3]);
+        return -1;
+    }
+    b->x = v[0], b->y = v[1], b->w = v[2], b->h = v[3];
+    return 0;
+}
+
+static json_t *load(const char *path)
+{
+    json_error_t e;
+    json_t *j = json_load_file(path, 0, &e);
+    if (!j)
+        kd_err_set("%s: line %d column %d: %s", path, e.line, e.column, e.text);
+    return j;
+}
+
+int kd_coco_load_gt_json(kd_coco *c, const char *path)
+{
+    json_t *j = load(path);
+    if (!j)
+        return -1;
+    json_t *imgs = json_object_get(j, "images"), *anns = json_object_get(j, "annotations"),
+           *cats = json_object_get(j, "categories");
+    if (!json_is_array(imgs) || !json_is_array(anns) || !json_is_array(cats)) {
+        kd_err_set("%s: not COCO annotations (needs \"images\", \"annotations\" and \"categories\" lists)", path);
+        json_decref(j);
+        return -1;
+    }
+    c->nimages = (int)json_array_size(imgs);
+    c->ncats = (int)json_array_size(cats);
+    c->ngt = (int64_t)json_array_size(anns);
+    c->images = malloc(sizeof(int64_t) * (size_t)(c->nimages + 1));
+    c->cats = malloc(sizeof(int64_t) * (size_t)(c->ncats + 1));
+    c->catnames = calloc((size_t)c->ncats + 1, sizeof(char *));
+    c->gt = calloc((size_t)c->ngt + 1, sizeof(kd_coco_box));
+    size_t i;
+    json_t *o;
+    json_array_foreach(imgs, i, o) if (get_i64(o, "id", &c->images[i], 1)) goto bad_img;
+    json_array_foreach(cats, i, o)
+    {
+        if (get_i64(o, "id", &c->cats[i], 1))
+            goto bad_cat;
+        json_t *n = json_object_get(o, "name");
+        c->catnames[i] = strdup(json_is_string(n) ? json_string_value(n) : "");
+    }
+    json_array_foreach(anns, i, o)
+    {
+        kd_coco_box *b = &c->gt[i];
+        int64_t crowd = 0;
+        if (get_i64(o, "image_id", &b->image, 1) || get_i64(o, "category_id", &b->cat, 1) || get_bbox(o, b) ||
+            get_i64(o, "id", &b->id, 0) < 0 || get_i64(o, "iscrowd", &crowd, 0) < 0)
+            goto bad_ann;
+        if (get_num(o, "area", &b->area, 0) == 1)
+            b->area = b->w * b->h;
+        else if (!isfinite(b->area))
+            goto bad_ann;
+        if (!json_object_get(o, "id"))
+            b->id = (int64_t)i + 1;
+        b->crowd = crowd != 0;
+    }
+    json_decref(j);
+    return 0;
+bad_img:
+    kd_err_prefix("%s: image %zu", path, i);
+    json_decref(j);
+    return -1;
+bad_cat:
+    kd_err_prefix("%s: category %zu", path, i);
+    json_decref(j);
+    return -1;
+bad_ann:
+    kd_err_prefix("%s: annotation %zu", path, i);
+    json_decref(j);
+    return -1;
+}
+
+int kd_coco_load_dets_json(kd_coco *c, const char *path)
+{
+    json_t *j = load(path);
+    if (!j)
+        return -1;
+    if (!json_is_array(j)) {
+        kd_err_set("%s: not a COCO results list", path);
+        json_decref(j);
+        return -1;
+    }
+    c->ndt = (int64_t)json_array_size(j);
+    c->dt = calloc((size_t)c->ndt + 1, sizeof(kd_coco_box));
+    size_t i;
+    json_t *o;
+    json_array_foreach(j, i, o)
+    {
+        kd_coco_box *b = &c->dt[i];
+        if (!json_is_object(o)) {
+            kd_err_set("%s: result %zu is not an object", path, i);
+            json_decref(j);
+            return -1;
+        }
+        if (get_i64(o, "image_id", &b->image, 1) || get_i64(o, "category_id", &b->cat, 1) || get_bbox(o, b) ||
+            get_num(o, "score", &b->score, 1)) {
+            kd_err_prefix("%s: result %zu", path, i);
+            json_decref(j);
+            return -1;
+        }
+        b->area = b->w * b->h; /* as pycocotools' loadRes: the given "area" is replaced */
+        b->id = (int64_t)i + 1;
+    }
+    json_decref(j);
+    return 0;
+}
+
+/* A dataset file with /boxes [M,4], /box_labels [M], /box_offsets [N+1],
+ * optional /box_crowd [M]: image ids are rows 0..N-1; categories are the
+ * labels present (named from the classes attribute when it has them). */
+int kd_coco_load_gt_h5(kd_coco *c, const char *path)
+{
+    kd_h5 h;
+    if (kd_h5_open(&h, path, "dataset"))
+        return -1;
+    int64_t bd[KD_MAX_RANK], od[KD_MAX_RANK], ld[KD_MAX_RANK];
+    if (kd_h5_expect(&h, "boxes", 2, (int64_t[]){-1, 4}, bd) || kd_h5_expect(&h, "box_labels", 1, (int64_t[]){bd[0]}, ld) ||
+        kd_h5_expect(&h, "box_offsets", 1, (int64_t[]){-1}, od)) {
+        kd_h5_close(&h);
+        return -1;
+    }
+    int64_t M = bd[0], N = od[0] - 1;
+    float *boxes = malloc(sizeof(float) * (size_t)(4 * M + 4));
+    int32_t *lab = malloc(sizeof(int32_t) * (size_t)(M + 1));
+    int64_t *off = malloc(sizeof(int64_t) * (size_t)(N + 2));
+    uint8_t *crowd = calloc((size_t)M + 1, 1);
+    int rc = -1;
+    if (N < 0 || !boxes || !lab || !off || !crowd || kd_h5_read(&h, "boxes", KD_F32, 0, M, boxes) ||
+        kd_h5_read(&h, "box_labels", KD_I32, 0, M, lab) || kd_h5_read(&h, "box_offsets", KD_I64, 0, N + 1, off) ||
+        (kd_h5_exists(&h, "box_crowd") && kd_h5_read(&h, "box_crowd", KD_U8, 0, M, crowd)))
+        goto out;
+    if (off[0] != 0 || off[N] != M) {
+        kd_err_set("%s: /box_offsets must run from 0 to %lld", path, (long long)M);
+        goto out;
+    }
+    int maxl = -1;
+    for (int64_t i = 0; i < M; i++) {
+        if (lab[i] < 0 || lab[i] > 1000000) {
+            kd_err_set("%s: box %lld: label %d out of range", path, (long long)i, lab[i]);
+            goto out;
+        }
+        maxl = lab[i] > maxl ? lab[i] : maxl;
+    }
+    char **names = NULL;
+    int nn = kd_h5_attr_has(&h, NULL, "classes") ? kd_h5_attr_get_strv(&h, NULL, "classes", &names) : 0;
+    c->ncats = nn > maxl ? nn : maxl + 1;
+    c->cats = malloc(sizeof(int64_t) * (size_t)(c->ncats + 1));
+    c->catnames = calloc((size_t)c->ncats + 1, sizeof(char *));
+    for (int k = 0; k < c->ncats; k++) {
+        c->cats[k] = k;
+        c->catnames[k] = strdup(k < nn ? names[k] : "");
+    }
+    kd_strv_free(names, nn);
+    c->nimages = (int)N;
+    c->images = malloc(sizeof(int64_t) * (size_t)(N + 1));
+    for (int64_t i = 0; i < N; i++)
+        c->images[i] = i;
+    c->ngt = M;
+    c->gt = calloc((size_t)M + 1, sizeof(kd_coco_box));
+    for (int64_t i = 0; i < N; i++) {
+        if (off[i + 1] < off[i]) {
+            kd_err_set("%s: /box_offsets decreases at image %lld", path, (long long)i);
+            goto out;
+        }
+        for (int64_t q = off[i]; q < off[i + 1]; q++) {
+            kd_coco_box *b = &c->gt[q];
+            b->x = boxes[4 * q], b->y = boxes[4 * q + 1], b->w = boxes[4 * q + 2], b->h = boxes[4 * q + 3];
+            if (!(b->w >= 0 && b->h >= 0) || !isfinite(b->x) || !isfinite(b->y)) {
+                kd_err_set("%s: box %lld has a negative or non-finite size", path, (long long)q);
+                goto out;
+            }
+            b->area = b->w * b->h;
+            b->image = i;
+            b->cat = lab[q];
+            b->id = q + 1;
+            b->crowd = crowd[q] != 0;
+        }
+    }
+    rc = 0;
+out:
+    free(boxes), free(lab), free(off), free(crowd);
+    kd_h5_close(&h);
+    return rc;
+}
+
+int kd_coco_load_dets_h5(kd_coco *c, const char *path)
+{
+    kd_h5 h;
+    if (kd_h5_open(&h, path, "detections"))
+        return -1;
+    int64_t bd[KD_MAX_RANK];
+    int rc = -1;
+    if (kd_h5_expect(&h, "boxes", 2, (int64_t[]){-1, 4}, bd) || kd_h5_expect(&h, "scores", 1, (int64_t[]){bd[0]}, NULL) ||
+        kd_h5_expect(&h, "labels", 1, (int64_t[]){bd[0]}, NULL) ||
+        kd_h5_expect(&h, "image_ids", 1, (int64_t[]){bd[0]}, NULL)) {
+        kd_h5_close(&h);
+        return -1;
+    }
+    int64_t M = bd[0];
+    float *boxes = malloc(sizeof(float) * (size_t)(4 * M + 4)), *sc = malloc(sizeof(float) * (size_t)(M + 1));
+    int32_t *lab = malloc(sizeof(int32_t) * (size_t)(M + 1));
+    int64_t *img = malloc(sizeof(int64_t) * (size_t)(M + 1));
+    if (!boxes || !sc || !lab || !img || kd_h5_read(&h, "boxes", KD_F32, 0, M, boxes) ||
+        kd_h5_read(&h, "scores", KD_F32, 0, M, sc) || kd_h5_read(&h, "labels", KD_I32, 0, M, lab) ||
+        kd_h5_read(&h, "image_ids", KD_I64, 0, M, img))
+        goto out;
+    c->ndt = M;
+    c->dt = calloc((size_t)M + 1, sizeof(kd_coco_box));
+    for (int64_t q = 0; q < M; q++) {
+        kd_coco_box *b = &c->dt[q];
+        b->x = boxes[4 * q], b->y = boxes[4 * q + 1], b->w = boxes[4 * q + 2], b->h = boxes[4 * q + 3];
+        if (!(b->w >= 0 && b->h >= 0) || !isfinite(b->x) || !isfinite(b->y)) {
+            kd_err_set("%s: detection %lld has a negative or non-finite size", path, (long long)q);
+            goto out;
+        }
+        if (!isfinite(sc[q])) {
+            kd_err_set("%s: detection %lld has a non-finite score", path, (long long)q);
+            goto out;
+        }
+        b->score = sc[q];
+        b->area = b->w * b->h;
+        b->image = img[q];
+        b->cat = lab[q];
+        b->id = q + 1;
+    }
+    rc = 0;
+out:
+    free(boxes), free(sc), free(lab), free(img);
+    kd_h5_close(&h);
+    return rc;
+}
