@@ -261,8 +261,9 @@ static void voc_ap(const kd_coco *c, int k, int64_t **gcell, int *gcount, int64_
         for (int64_t q = 1; q <= m; q++)
             if (rec[q] >= t / 10.0 && prec[q] > p)
                 p = prec[q];
-        s11 += p / 11.0;
+        s11 += p;
     }
+    s11 /= 11.0;
     rec[0] = 0;
     prec[0] = 0;
     rec[m + 1] = 1;

@@ -1,0 +1,126 @@
+#!/usr/bin/env bats
+load '/usr/lib/bats/bats-support/load'
+load '/usr/lib/bats/bats-assert/load'
+
+DE="$BATS_TEST_DIRNAME/../bin/detect-eval"
+FX="$BATS_TEST_DIRNAME/fixtures/coco"
+PY=/usr/bin/python3
+
+setup() { cd "$BATS_TEST_TMPDIR"; }
+
+@test "detect-eval --help, --version, usage errors" {
+    run "$DE" --help
+    assert_success
+    assert_output --partial "Usage: detect-eval"
+    run "$DE" --version
+    assert_success
+    run "$DE" --gt "$FX/case11/gt.json"
+    assert_failure 2
+    assert_output --partial "both --gt and --dets are required"
+    run "$DE" --gt a --dets b extra
+    assert_failure 2
+}
+
+@test "detect-eval equals pycocotools' stats on every fixture case within 1e-6" {
+    for c in "$FX"/case*; do
+        run "$DE" --gt "$c/gt.json" --dets "$c/dets.json"
+        assert_success
+        echo "$output" > out.json
+        run "$PY" -c "
+import json,sys
+a=json.load(open('out.json')); b=json.load(open('$c/expected.json'))
+keys=['AP','AP50','AP75','APs','APm','APl','AR1','AR10','AR100','ARs','ARm','ARl']
+assert sorted(b) == sorted(keys), sorted(b)
+bad=[(k,a[k],b[k]) for k in keys if abs(a[k]-b[k]) > 1e-6]
+print('$(basename $c)', 'ok' if not bad else bad)"
+        assert_output "$(basename $c) ok"
+    done
+}
+
+@test "detect-eval: perfect detections give AP 1; per-class and VOC; a category without ground truth is -1" {
+    "$PY" -c "
+import json
+g={'images':[{'id':i} for i in (1,2)],'categories':[{'id':1,'name':'a'},{'id':2,'name':'b'},{'id':3,'name':'none'}],
+   'annotations':[{'id':1,'image_id':1,'category_id':1,'bbox':[10,10,40,40],'area':1600,'iscrowd':0},
+                  {'id':2,'image_id':2,'category_id':2,'bbox':[5,5,100,100],'area':10000,'iscrowd':0}]}
+d=[{'image_id':1,'category_id':1,'bbox':[10,10,40,40],'score':0.9},{'image_id':2,'category_id':2,'bbox':[5,5,100,100],'score':0.8}]
+json.dump(g,open('g.json','w')); json.dump(d,open('d.json','w')); json.dump([],open('empty.json','w'))"
+    run "$DE" --per-class --gt g.json --dets d.json
+    assert_success
+    echo "$output" > out.json
+    run "$PY" -c "
+import json; a=json.load(open('out.json'))
+print([round(a[k], 9) for k in ('AP','AP50','AP75','APs','APm','APl','AR100','voc_ap50_11pt','voc_ap50_all')], a['per_class']['3'])"
+    assert_output "[1.0, 1.0, 1.0, -1, 1.0, 1.0, 1, 1, 1] {'name': 'none', 'AP': -1, 'voc_ap50': -1}"
+    # no detections at all: zeros where there is ground truth (pycocotools' loadRes
+    # refuses an empty list; the arithmetic with no detections gives these)
+    run "$DE" --gt g.json --dets empty.json
+    assert_success
+    assert_output --partial '"AP": 0, "AP50": 0'
+    assert_output --partial '"AR100": 0'
+}
+
+@test "detect-eval: HDF5 ground truth and detections give the JSON result" {
+    "$PY" -c "
+import json, h5py, numpy as np
+g=json.load(open('$FX/case11/gt.json')); d=json.load(open('$FX/case11/dets.json'))
+ids=sorted(i['id'] for i in g['images']); row={i:r for r,i in enumerate(ids)}
+anns=sorted(g['annotations'], key=lambda a: row[a['image_id']])   # stable: file order within an image
+f=h5py.File('gt.h5','w'); f.attrs['kdpipe_format']=1; f.attrs['kdpipe_kind']='dataset'
+f['images']=np.zeros((len(ids),4,4,1),np.uint8); f['labels']=np.zeros(len(ids),np.int32)
+f['boxes']=np.array([a['bbox'] for a in anns],np.float32)
+f['box_labels']=np.array([a['category_id'] for a in anns],np.int32)
+f['box_crowd']=np.array([a['iscrowd'] for a in anns],np.uint8)
+off=np.zeros(len(ids)+1,np.int64)
+for a in anns: off[row[a['image_id']]+1]+=1
+f['box_offsets']=np.cumsum(off)
+h=h5py.File('dt.h5','w'); h.attrs['kdpipe_format']=1; h.attrs['kdpipe_kind']='detections'
+h['boxes']=np.array([x['bbox'] for x in d],np.float32); h['scores']=np.array([x['score'] for x in d],np.float32)
+h['labels']=np.array([x['category_id'] for x in d],np.int32); h['image_ids']=np.array([row[x['image_id']] for x in d],np.int64)
+# the same boxes as JSON with float32 coordinates and w*h areas, categories 0..max
+cats=max(c['id'] for c in g['categories'])+1
+gj={'images':[{'id':r} for r in range(len(ids))],'categories':[{'id':k} for k in range(cats)],
+    'annotations':[{'id':n+1,'image_id':row[a['image_id']],'category_id':a['category_id'],'iscrowd':a['iscrowd'],
+                    'bbox':[float(v) for v in np.array(a['bbox'],np.float32)],
+                    'area':float(np.float32(a['bbox'][2])*np.float32(a['bbox'][3]))} for n,a in enumerate(anns)]}
+dj=[{'image_id':row[x['image_id']],'category_id':x['category_id'],'bbox':[float(v) for v in np.array(x['bbox'],np.float32)],
+     'score':float(np.float32(x['score']))} for x in d]
+json.dump(gj,open('g.json','w')); json.dump(dj,open('d.json','w'))"
+    a=$("$DE" --gt gt.h5 --dets dt.h5)
+    b=$("$DE" --gt g.json --dets d.json)
+    [ -n "$a" ] && [ "$a" = "$b" ]
+}
+
+@test "detect-eval: bad inputs fail clearly" {
+    cp "$FX/case11/gt.json" g.json
+    echo '[{"image_id": 1, "category_id": 1, "bbox": [1, 2, 3' > broken.json
+    run "$DE" --gt g.json --dets broken.json
+    assert_failure 1
+    assert_output --partial "detect-eval: broken.json: line"
+    echo '[{"image_id": 1, "category_id": 1, "bbox": [1, 2, -3, 4], "score": 0.5}]' > neg.json
+    run "$DE" --gt g.json --dets neg.json
+    assert_failure 1
+    assert_output --partial "neg.json: result 0: \"bbox\" has a negative size"
+    echo '[{"image_id": 999, "category_id": 1, "bbox": [1, 2, 3, 4], "score": 0.5}]' > img.json
+    run "$DE" --gt g.json --dets img.json
+    assert_failure 1
+    assert_output --partial "image id 999 is not in the ground truth"
+    echo '[{"image_id": 1, "category_id": 77, "bbox": [1, 2, 3, 4], "score": 0.5}]' > cat.json
+    run "$DE" --gt g.json --dets cat.json
+    assert_failure 1
+    assert_output --partial "category id 77 is not in the ground truth"
+    echo '[{"image_id": 1, "category_id": 1, "bbox": [1, 2, 3, 4], "score": "high"}]' > nan.json
+    run "$DE" --gt g.json --dets nan.json
+    assert_failure 1
+    assert_output --partial "\"score\" is not a number"
+    echo '[{"image_id": 1, "category_id": 1, "bbox": [1, 2, 3, 4], "score": NaN}]' > nan2.json
+    run "$DE" --gt g.json --dets nan2.json
+    assert_failure 1
+    run "$DE" --gt missing.json --dets nan.json
+    assert_failure 1
+    assert_output --partial "missing.json"
+    echo '{"images": []}' > notcoco.json
+    run "$DE" --gt notcoco.json --dets nan.json
+    assert_failure 1
+    assert_output --partial "not COCO annotations"
+}
