@@ -1,0 +1,103 @@
+#include "kd_optim.h"
+
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "kd_err.h"
+
+int kd_sgd_init(kd_sgd *s, kd_model *m, const kd_sgd_opts *o)
+{
+    memset(s, 0, sizeof *s);
+    s->o = *o;
+    kd_model_params(m, &s->n);
+    s->buf = calloc(s->n ? s->n : 1, sizeof(float));
+    s->wdscale = malloc(sizeof(float) * (s->n ? s->n : 1));
+    if (!s->buf || !s->wdscale) {
+        kd_sgd_free(s);
+        kd_err_set("optimizer: out of memory");
+        return -1;
+    }
+    for (size_t i = 0; i < s->n; i++)
+        s->wdscale[i] = 1;
+    if (o->wd_exclude)
+        for (int v = 0; v < kd_model_nparam_views(m); v++) {
+            const kd_pview *pv = kd_model_param_view(m, v);
+            if (pv->no_decay)
+                for (size_t i = 0; i < pv->n; i++)
+                    s->wdscale[pv->off + i] = 0;
+        }
+    return 0;
+}
+
+void kd_sgd_free(kd_sgd *s)
+{
+    free(s->buf);
+    free(s->wdscale);
+    s->buf = s->wdscale = NULL;
+}
+
+void kd_sgd_step(kd_sgd *s, float *p, const float *g, float lr)
+{
+    float m = s->o.momentum, wd = s->o.wd;
+    for (size_t i = 0; i < s->n; i++) {
+        float d = g[i] + wd * s->wdscale[i] * p[i];
+        if (m != 0) {
+            s->buf[i] = m * s->buf[i] + d;
+            d = s->o.nesterov ? d + m * s->buf[i] : s->buf[i];
+        }
+        p[i] -= lr * d;
+    }
+}
+
+double kd_sched_lr(const kd_sched *s, long step, double epoch)
+{
+    double lr = s->base;
+    switch (s->kind) {
+    case KD_SCHED_CONST: break;
+    case KD_SCHED_COSINE:
+        if (s->total > 0)
+            lr *= 0.5 * (1 + cos(M_PI * (double)(step < s->total ? step : s->total) / (double)s->total));
+        break;
+    case KD_SCHED_STEP:
+        for (int i = 0; i < s->nmile; i++)
+            if (epoch >= s->milestones[i])
+                lr *= s->gamma;
+        break;
+    }
+    if (s->warmup > 0 && step < s->warmup)
+        lr *= (double)(step + 1) / (double)s->warmup;
+    return lr;
+}
+
+int kd_sched_parse(kd_sched *s, const char *spec)
+{
+    s->nmile = 0;
+    s->gamma = 0.1;
+    if (!strcmp(spec, "const"))
+        s->kind = KD_SCHED_CONST;
+    else if (!strcmp(spec, "cosine"))
+        s->kind = KD_SCHED_COSINE;
+    else if (!strncmp(spec, "step:", 5)) {
+        s->kind = KD_SCHED_STEP;
+        const char *p = spec + 5;
+        while (*p) {
+            char *end;
+            double v = strtod(p, &end);
+            if (end == p || v < 0 || s->nmile == 16 || (*end && *end != ',')) {
+                kd_err_set("schedule '%s': expected step:E1,E2,... (epochs)", spec);
+                return -1;
+            }
+            s->milestones[s->nmile++] = v;
+            p = *end ? end + 1 : end;
+        }
+        if (!s->nmile) {
+            kd_err_set("schedule '%s': no milestones", spec);
+            return -1;
+        }
+    } else {
+        kd_err_set("schedule '%s' is not const, cosine or step:E1,E2,...", spec);
+        return -1;
+    }
+    return 0;
+}

@@ -1,0 +1,46 @@
+/* kd_optim — SGD with momentum over a model's parameter slab, as PyTorch's
+ * torch.optim.SGD (dampening 0): d = g + wd*p; buf = m*buf + d;
+ * d = nesterov ? d + m*buf : buf; p -= lr*d.  Weight decay may skip the
+ * views flagged no_decay (BN weights and biases, all biases).  The momentum
+ * buffer is one slab parallel to the parameters. */
+#ifndef KD_OPTIM_H
+#define KD_OPTIM_H
+
+#include <stddef.h>
+
+#include "kd_model.h"
+
+typedef struct {
+    float momentum, wd;
+    int nesterov, wd_exclude;
+} kd_sgd_opts;
+
+typedef struct {
+    kd_sgd_opts o;
+    size_t n;
+    float *buf;      /* [n] momentum */
+    float *wdscale;  /* [n] 1 or 0: where weight decay applies */
+} kd_sgd;
+
+int kd_sgd_init(kd_sgd *s, kd_model *m, const kd_sgd_opts *o);
+void kd_sgd_free(kd_sgd *s);
+void kd_sgd_step(kd_sgd *s, float *p, const float *g, float lr);
+
+/* Learning-rate schedules over steps. */
+typedef enum { KD_SCHED_CONST, KD_SCHED_COSINE, KD_SCHED_STEP } kd_sched_kind;
+typedef struct {
+    kd_sched_kind kind;
+    double base;
+    long total;          /* steps of the whole run (cosine) */
+    long warmup;         /* linear warmup steps */
+    int nmile;
+    double milestones[16]; /* epochs at which the lr is multiplied by gamma */
+    double gamma;
+} kd_sched;
+
+/* lr at a step (0-based) in a fractional epoch. */
+double kd_sched_lr(const kd_sched *s, long step, double epoch);
+/* "const", "cosine", "step:150,180,210"; -1 with kd_err when malformed. */
+int kd_sched_parse(kd_sched *s, const char *spec);
+
+#endif
