@@ -12,7 +12,7 @@ PKG_LIBS   := $(shell pkg-config --libs $(PKGS) 2>/dev/null)
 OPT     ?= -O2 -march=native
 WARN     = -Wall -Wextra -Werror -Wno-unused-parameter
 CFLAGS  ?= $(OPT) -g
-ALL_CFLAGS = -std=c11 -D_GNU_SOURCE $(WARN) $(CFLAGS) $(SAN) -Ilib $(PKG_CFLAGS) -MMD -MP
+ALL_CFLAGS = -std=c11 -D_GNU_SOURCE -fopenmp $(WARN) $(CFLAGS) $(SAN) -Ilib $(PKG_CFLAGS) -MMD -MP
 LDLIBS   = $(PKG_LIBS) -lblis -lm -lpthread
 
 ifeq ($(ASAN),1)

@@ -1,5 +1,7 @@
 /* Layer kernels: forward/backward pairs over NCHW float arrays (contract in
- * kd_layers.h).  Convolutions with groups == 1 are im2col + one GEMM per
+ * kd_layers.h).  The loops around the GEMMs (im2col, col2im, batch norm,
+ * ReLU) are split across cores with OpenMP — never around a kd_gemm call,
+ * which BLIS threads itself in the same libgomp pool.  Convolutions with groups == 1 are im2col + one GEMM per
  * image (1x1 stride-1 convolutions skip im2col: the image is the column
  * matrix); depthwise convolutions are direct loops; other grouped
  * convolutions run one GEMM per group.  Every backward accumulates. */
@@ -31,22 +33,25 @@ int kd_conv_init(kd_conv *c, int N, int C, int H, int W, int O, int k, int strid
     return 0;
 }
 
+static int chunk_images(const kd_conv *c);
 static int is_depthwise(const kd_conv *c) { return c->groups > 1 && c->groups == c->C && c->groups == c->O; }
 static int is_pointwise(const kd_conv *c) { return c->kh == 1 && c->kw == 1 && c->stride == 1 && c->pad == 0; }
 
 size_t kd_conv_workspace(const kd_conv *c)
 {
-    if (is_depthwise(c) || (is_pointwise(c) && c->groups == 1))
+    if (is_depthwise(c))
         return 0;
+    if (c->groups == 1) /* col, dcol [K, nb*P] and the output/gradient [O, nb*P] */
+        return (2 * (size_t)c->C * c->kh * c->kw + (size_t)c->O) * (size_t)chunk_images(c) * c->Ho * c->Wo;
     /* columns of one image (one group) and their gradient */
     size_t K = (size_t)(c->C / c->groups) * c->kh * c->kw, P = (size_t)c->Ho * c->Wo;
     return 2 * K * P;
 }
 
-/* col [cg*kh*kw, Ho*Wo] from channels c0..c0+cg-1 of one image xn [C,H,W]. */
-static void im2col(const kd_conv *c, const float *xn, int c0, int cg, float *col)
+/* col [cg*kh*kw, Ho*Wo] (rows ld apart) from channels c0..c0+cg-1 of one image xn [C,H,W]. */
+static void im2col_ld(const kd_conv *c, const float *xn, int c0, int cg, float *col, size_t ld)
 {
-    int P = c->Ho * c->Wo;
+    size_t P = ld;
     for (int ci = 0; ci < cg; ci++)
         for (int u = 0; u < c->kh; u++)
             for (int v = 0; v < c->kw; v++) {
@@ -74,10 +79,15 @@ static void im2col(const kd_conv *c, const float *xn, int c0, int cg, float *col
             }
 }
 
-/* dxn += col2im(dcol), the adjoint of im2col. */
-static void col2im(const kd_conv *c, const float *dcol, int c0, int cg, float *dxn)
+static void im2col(const kd_conv *c, const float *xn, int c0, int cg, float *col)
 {
-    int P = c->Ho * c->Wo;
+    im2col_ld(c, xn, c0, cg, col, (size_t)c->Ho * c->Wo);
+}
+
+/* dxn += col2im(dcol), the adjoint of im2col (rows ld apart). */
+static void col2im_ld(const kd_conv *c, const float *dcol, int c0, int cg, float *dxn, size_t ld)
+{
+    size_t P = ld;
     for (int ci = 0; ci < cg; ci++)
         for (int u = 0; u < c->kh; u++)
             for (int v = 0; v < c->kw; v++) {
@@ -96,6 +106,22 @@ static void col2im(const kd_conv *c, const float *dcol, int c0, int cg, float *d
                     }
                 }
             }
+}
+
+static void col2im(const kd_conv *c, const float *dcol, int c0, int cg, float *dxn)
+{
+    col2im_ld(c, dcol, c0, cg, dxn, (size_t)c->Ho * c->Wo);
+}
+
+/* Ungrouped convolutions run a few large GEMMs instead of one small GEMM per
+ * image: images are taken in chunks of about CHUNK_COLS output pixels, whose
+ * columns sit side by side (image i at column offset i*P).  Per-image GEMMs
+ * at 28x28 and below spent more time waking BLIS's threads than computing. */
+#define CHUNK_COLS 8192
+static int chunk_images(const kd_conv *c)
+{
+    int P = c->Ho * c->Wo, nb = (CHUNK_COLS + P - 1) / P;
+    return nb < 1 ? 1 : nb > c->N ? c->N : nb;
 }
 
 static void dw_forward(const kd_conv *c, const float *x, const float *w, const float *b, float *y)
@@ -174,6 +200,28 @@ void kd_conv_forward(const kd_conv *c, const float *x, const float *w, const flo
         return;
     }
     int G = c->groups, cg = c->C / G, og = c->O / G, K = cg * c->kh * c->kw, P = c->Ho * c->Wo;
+    if (G == 1) {
+        int nb = chunk_images(c);
+        float *col = ws, *yt = ws + (size_t)K * nb * P;
+        for (int n0 = 0; n0 < c->N; n0 += nb) {
+            int m = c->N - n0 < nb ? c->N - n0 : nb;
+            size_t cols = (size_t)m * P;
+#pragma omp parallel for schedule(static)
+            for (int i = 0; i < m; i++)
+                im2col_ld(c, x + (size_t)(n0 + i) * c->C * c->H * c->W, 0, c->C, col + (size_t)i * P, cols);
+            kd_gemm(0, 0, c->O, (int)cols, K, 1.0f, w, K, col, (int)cols, 0.0f, yt, (int)cols);
+#pragma omp parallel for schedule(static)
+            for (int i = 0; i < m; i++)
+                for (int o = 0; o < c->O; o++) {
+                    float *dst = y + ((size_t)(n0 + i) * c->O + o) * P;
+                    const float *srcp = yt + (size_t)o * cols + (size_t)i * P;
+                    float bias = b ? b[o] : 0.0f;
+                    for (int q = 0; q < P; q++)
+                        dst[q] = srcp[q] + bias;
+                }
+        }
+        return;
+    }
     for (int n = 0; n < c->N; n++) {
         const float *xn = x + (size_t)n * c->C * c->H * c->W;
         float *yn = y + (size_t)n * c->O * P;
@@ -201,6 +249,39 @@ void kd_conv_backward(const kd_conv *c, const float *x, const float *w, const fl
         return;
     }
     int G = c->groups, cg = c->C / G, og = c->O / G, K = cg * c->kh * c->kw, P = c->Ho * c->Wo;
+    if (G == 1) {
+        int nb = chunk_images(c);
+        float *col = ws, *dcol = ws + (size_t)K * nb * P, *dyt = ws + 2 * (size_t)K * nb * P;
+        for (int n0 = 0; n0 < c->N; n0 += nb) {
+            int m = c->N - n0 < nb ? c->N - n0 : nb;
+            size_t cols = (size_t)m * P;
+#pragma omp parallel for schedule(static)
+            for (int o = 0; o < c->O; o++)
+                for (int i = 0; i < m; i++) {
+                    const float *srcp = dy + ((size_t)(n0 + i) * c->O + o) * P;
+                    memcpy(dyt + (size_t)o * cols + (size_t)i * P, srcp, sizeof(float) * (size_t)P);
+                    if (db) {
+                        double t = 0;
+                        for (int q = 0; q < P; q++)
+                            t += srcp[q];
+                        db[o] += (float)t;
+                    }
+                }
+            if (dw) {
+#pragma omp parallel for schedule(static)
+                for (int i = 0; i < m; i++)
+                    im2col_ld(c, x + (size_t)(n0 + i) * c->C * c->H * c->W, 0, c->C, col + (size_t)i * P, cols);
+                kd_gemm(0, 1, c->O, K, (int)cols, 1.0f, dyt, (int)cols, col, (int)cols, 1.0f, dw, K);
+            }
+            if (dx) {
+                kd_gemm(1, 0, K, (int)cols, c->O, 1.0f, w, K, dyt, (int)cols, 0.0f, dcol, (int)cols);
+#pragma omp parallel for schedule(static)
+                for (int i = 0; i < m; i++)
+                    col2im_ld(c, dcol + (size_t)i * P, 0, c->C, dx + (size_t)(n0 + i) * c->C * c->H * c->W, cols);
+            }
+        }
+        return;
+    }
     float *col = ws, *dcol = ws ? ws + (size_t)K * P : NULL;
     for (int n = 0; n < c->N; n++) {
         const float *xn = x + (size_t)n * c->C * c->H * c->W;
@@ -301,6 +382,7 @@ void kd_bn_forward_train(int N, int C, int HW, int group, const float *x, const 
         group = N;
     int G = N / group;
     size_t cnt = (size_t)group * HW;
+#pragma omp parallel for schedule(static)
     for (int c = 0; c < C; c++) {
         double rm = 0, rv = 0;
         for (int g = 0; g < G; g++) {
@@ -339,6 +421,7 @@ void kd_bn_forward_train(int N, int C, int HW, int group, const float *x, const 
 void kd_bn_forward_eval(int N, int C, int HW, const float *x, const float *gamma, const float *beta,
                         const float *run_mean, const float *run_var, float eps, float *y)
 {
+#pragma omp parallel for schedule(static)
     for (int c = 0; c < C; c++) {
         float s = gamma[c] / sqrtf(run_var[c] + eps), b = beta[c] - run_mean[c] * s;
         for (int n = 0; n < N; n++) {
@@ -357,6 +440,7 @@ void kd_bn_backward(int N, int C, int HW, int group, const float *x, const float
         group = N;
     int G = N / group;
     size_t cnt = (size_t)group * HW;
+#pragma omp parallel for schedule(static)
     for (int c = 0; c < C; c++)
         for (int g = 0; g < G; g++) {
             float mu = mean[g * C + c], rs = rstd[g * C + c];
@@ -457,6 +541,7 @@ void kd_act_forward(kd_act a, const float *x, float *y, size_t n)
 {
     switch (a) {
     case KD_RELU:
+#pragma omp parallel for schedule(static) if (n > 65536)
         for (size_t i = 0; i < n; i++) y[i] = x[i] > 0 ? x[i] : 0;
         break;
     case KD_RELU6:
@@ -487,6 +572,7 @@ void kd_act_backward(kd_act a, const float *x, const float *y, const float *dy, 
 {
     switch (a) {
     case KD_RELU:
+#pragma omp parallel for schedule(static) if (n > 65536)
         for (size_t i = 0; i < n; i++) dx[i] += x[i] > 0 ? dy[i] : 0;
         break;
     case KD_RELU6:
