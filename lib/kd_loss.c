@@ -140,8 +140,15 @@ static void *moco_init(kd_model *m, const kd_loss_opts *o)
         return NULL;
     }
     size_t np, nb, nq, nbq;
-    memcpy(kd_model_params(s->key, &np), kd_model_params(m, &nq), sizeof(float) * np);
-    memcpy(kd_model_buffers(s->key, &nb), kd_model_buffers(m, &nbq), sizeof(float) * nb);
+    float *kp = kd_model_params(s->key, &np), *kb = kd_model_buffers(s->key, &nb);
+    const float *qp = kd_model_params(m, &nq), *qb = kd_model_buffers(m, &nbq);
+    if (np != nq || nb != nbq) {
+        kd_err_set("loss moco: the key encoder does not match the model");
+        moco_free(s);
+        return NULL;
+    }
+    memcpy(kp, qp, sizeof(float) * np);
+    memcpy(kb, qb, sizeof(float) * nb);
     size_t K = (size_t)o->queue, E = (size_t)s->E, B = (size_t)s->B;
     s->queue = malloc(sizeof(float) * K * E);
     s->kin = malloc(sizeof(float) * B * s->C * s->H * s->W);

@@ -1,0 +1,133 @@
+#!/usr/bin/env bats
+load '/usr/lib/bats/bats-support/load'
+load '/usr/lib/bats/bats-assert/load'
+
+B="$BATS_TEST_DIRNAME/../bin"
+DS="$B/distill-step"
+PY=/usr/bin/python3
+
+setup() {
+    cd "$BATS_TEST_TMPDIR"
+    "$B/dataset" --limit 64 --split test /usr/share/datasets/fashion-mnist -o d.h5 >/dev/null
+    "$B/model-init" --arch resnet20 --in-channels 1 --num-classes 10 --seed 3 -o sup.h5 >/dev/null
+}
+
+stream() { # EPOCHS [augment options]
+    local e=$1; shift
+    "$B/augment" --policy crop-flip --views 1 --batch 16 --epochs "$e" --seed 5 --quiet "$@" d.h5
+}
+
+same_weights() { # A.h5 B.h5: every parameter and buffer bit-identical
+    "$PY" -c "
+import h5py, numpy as np, sys
+a, b = h5py.File(sys.argv[1]), h5py.File(sys.argv[2])
+names = [k for k in a.keys() if k != 'train']
+assert names and sorted(names) == sorted(k for k in b.keys() if k != 'train')
+bad = [k for k in names if not np.array_equal(a[k][()], b[k][()])]
+print('identical' if not bad else 'differ: %s' % bad[:3])" "$1" "$2"
+}
+
+@test "distill-step --help, --version, usage errors" {
+    run "$DS" --help
+    assert_success
+    assert_output --partial "Usage: augment ... | distill-step"
+    run "$DS" --version
+    assert_success
+    run "$DS" -m sup.h5 -o out.h5
+    assert_failure 2
+    assert_output --partial "--method or --loss is required"
+    run "$DS" --method ce -o out.h5
+    assert_failure 2
+    run "$DS" --method seed -m sup.h5 -o out.h5
+    assert_failure 2
+    run "$DS" --loss nope:1 -m sup.h5 -o out.h5
+    assert_failure 2
+    assert_output --partial "unknown loss 'nope' (known: ce moco)"
+    run "$DS" --method ce --schedule linear -m sup.h5 -o out.h5
+    assert_failure 2
+}
+
+@test "distill-step ce: the loss falls on real images and the model file is usable" {
+    stream 6 > s.kdt
+    run sh -c "'$DS' --method ce -m sup.h5 --lr 0.05 --schedule const --val d.h5 --val-every 24 -o out.h5 < s.kdt"
+    assert_success
+    assert_output --partial '"val_top1"'
+    first=$(echo "$output" | head -4 | "$BATS_TEST_DIRNAME/../scripts/jsonfield" loss | "$PY" -c "import sys; v=[float(x) for x in sys.stdin]; print(sum(v)/len(v))")
+    last=$(echo "$output" | grep '"loss"' | tail -4 | "$BATS_TEST_DIRNAME/../scripts/jsonfield" loss | "$PY" -c "import sys; v=[float(x) for x in sys.stdin]; print(sum(v)/len(v))")
+    "$PY" -c "import sys; a,b=map(float,sys.argv[1:]); print(a,b); sys.exit(0 if b < 0.8*a else 1)" "$first" "$last"
+    run "$B/teacher-extract" -m out.h5 --features d.h5 -o f.h5
+    assert_success
+    run "$B/linprobe" --score f.h5 f.h5
+    assert_success
+}
+
+@test "distill-step: resume gives weights bit-identical to an uninterrupted run" {
+    stream 2 > full.kdt
+    stream 1 > half.kdt
+    "$DS" --method ce -m sup.h5 --lr 0.05 --epochs 2 -o a.h5 < full.kdt > /dev/null
+    "$DS" --method ce -m sup.h5 --lr 0.05 --epochs 2 --ckpt-every 4 --ckpt half.ckpt.h5 -o b1.h5 < half.kdt > /dev/null
+    run "$DS" --method ce --resume half.ckpt.h5 --lr 0.05 --epochs 2 -o b.h5 < full.kdt
+    assert_success
+    assert_output --partial '"steps": 8'
+    run same_weights a.h5 b.h5
+    assert_output "identical"
+    # and the half run alone is not the same
+    run same_weights a.h5 b1.h5
+    refute_output "identical"
+}
+
+@test "distill-step moco: a short run with queue, momentum encoder and shuffle-BN" {
+    "$B/model-init" --arch resnet20 --in-channels 1 --head mlp:64:32 --seed 3 -o m.h5 >/dev/null
+    run sh -c "'$B/augment' --policy mocov2 --views 2 --batch 16 --epochs 2 --quiet d.h5 | '$DS' --method moco -m m.h5 --queue 64 --shuffle-bn-group 8 --epochs 2 --val d.h5 --knn-bank d.h5 --val-every 8 -o moco.h5"
+    assert_success
+    assert_output --partial '"loss_moco"'
+    assert_output --partial '"val_knn_top1"'
+    run "$B/tensor-info" moco.h5
+    assert_output --partial "train/moco/queue"
+    # no head: refused
+    run sh -c "'$B/augment' --views 2 --batch 16 --quiet d.h5 | '$DS' --method moco -m sup.h5 --epochs 1 -o x.h5"
+    assert_failure 1
+    assert_output --partial "no projection head"
+    [ ! -e x.h5 ]
+}
+
+@test "distill-step: bad input — truncated, empty, wrong channels, NaN loss" {
+    stream 1 > s.kdt
+    head -c 30000 s.kdt > cut.kdt
+    run sh -c "'$DS' --method ce -m sup.h5 --epochs 1 -o out.h5 < cut.kdt"
+    assert_failure 1
+    assert_output --partial "at byte"
+    [ ! -e out.h5 ]
+    run sh -c "'$DS' --method ce -m sup.h5 --epochs 1 -o out.h5 < /dev/null"
+    assert_failure 1
+    assert_output --partial "the stream is empty"
+    stream 1 --channels 3 > rgb.kdt
+    run sh -c "'$DS' --method ce -m sup.h5 --epochs 1 -o out.h5 < rgb.kdt"
+    assert_failure 1
+    assert_output --partial "view0 has 3 channels but the model takes 1"
+    stream 10 > big.kdt
+    run sh -c "'$DS' --method ce -m sup.h5 --lr 1000 --schedule const --ckpt-every 1 -o out.h5 < big.kdt"
+    assert_failure 1
+    assert_output --regexp "step [0-9]+: loss is not finite"
+    [ ! -e out.h5 ]
+    run "$B/tensor-info" out.h5.ckpt.h5
+    assert_success
+}
+
+@test "distill-step: SIGKILL while checkpointing every step never leaves a corrupt checkpoint" {
+    stream 20 > long.kdt
+    for delay in 0.7 1.3 2.1; do
+        rm -f c.h5
+        "$DS" --method ce -m sup.h5 --epochs 20 --ckpt-every 1 --ckpt c.h5 -o out.h5 < long.kdt > /dev/null 2>&1 &
+        pid=$!
+        sleep $delay
+        kill -9 $pid 2>/dev/null || true
+        wait $pid 2>/dev/null || true
+        if [ -e c.h5 ]; then
+            run "$B/tensor-info" c.h5
+            assert_success
+            assert_output --partial "kdpipe model file"
+        fi
+    done
+    [ -e c.h5 ]
+}
