@@ -15,7 +15,7 @@ FM       ?= /usr/share/datasets/fashion-mnist
 LIMIT    ?=
 TEST_LIMIT ?=
 ARCH     ?= resnet20
-SIZE     ?= 32
+SIZE     ?=
 SEED     ?= 1
 THREADS  ?=
 # MoCo v2
@@ -24,6 +24,9 @@ BATCH    ?= 256
 QUEUE    ?= 16384
 LR       ?= 0.06
 TAU      ?= 0.2
+MOCO_M   ?= 0.999
+VAL_LIMIT ?= 2000
+BANK_LIMIT ?= 10000
 HEAD     ?= mlp:512:128
 VAL_EVERY ?= 235
 # Supervised reference
@@ -35,12 +38,14 @@ KNN      ?= 20
 PROBE_FLAGS ?= --standardize
 
 lim      = $(if $(LIMIT),--limit $(LIMIT))
+sz       = $(if $(SIZE),--size $(SIZE))
 tlim     = $(if $(TEST_LIMIT),--limit $(TEST_LIMIT))
 thr      = $(if $(THREADS),--threads $(THREADS))
 MODELS   = random moco supervised
 
 .PHONY: all results clean
 .DELETE_ON_ERROR:
+.SECONDARY:
 
 all: $(OUT)/results.md $(OUT)/curves.png
 
@@ -61,19 +66,20 @@ $(OUT)/supervised-init.h5: | $(OUT)/.dir
 
 $(OUT)/moco.h5: $(OUT)/random.h5 $(OUT)/fm-train.h5 $(OUT)/fm-test.h5
 	start=$$(date +%s); \
-	$(KD)augment --policy mocov2 --views 2 --size $(SIZE) --epochs $(EPOCHS) --batch $(BATCH) \
+	$(KD)augment --policy mocov2 --views 2 $(sz) --epochs $(EPOCHS) --batch $(BATCH) \
 	    --drop-last --seed $(SEED) $(thr) --quiet $(OUT)/fm-train.h5 \
-	  | $(KD)distill-step --method moco -m $< --queue $(QUEUE) --tau $(TAU) --lr $(LR) \
+	  | $(KD)distill-step --method moco -m $< --queue $(QUEUE) --tau $(TAU) --moco-m $(MOCO_M) --lr $(LR) \
 	    --schedule cosine --epochs $(EPOCHS) --val $(OUT)/fm-test.h5 --knn-bank $(OUT)/fm-train.h5 \
+	    --val-limit $(VAL_LIMIT) --knn-bank-limit $(BANK_LIMIT) \
 	    --val-every $(VAL_EVERY) --seed $(SEED) $(thr) --quiet --log $(OUT)/moco.log -o $@ \
 	  && echo $$(( $$(date +%s) - start )) > $(OUT)/moco.time
 
 $(OUT)/supervised.h5: $(OUT)/supervised-init.h5 $(OUT)/fm-train.h5 $(OUT)/fm-test.h5
 	start=$$(date +%s); \
-	$(KD)augment --policy crop-flip --views 1 --size $(SIZE) --epochs $(SUP_EPOCHS) --batch $(SUP_BATCH) \
+	$(KD)augment --policy crop-flip --views 1 $(sz) --epochs $(SUP_EPOCHS) --batch $(SUP_BATCH) \
 	    --seed $(SEED) $(thr) --quiet $(OUT)/fm-train.h5 \
 	  | $(KD)distill-step --method ce -m $< --lr $(SUP_LR) --wd 5e-4 --schedule cosine \
-	    --epochs $(SUP_EPOCHS) --val $(OUT)/fm-test.h5 --val-every $(VAL_EVERY) \
+	    --epochs $(SUP_EPOCHS) --val $(OUT)/fm-test.h5 --val-limit $(VAL_LIMIT) --val-every $(VAL_EVERY) \
 	    --seed $(SEED) $(thr) --quiet --log $(OUT)/supervised.log -o $@ \
 	  && echo $$(( $$(date +%s) - start )) > $(OUT)/supervised.time
 

@@ -15,7 +15,7 @@ FM      ?= /usr/share/datasets/fashion-mnist
 LIMIT   ?=
 TEST_LIMIT ?=
 ARCH    ?= resnet20
-SIZE    ?= 32
+SIZE    ?=
 SEED    ?= 1
 THREADS ?=
 EPOCHS  ?= 240
@@ -32,6 +32,7 @@ steps = $(shell echo $$(($(EPOCHS)*5/8)),$$(($(EPOCHS)*3/4)),$$(($(EPOCHS)*7/8))
 
 .PHONY: all clean
 .DELETE_ON_ERROR:
+.SECONDARY:
 
 all: $(OUT)/score.json $(OUT)/probe.json
 	@cat $^
@@ -48,7 +49,7 @@ $(OUT)/init.h5: | $(OUT)/.dir
 	$(KD)model-init --arch $(ARCH) --in-channels 1 --num-classes 10 --seed $(SEED) -o $@
 
 $(OUT)/model.h5: $(OUT)/init.h5 $(OUT)/fm-train.h5 $(OUT)/fm-test.h5
-	$(KD)augment --policy crop-flip --views 1 --size $(SIZE) --pad 4 --epochs $(EPOCHS) --batch $(BATCH) \
+	$(KD)augment --policy crop-flip --views 1 $(if $(SIZE),--size $(SIZE)) --pad 4 --epochs $(EPOCHS) --batch $(BATCH) \
 	    --seed $(SEED) $(thr) --quiet $(OUT)/fm-train.h5 \
 	  | $(KD)distill-step --method ce -m $< --lr $(LR) --momentum 0.9 --wd $(WD) \
 	    --schedule step:$(steps) --epochs $(EPOCHS) --val $(OUT)/fm-test.h5 --val-every $(VAL_EVERY) \
