@@ -78,6 +78,23 @@ static uint64_t raw_size(const kd_frame *f)
     return n;
 }
 
+/* name, dtype, rank, dims, nbytes of one tensor; returns the byte after. */
+static uint8_t *put_tensor_header(uint8_t *p, const kd_tensor *t)
+{
+    size_t k = strlen(t->name);
+    put16(p, (uint16_t)k);
+    memcpy(p + 2, t->name, k);
+    p += 2 + k;
+    p[0] = (uint8_t)t->dtype;
+    p[1] = (uint8_t)t->rank;
+    put16(p + 2, 0);
+    p += 4;
+    for (int d = 0; d < t->rank; d++, p += 8)
+        put64(p, (uint64_t)t->dims[d]);
+    put64(p, t->nbytes);
+    return p + 8;
+}
+
 static void encode_raw(const kd_frame *f, uint8_t *p)
 {
     for (int i = 0; i < f->nmeta; i++) {
@@ -90,22 +107,10 @@ static void encode_raw(const kd_frame *f, uint8_t *p)
         p += 2 + v;
     }
     for (int i = 0; i < f->n; i++) {
-        const kd_tensor *t = &f->t[i];
-        size_t k = strlen(t->name);
-        put16(p, (uint16_t)k);
-        memcpy(p + 2, t->name, k);
-        p += 2 + k;
-        p[0] = (uint8_t)t->dtype;
-        p[1] = (uint8_t)t->rank;
-        put16(p + 2, 0);
-        p += 4;
-        for (int d = 0; d < t->rank; d++, p += 8)
-            put64(p, (uint64_t)t->dims[d]);
-        put64(p, t->nbytes);
-        p += 8;
-        if (t->nbytes)
-            memcpy(p, t->data, t->nbytes);
-        p += t->nbytes;
+        p = put_tensor_header(p, &f->t[i]);
+        if (f->t[i].nbytes)
+            memcpy(p, f->t[i].data, f->t[i].nbytes);
+        p += f->t[i].nbytes;
     }
 }
 
@@ -215,19 +220,7 @@ static int put_plain(kd_writer *w, const kd_frame *f)
     size_t th[MAX_TENSORS + 1];
     th[0] = HDR + meta;
     for (int i = 0; i < f->n; i++) {
-        const kd_tensor *t = &f->t[i];
-        size_t k = strlen(t->name);
-        put16(p, (uint16_t)k);
-        memcpy(p + 2, t->name, k);
-        p += 2 + k;
-        p[0] = (uint8_t)t->dtype;
-        p[1] = (uint8_t)t->rank;
-        put16(p + 2, 0);
-        p += 4;
-        for (int d = 0; d < t->rank; d++, p += 8)
-            put64(p, (uint64_t)t->dims[d]);
-        put64(p, t->nbytes);
-        p += 8;
+        p = put_tensor_header(p, &f->t[i]);
         th[i + 1] = (size_t)(p - w->buf);
     }
     uint8_t *h = w->buf;
