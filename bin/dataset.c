@@ -141,6 +141,39 @@ static void ingest_idx(const char *src, const char *split, int64_t limit, kd_dat
     d->source = src;
 }
 
+/* Class names from a CIFAR text file (batches.meta.txt, fine_label_names.txt):
+ * the first n non-blank lines, trimmed.  NULL when the file is absent or has
+ * fewer than n names (the built-in or numeric names are used then). */
+static char **read_names(const char *dir, const char *file, int n)
+{
+    char p[4200], line[256];
+    snprintf(p, sizeof p, "%s/%s", dir, file);
+    FILE *fp = fopen(p, "r");
+    if (!fp)
+        return NULL;
+    char **names = calloc((size_t)n, sizeof *names);
+    int k = 0;
+    while (names && k < n && fgets(line, sizeof line, fp)) {
+        char *b = line, *e = line + strlen(line);
+        while (*b == ' ' || *b == '\t')
+            b++;
+        while (e > b && (e[-1] == '\n' || e[-1] == '\r' || e[-1] == ' ' || e[-1] == '\t'))
+            *--e = 0;
+        if (*b && !(names[k++] = strdup(b)))
+            break;
+    }
+    fclose(fp);
+    if (names && k == n && names[n - 1])
+        return names;
+    if (names) {
+        kd_warn("%s: %d class names, expected %d; using %s names", p, k, n, n == 10 ? "CIFAR-10" : "numeric");
+        for (int i = 0; i < n; i++)
+            free(names[i]);
+        free(names);
+    }
+    return NULL;
+}
+
 /* CIFAR binary records: label byte(s) then 3072 bytes, channel-planar 32x32. */
 static void ingest_cifar(const char *src, const char *split, int64_t limit, kd_dataset *d)
 {
@@ -184,13 +217,15 @@ static void ingest_cifar(const char *src, const char *split, int64_t limit, kd_d
     d->labels = NULL;
     int maxl = 0;
     unsigned char *r = malloc((size_t)rec);
+    if (!r)
+        kd_die(KD_EXIT_FAIL, "out of memory");
     for (int f = 0; f < nf && (limit <= 0 || d->n < limit); f++) {
         FILE *fp = fopen(files[f], "rb");
         if (!fp)
             kd_die(KD_EXIT_FAIL, "%s: %s", files[f], strerror(errno));
-        fseek(fp, 0, SEEK_END);
-        long sz = ftell(fp);
-        rewind(fp);
+        long sz = fseek(fp, 0, SEEK_END) ? -1 : ftell(fp);
+        if (sz < 0 || fseek(fp, 0, SEEK_SET))
+            kd_die(KD_EXIT_FAIL, "%s: %s", files[f], strerror(errno));
         if (sz <= 0 || sz % rec)
             kd_die(KD_EXIT_FAIL, "%s: size %ld is not a whole number of %d-byte CIFAR records", files[f], sz, rec);
         for (long k = 0; k < sz / rec && (limit <= 0 || d->n < limit); k++) {
@@ -221,7 +256,17 @@ static void ingest_cifar(const char *src, const char *split, int64_t limit, kd_d
     d->nclasses = c100 ? 100 : 10;
     if (maxl >= d->nclasses)
         kd_die(KD_EXIT_FAIL, "%s: label %d out of range for CIFAR-%d", src, maxl, d->nclasses);
-    if (!c100)
+    char dir[4096];
+    snprintf(dir, sizeof dir, "%s", src);
+    if (!is_dir(src)) {
+        char *sl = strrchr(dir, '/');
+        if (sl)
+            *sl = 0;
+        else
+            snprintf(dir, sizeof dir, ".");
+    }
+    d->classes = read_names(dir, c100 ? "fine_label_names.txt" : "batches.meta.txt", d->nclasses);
+    if (!d->classes && !c100)
         d->classes = (char **)cifar10_classes;
     d->source = src;
 }

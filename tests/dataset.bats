@@ -79,6 +79,41 @@ for k,n in (('c','cifar'),('f','folder')):
     assert_output $'True True\nTrue True'
 }
 
+@test "dataset: CIFAR-100 with fine_label_names.txt, CIFAR-10 batches.meta.txt names" {
+    cd "$BATS_TEST_TMPDIR"
+    "$PY" "$BATS_TEST_DIRNAME/gen/mkimages.py" .
+    run "$DS" cifar100 -o c100.h5
+    assert_success
+    assert_output --partial '"classes": 100'
+    run "$PY" -c "
+import h5py,numpy as np
+f=h5py.File('c100.h5'); print(np.array_equal(f['images'][:],np.load('cifar100_images.npy')), np.array_equal(f['labels'][:],np.load('cifar100_labels.npy')), f.attrs['classes'][99])"
+    assert_output "True True class99"
+    printf 'p0\np1\n\n p2 \np3\np4\np5\np6\np7\np8\np9\n\n' > batches.meta.txt
+    run "$DS" data_batch_1.bin -o c10.h5
+    assert_success
+    run "$PY" -c "import h5py; print(' '.join(h5py.File('c10.h5').attrs['classes']))"
+    assert_output "p0 p1 p2 p3 p4 p5 p6 p7 p8 p9"
+    echo "just one" > batches.meta.txt
+    run "$DS" --format cifar . -o c10b.h5
+    assert_success
+    assert_output --partial "1 class names, expected 10; using CIFAR-10 names"
+}
+
+@test "dataset: half-transparent PNG pixels are composited onto black in linear light" {
+    cd "$BATS_TEST_TMPDIR"
+    mkdir -p al/x
+    "$PY" -c "
+import struct,zlib
+def ch(t,d): return struct.pack('>I',len(d))+t+d+struct.pack('>I',zlib.crc32(t+d)&0xffffffff)
+open('al/x/a.png','wb').write(b'\x89PNG\r\n\x1a\n'+ch(b'IHDR',struct.pack('>IIBBBBB',3,1,8,4,0,0,0))+ch(b'IDAT',zlib.compress(b'\0'+bytes([200,128,200,255,100,0])))+ch(b'IEND',b''))"
+    run "$DS" al -o al.h5
+    assert_success
+    assert_output --partial '"c": 1'
+    run "$PY" -c "import h5py; print(list(h5py.File('al.h5')['images'][:].ravel()))"
+    assert_output "[146, 200, 0]"
+}
+
 @test "dataset: mixed PNG sizes are refused unless --resize" {
     cd "$BATS_TEST_TMPDIR"
     "$PY" "$BATS_TEST_DIRNAME/gen/mkimages.py" .

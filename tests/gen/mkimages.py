@@ -1,7 +1,7 @@
 #!/usr/bin/python3
 """Tiny ingest inputs for tests/dataset.bats: a CIFAR-10 batch, and a PNG
-ImageFolder tree with gray, RGB, RGBA, palette and 16-bit files (written with
-zlib, no PIL), plus expected.npz holding the pixels dataset(1) must produce.
+ImageFolder tree with gray, gray+alpha, RGB, RGBA, palette and 16-bit files (written with
+zlib, no PIL), plus *.npy files holding the pixels dataset(1) must produce.
 Usage: mkimages.py OUTDIR"""
 import os, struct, sys, zlib
 import numpy as np
@@ -54,5 +54,24 @@ expect.append((rgba[:, :, :3], 1))
 v = rng.integers(0, 256, size=(H, W, 3), dtype=np.uint16)
 png(os.path.join(root, "b_dog", "3.png"), H, W, 2, 16, [(v[i] * 257).astype(">u2").tobytes() for i in range(H)])
 expect.append((v.astype(np.uint8), 1))
+# b_dog/4.png gray+alpha, alpha 0 or 255: composited onto black -> 0 or the
+# gray value (exact whatever the blending arithmetic), replicated to RGB
+ga = np.stack([rng.integers(0, 256, size=(H, W)), rng.integers(0, 2, size=(H, W)) * 255], 2).astype(np.uint8)
+png(os.path.join(root, "b_dog", "4.png"), H, W, 4, 8, [ga[i].tobytes() for i in range(H)])
+expect.append((np.repeat((ga[:, :, 0] * (ga[:, :, 1] // 255))[:, :, None], 3, 2), 1))
 np.save(os.path.join(out, "folder_images.npy"), np.stack([e[0] for e in expect]))
 np.save(os.path.join(out, "folder_labels.npy"), np.array([e[1] for e in expect], dtype=np.int32))
+
+# CIFAR-100: records of coarse label, fine label + 3072 planar bytes, and
+# fine_label_names.txt beside them (in a sub-directory cifar100/).
+c100 = os.path.join(out, "cifar100")
+os.makedirs(c100, exist_ok=True)
+imgs = rng.integers(0, 256, size=(4, 3, 32, 32), dtype=np.uint8)
+fine = np.array([99, 0, 42, 7], dtype=np.uint8)
+with open(os.path.join(c100, "train.bin"), "wb") as f:
+    for l, im in zip(fine, imgs):
+        f.write(bytes([l // 5, l]) + im.tobytes())
+with open(os.path.join(c100, "fine_label_names.txt"), "w") as f:
+    f.write("".join("class%02d\n" % i for i in range(100)) + "\n")
+np.save(os.path.join(out, "cifar100_images.npy"), imgs.transpose(0, 2, 3, 1))
+np.save(os.path.join(out, "cifar100_labels.npy"), fine.astype(np.int32))
