@@ -1,6 +1,7 @@
 #include "kd_idx.h"
 
 #include <errno.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <zlib.h>
@@ -24,6 +25,22 @@ static int read_full(gzFile g, void *buf, size_t n)
     return 0;
 }
 
+/* A failed read is either a short file or a corrupt gzip stream; say which. */
+static void read_error(gzFile g, const char *path, const char *what)
+{
+    int e = Z_OK;
+    const char *msg = gzerror(g, &e);
+    if (e != Z_OK && e != Z_BUF_ERROR) {
+        /* zlib prefixes its message with the path: keep only its own words */
+        size_t lp = strlen(path);
+        if (msg && !strncmp(msg, path, lp) && !strncmp(msg + lp, ": ", 2))
+            msg += lp + 2;
+        kd_err_set("%s: corrupt gzip data: %s", path, msg && *msg ? msg : "zlib error");
+    }
+    else
+        kd_err_set("%s: short file: %s", path, what);
+}
+
 int kd_idx_read(kd_idx *x, const char *path, int64_t limit)
 {
     memset(x, 0, sizeof *x);
@@ -35,7 +52,7 @@ int kd_idx_read(kd_idx *x, const char *path, int64_t limit)
     gzbuffer(g, 1 << 20);
     uint8_t h[4], d[16];
     if (read_full(g, h, 4)) {
-        kd_err_set("%s: too short for an IDX header", path);
+        read_error(g, path, "too short for an IDX header");
         goto fail;
     }
     if (h[0] || h[1] || h[3] < 1 || h[3] > 4) {
@@ -48,7 +65,7 @@ int kd_idx_read(kd_idx *x, const char *path, int64_t limit)
     }
     x->rank = h[3];
     if (read_full(g, d, 4 * (size_t)x->rank)) {
-        kd_err_set("%s: truncated IDX header", path);
+        read_error(g, path, "truncated IDX header");
         goto fail;
     }
     int64_t n = 1;
@@ -74,7 +91,9 @@ int kd_idx_read(kd_idx *x, const char *path, int64_t limit)
         goto fail;
     }
     if (read_full(g, x->data, (size_t)n)) {
-        kd_err_set("%s: short file: fewer than the %lld data bytes its header announces", path, (long long)n);
+        char what[96];
+        snprintf(what, sizeof what, "fewer than the %lld data bytes its header announces", (long long)n);
+        read_error(g, path, what);
         goto fail;
     }
     gzclose(g);

@@ -149,6 +149,14 @@ open('folder/b_dog/9.png','wb').write(b'\x89PNG\r\n\x1a\n'+ch(b'IHDR',struct.pac
     assert_failure 1
     assert_output --partial "short file"
     [ ! -e out.h5 ]
+    # corrupt gzip stream (one flipped byte inside the deflate data)
+    rm idx/t10k-images-idx3-ubyte
+    "$PY" -c "
+b=bytearray(open('$FM/t10k-images-idx3-ubyte.gz','rb').read()); b[5000]^=0xff; open('idx/t10k-images-idx3-ubyte.gz','wb').write(b)"
+    run "$DS" --split test idx -o out.h5
+    assert_failure 1
+    assert_output --partial "t10k-images-idx3-ubyte.gz: corrupt gzip data"
+    [ ! -e out.h5 ]
     # label out of range (CIFAR label 10)
     "$PY" -c "open('data_batch_1.bin','wb').write(bytes([10])+bytes(3072))"
     run "$DS" --format cifar . -o out.h5
