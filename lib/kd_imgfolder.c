@@ -53,7 +53,9 @@ static int list(const char *dir, int want_dir, char ***out)
                 break;
             v = nv;
         }
-        v[n++] = strdup(e->d_name);
+        if (!(v[n] = strdup(e->d_name)))
+            break;
+        n++;
     }
     closedir(d);
     if (n)
@@ -164,7 +166,11 @@ int kd_imgfolder_read(const char *dir, int64_t limit, int rh, int rw, kd_dataset
                 ents = ne;
             }
             size_t l = strlen(cd) + strlen(files[i]) + 2;
-            ents[n].path = malloc(l);
+            if (!(ents[n].path = malloc(l))) {
+                free_list(files, nf);
+                kd_err_set("out of memory");
+                goto fail;
+            }
             snprintf(ents[n].path, l, "%s/%s", cd, files[i]);
             ents[n++].label = k;
         }
