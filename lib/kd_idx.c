@@ -76,6 +76,7 @@ int kd_idx_read(kd_idx *x, const char *path, int64_t limit)
             goto fail;
         }
     }
+    const int64_t full0 = x->dims[0];
     if (limit > 0 && limit < x->dims[0])
         x->dims[0] = limit;
     for (int i = 0; i < x->rank; i++) {
@@ -85,16 +86,43 @@ int kd_idx_read(kd_idx *x, const char *path, int64_t limit)
         }
         n *= x->dims[i];
     }
-    x->data = malloc((size_t)n);
-    if (!x->data) {
-        kd_err_set("%s: out of memory for %lld bytes", path, (long long)n);
-        goto fail;
+    /* Grow the buffer as data arrives, so that a corrupt header announcing
+     * gigabytes costs no more memory than the file really holds. */
+    size_t have = 0, cap = 0;
+    while (have < (size_t)n) {
+        if (have == cap) {
+            size_t nc = cap ? 2 * cap : (size_t)1 << 26;
+            if (nc > (size_t)n)
+                nc = (size_t)n;
+            uint8_t *nd = realloc(x->data, nc);
+            if (!nd) {
+                kd_err_set("%s: out of memory for %zu bytes", path, nc);
+                goto fail;
+            }
+            x->data = nd;
+            cap = nc;
+        }
+        if (read_full(g, x->data + have, cap - have)) {
+            char what[96];
+            snprintf(what, sizeof what, "fewer than the %lld data bytes its header announces", (long long)n);
+            read_error(g, path, what);
+            goto fail;
+        }
+        have = cap;
     }
-    if (read_full(g, x->data, (size_t)n)) {
-        char what[96];
-        snprintf(what, sizeof what, "fewer than the %lld data bytes its header announces", (long long)n);
-        read_error(g, path, what);
-        goto fail;
+    /* Read to the end when the whole file was wanted: only then does zlib
+     * check the gzip CRC, and trailing bytes mean a header that lies. */
+    if (x->dims[0] == full0) {
+        uint8_t extra;
+        int r = gzread(g, &extra, 1);
+        if (r < 0) {
+            read_error(g, path, "");
+            goto fail;
+        }
+        if (r > 0) {
+            kd_err_set("%s: more data than the %lld bytes its header announces", path, (long long)n);
+            goto fail;
+        }
     }
     gzclose(g);
     return 0;
