@@ -41,7 +41,7 @@ int kd_dataset_write(const kd_dataset *d, const char *path)
     float mean[4], std[4];
     kd_dataset_stats(d->images, d->n * d->h * d->w, d->c, mean, std);
     char **names = d->classes, *fallback[1024];
-    char buf[1024][8];
+    char buf[1024][12];
     if (!names && d->nclasses <= 1024) {
         for (int i = 0; i < d->nclasses; i++) {
             snprintf(buf[i], sizeof buf[i], "%d", i);
