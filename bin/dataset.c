@@ -332,5 +332,12 @@ int main(int argc, char **argv)
     kd_json_int(&j, "classes", d.nclasses);
     kd_json_num(&j, "seconds", kd_now() - t0);
     kd_json_end(&j);
+    free(d.images);
+    free(d.labels);
+    if (d.classes && d.classes != (char **)fashion_classes && d.classes != (char **)cifar10_classes) {
+        for (int i = 0; i < d.nclasses; i++)
+            free(d.classes[i]);
+        free(d.classes);
+    }
     return 0;
 }
