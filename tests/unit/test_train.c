@@ -1,0 +1,312 @@
+/* test_train — the training side against PyTorch 1.13 (tests/fixtures/
+ * train.h5, written by tests/gen/train.py): cross-entropy loss and gradient,
+ * and three SGD steps (momentum, weight decay) of resnet20 with batch norm
+ * in training mode, weights within 1e-4 relative.  Also the optimiser's
+ * Nesterov and weight-decay exclusion against hand-computed updates, and
+ * the schedules. */
+#include <hdf5.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "kd_err.h"
+#include "kd_h5.h"
+#include "kd_loss.h"
+#include "kd_model.h"
+#include "kd_optim.h"
+#include "kd_test.h"
+
+static const char *fixture = "tests/fixtures/train.h5";
+
+static uint32_t fnv1a(const char *s)
+{
+    uint32_t h = 0x811C9DC5u;
+    for (; *s; s++)
+        h = (h ^ (uint8_t)*s) * 0x01000193u;
+    return h;
+}
+
+/* tests/gen/models.py's pattern(), bit for bit */
+static double pat(uint32_t key, uint64_t j)
+{
+    uint32_t h = (uint32_t)j * 0x9E3779B1u + key;
+    h ^= h >> 16;
+    h *= 0x85EBCA6Bu;
+    h ^= h >> 13;
+    h *= 0xC2B2AE35u;
+    h ^= h >> 16;
+    return (double)h / 4294967296.0 - 0.5;
+}
+
+static int ends(const char *s, const char *suf)
+{
+    size_t a = strlen(s), b = strlen(suf);
+    return a >= b && !strcmp(s + a - b, suf);
+}
+
+/* tests/gen/models.py's test_weights() */
+static void fill_view(const kd_pview *v, float *dst)
+{
+    uint32_t key = fnv1a(v->name);
+    double fan_in = 1;
+    for (int k = 1; k < v->rank; k++)
+        fan_in *= (double)v->shape[k];
+    double sc = sqrt(12.0 / fan_in);
+    for (size_t j = 0; j < v->n; j++) {
+        double u = pat(key, j), x;
+        if (ends(v->name, "running_var"))
+            x = 1.0 + u;
+        else if (ends(v->name, "running_mean") || ends(v->name, "bias"))
+            x = 0.2 * u;
+        else if (v->rank == 1)
+            x = 1.0 + 0.4 * u;
+        else
+            x = u * sc;
+        dst[j] = (float)x;
+    }
+}
+
+static void fill_model(kd_model *m)
+{
+    float *p = kd_model_params(m, NULL), *b = kd_model_buffers(m, NULL);
+    for (int i = 0; i < kd_model_nparam_views(m); i++)
+        fill_view(kd_model_param_view(m, i), p + kd_model_param_view(m, i)->off);
+    for (int i = 0; i < kd_model_nbuffer_views(m); i++) {
+        const kd_pview *v = kd_model_buffer_view(m, i);
+        if (v->rank == 0)
+            b[v->off] = 0;
+        else
+            fill_view(v, b + v->off);
+    }
+}
+
+static void *read_raw(kd_h5 *h, const char *path, hid_t type, size_t esz, long *numel)
+{
+    hid_t d = H5Dopen2(h->id, path, H5P_DEFAULT);
+    if (d < 0)
+        return NULL;
+    hid_t sp = H5Dget_space(d);
+    long n = (long)H5Sget_simple_extent_npoints(sp);
+    H5Sclose(sp);
+    void *buf = malloc((size_t)(n > 0 ? n : 1) * esz);
+    if (buf && H5Dread(d, type, H5S_ALL, H5S_ALL, H5P_DEFAULT, buf) < 0) {
+        free(buf);
+        buf = NULL;
+    }
+    H5Dclose(d);
+    if (numel)
+        *numel = n;
+    return buf;
+}
+
+static float *rf(kd_h5 *h, const char *p, long *n) { return read_raw(h, p, H5T_NATIVE_FLOAT, sizeof(float), n); }
+static double *rd(kd_h5 *h, const char *p, long *n) { return read_raw(h, p, H5T_NATIVE_DOUBLE, sizeof(double), n); }
+
+static void test_ce(kd_h5 *h)
+{
+    long n = 0;
+    float *z = rf(h, "ce/logits", &n), *g = rf(h, "ce/grad", NULL);
+    int32_t *y = read_raw(h, "ce/y", H5T_NATIVE_INT32, sizeof(int32_t), NULL);
+    double want = 0;
+    kd_h5_attr_get_f64(h, "ce", "loss", &want);
+    float d[80] = {0};
+    KD_CHECK(z && g && y && n == 80, "ce fixture read");
+    if (!(z && g && y && n == 80))
+        return;
+    double l = kd_softmax_ce(z, y, 8, 10, 1.0f, d);
+    KD_CHECK(fabs(l - want) <= 1e-6 * fabs(want), "CE loss %.8f vs PyTorch %.8f", l, want);
+    double e = kd_test_relerr(d, g, 80, 1e-6);
+    KD_CHECK(e <= 1e-5, "CE gradient vs PyTorch: rel err %.2e", e);
+    free(z), free(g), free(y);
+}
+
+static void test_sgd_resnet(kd_h5 *h)
+{
+    kd_arch_opts o = {"resnet20", 1, 10, 0, 0, 0, 0, 0};
+    kd_model *m = kd_model_new(&o, 1);
+    enum { N = 8, H = 16, W = 16 };
+    KD_CHECK(m && kd_model_prepare(m, N, H, W) == 0, "resnet20 built");
+    if (!m)
+        return;
+    fill_model(m);
+    double lr = 0, mom = 0, wd = 0;
+    kd_h5_attr_get_f64(h, "sgd", "lr", &lr);
+    kd_h5_attr_get_f64(h, "sgd", "momentum", &mom);
+    kd_h5_attr_get_f64(h, "sgd", "wd", &wd);
+    kd_sgd opt;
+    kd_sgd_opts so = {(float)mom, (float)wd, 0, 0};
+    KD_CHECK(kd_sgd_init(&opt, m, &so) == 0, "sgd init");
+    float x[N * H * W], dl[N * 10];
+    int32_t y[N];
+    uint32_t key = fnv1a("input:sgd");
+    for (int i = 0; i < N * H * W; i++)
+        x[i] = (float)(pat(key, (uint64_t)i) * sqrt(12.0));
+    for (int i = 0; i < N; i++)
+        y[i] = i % 10;
+    size_t np;
+    float *P = kd_model_params(m, &np), *G = kd_model_grads(m, NULL);
+    float *init = malloc(sizeof(float) * np);
+    memcpy(init, P, sizeof(float) * np);
+    long nl;
+    double *wl = rd(h, "sgd/losses", &nl);
+    int ok = 1;
+    for (int s = 0; s < 3; s++) {
+        kd_model_zero_grad(m);
+        if (kd_model_forward(m, x, N, 1, 0)) {
+            ok = 0;
+            break;
+        }
+        memset(dl, 0, sizeof dl);
+        double l = kd_softmax_ce(kd_model_logits(m), y, N, 10, 1.0f, dl);
+        if (kd_model_backward(m, NULL, dl, NULL, NULL)) {
+            ok = 0;
+            break;
+        }
+        kd_sgd_step(&opt, P, G, (float)lr);
+        if (wl && nl == 3)
+            KD_CHECK(fabs(l - wl[s]) <= 1e-4 * fabs(wl[s]), "step %d: loss %.7f vs PyTorch %.7f", s + 1, l, wl[s]);
+    }
+    KD_CHECK(ok, "three training steps ran");
+    /* per tensor: sum of squares, projection, and the size of the update */
+    long npv = 0;
+    double *pss = rd(h, "sgd/pss", &npv), *pproj = rd(h, "sgd/pproj", NULL), *dss = rd(h, "sgd/dss", NULL);
+    KD_CHECK(pss && pproj && dss && npv == kd_model_nparam_views(m), "%ld parameter tensors in the fixture", npv);
+    double worst_w = 0, worst_d = 0;
+    const char *wname = "", *dname = "";
+    for (int i = 0; pss && pproj && dss && i < npv && i < kd_model_nparam_views(m); i++) {
+        const kd_pview *v = kd_model_param_view(m, i);
+        uint32_t pk = 0;
+        char pn[128];
+        snprintf(pn, sizeof pn, "proj:%s", v->name);
+        pk = fnv1a(pn);
+        double ss = 0, pr = 0, ds = 0;
+        for (size_t j = 0; j < v->n; j++) {
+            double a = P[v->off + j], d = a - init[v->off + j];
+            ss += a * a;
+            pr += a * pat(pk, j);
+            ds += d * d;
+        }
+        /* norm of the tensor as the scale: relative error of a whole tensor */
+        double e1 = fabs(sqrt(ss) - sqrt(pss[i])) / sqrt(pss[i]);
+        double e2 = fabs(pr - pproj[i]) / sqrt(pss[i]);
+        double e = fmax(e1, e2);
+        if (e > worst_w)
+            worst_w = e, wname = v->name;
+        double e3 = fabs(sqrt(ds) - sqrt(dss[i])) / (sqrt(dss[i]) + 1e-12);
+        if (e3 > worst_d)
+            worst_d = e3, dname = v->name;
+    }
+    KD_CHECK(worst_w <= 1e-4, "weights after 3 SGD steps vs PyTorch: worst rel err %.2e (%s)", worst_w, wname);
+    KD_CHECK(worst_d <= 1e-2, "size of the 3-step update vs PyTorch: worst rel err %.2e (%s)", worst_d, dname);
+    long nfc = 0;
+    float *fcw = rf(h, "sgd/fc_weight", &nfc);
+    for (int i = 0; fcw && i < kd_model_nparam_views(m); i++) {
+        const kd_pview *v = kd_model_param_view(m, i);
+        if (!strcmp(v->name, "fc.weight") && (long)v->n == nfc) {
+            double e = kd_test_relerr(P + v->off, fcw, nfc, 1e-6);
+            KD_CHECK(e <= 1e-4, "fc.weight elementwise vs PyTorch: rel err %.2e", e);
+        }
+    }
+    /* running statistics after three training-mode forwards */
+    float *B = kd_model_buffers(m, NULL);
+    double worst_b = 0;
+    int nb = 0;
+    for (int i = 0; i < kd_model_nbuffer_views(m); i++) {
+        const kd_pview *v = kd_model_buffer_view(m, i);
+        if (!ends(v->name, "running_mean") && !ends(v->name, "running_var"))
+            continue;
+        char path[160];
+        snprintf(path, sizeof path, "sgd/rm_%s", v->name);
+        long nr = 0;
+        float *r = rf(h, path, &nr);
+        if (r && nr == (long)v->n) {
+            worst_b = fmax(worst_b, kd_test_relerr(B + v->off, r, nr, 1e-3));
+            nb++;
+        }
+        free(r);
+    }
+    KD_CHECK(nb > 0 && worst_b <= 1e-4, "%d running statistics vs PyTorch: worst rel err %.2e", nb, worst_b);
+    free(fcw), free(pss), free(pproj), free(dss), free(wl), free(init);
+    kd_sgd_free(&opt);
+    kd_model_free(m);
+}
+
+/* Nesterov and the weight-decay exclusion, by hand on a real model's slab */
+static void test_sgd_rules(void)
+{
+    kd_arch_opts o = {"resnet20", 1, 10, 0, 0, 0, 0, 0};
+    kd_model *m = kd_model_new(&o, 3);
+    if (!m) {
+        KD_CHECK(0, "model");
+        return;
+    }
+    size_t n;
+    float *P = kd_model_params(m, &n);
+    float *g = malloc(sizeof(float) * n), *p0 = malloc(sizeof(float) * n), *buf = calloc(n, sizeof(float));
+    for (size_t i = 0; i < n; i++)
+        g[i] = (float)pat(77, i);
+    memcpy(p0, P, sizeof(float) * n);
+    kd_sgd s;
+    kd_sgd_opts so = {0.9f, 0.01f, 1, 1};
+    KD_CHECK(kd_sgd_init(&s, m, &so) == 0, "nesterov sgd init");
+    double worst = 0;
+    int nd = 0;
+    float lr = 0.5f;
+    for (int step = 0; step < 2; step++) {
+        kd_sgd_step(&s, P, g, lr);
+        for (int v = 0; v < kd_model_nparam_views(m); v++) {
+            const kd_pview *pv = kd_model_param_view(m, v);
+            nd += pv->no_decay && step == 0;
+            for (size_t j = pv->off; j < pv->off + pv->n; j++) {
+                float d = g[j] + (pv->no_decay ? 0 : 0.01f * p0[j]);
+                buf[j] = 0.9f * buf[j] + d;
+                float u = d + 0.9f * buf[j];
+                p0[j] -= lr * u;
+                worst = fmax(worst, fabs(p0[j] - P[j]) / (fabs(p0[j]) + 1e-3));
+            }
+        }
+    }
+    KD_CHECK(nd > 0 && worst < 1e-6, "Nesterov + wd excluding %d BN/bias tensors: worst rel err %.1e", nd, worst);
+    kd_sgd_free(&s);
+    free(g), free(p0), free(buf);
+    kd_model_free(m);
+}
+
+static void test_sched(void)
+{
+    kd_sched s;
+    KD_CHECK(kd_sched_parse(&s, "cosine") == 0, "cosine parses");
+    s.base = 0.1, s.total = 100, s.warmup = 0;
+    KD_CHECK(fabs(kd_sched_lr(&s, 0, 0) - 0.1) < 1e-12, "cosine starts at the base lr");
+    KD_CHECK(fabs(kd_sched_lr(&s, 50, 0) - 0.05) < 1e-9, "cosine halfway is half (%g)", kd_sched_lr(&s, 50, 0));
+    KD_CHECK(kd_sched_lr(&s, 99, 0) < 0.001, "cosine ends near 0");
+    KD_CHECK(kd_sched_parse(&s, "step:150,180,210") == 0 && s.nmile == 3, "step milestones parse");
+    s.base = 0.05, s.total = 1000, s.warmup = 0;
+    if (s.gamma == 0)
+        s.gamma = 0.1;
+    KD_CHECK(fabs(kd_sched_lr(&s, 0, 149.9) - 0.05) < 1e-12 && fabs(kd_sched_lr(&s, 0, 150) - 0.005) < 1e-9 &&
+                 fabs(kd_sched_lr(&s, 0, 215) - 0.00005) < 1e-10,
+             "step schedule x0.1 at epochs 150/180/210");
+    KD_CHECK(kd_sched_parse(&s, "const") == 0, "const parses");
+    s.base = 0.2, s.warmup = 10, s.total = 100;
+    double w0 = kd_sched_lr(&s, 0, 0), w9 = kd_sched_lr(&s, 9, 0), w20 = kd_sched_lr(&s, 20, 0);
+    KD_CHECK(w0 > 0 && w0 < 0.05 && w9 <= 0.2 && w9 > 0.15 && fabs(w20 - 0.2) < 1e-12,
+             "linear warmup rises to the base lr (%g %g %g)", w0, w9, w20);
+    KD_CHECK(kd_sched_parse(&s, "step:x") != 0 && kd_sched_parse(&s, "wobble") != 0, "bad schedules refused");
+}
+
+int main(void)
+{
+    kd_h5 h;
+    test_sched();
+    test_sgd_rules();
+    if (kd_h5_open(&h, fixture, "fixture")) {
+        KD_CHECK(0, "open %s: %s", fixture, kd_err_get());
+        return KD_TEST_DONE();
+    }
+    test_ce(&h);
+    test_sgd_resnet(&h);
+    kd_h5_close(&h);
+    return KD_TEST_DONE();
+}
