@@ -3,6 +3,10 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <malloc.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 #include "kd_cli.h"
 #include "kd_coco.h"
@@ -29,6 +33,35 @@ static const struct option longopts[] = {
     {"per-class", no_argument, 0, OPT_PERCLASS},
     KD_STD_LONGOPTS,
     {0, 0, 0, 0}};
+
+/* jansson builds a tree ~11x the size of the JSON text out of many small
+ * mallocs; on first touch every 4 KiB page costs a fault (a third of the
+ * run time on a 10 MB results file).  Grow the heap once, by about what the
+ * inputs will need, and ask for transparent huge pages there.  Advice only:
+ * any failure leaves the ordinary heap. */
+static void heap_reserve(const char *a, const char *b)
+{
+    struct stat sa, sb;
+    size_t need = 64u << 20;
+    if (stat(a, &sa) == 0 && S_ISREG(sa.st_mode))
+        need += 16 * (size_t)sa.st_size;
+    if (stat(b, &sb) == 0 && S_ISREG(sb.st_mode))
+        need += 16 * (size_t)sb.st_size;
+    if (need > ((size_t)4 << 30))
+        need = (size_t)4 << 30;
+    mallopt(M_TOP_PAD, (int)(need > INT32_MAX ? INT32_MAX : need));
+    mallopt(M_TRIM_THRESHOLD, (int)(need > INT32_MAX ? INT32_MAX : need));
+    /* a block larger than the free top forces one sbrk of block + pad */
+    mallopt(M_MMAP_THRESHOLD, 32 << 20);
+    void *p = malloc(16u << 20);
+    if (!p)
+        return;
+    uintptr_t lo = ((uintptr_t)p + (2u << 20) - 1) & ~(uintptr_t)((2u << 20) - 1);
+    uintptr_t hi = (uintptr_t)sbrk(0) & ~(uintptr_t)((2u << 20) - 1);
+    if (hi > lo)
+        madvise((void *)lo, hi - lo, MADV_HUGEPAGE);
+    free(p);
+}
 
 static void json_escaped(FILE *f, const char *s)
 {
@@ -62,6 +95,7 @@ int main(int argc, char **argv)
         kd_usage("unexpected argument '%s'", argv[optind]);
     if (!gt || !dets)
         kd_usage("both --gt and --dets are required");
+    heap_reserve(gt, dets);
     kd_coco c = {0};
     if ((kd_h5_is_hdf5(gt) ? kd_coco_load_gt_h5(&c, gt) : kd_coco_load_gt_json(&c, gt)) ||
         (kd_h5_is_hdf5(dets) ? kd_coco_load_dets_h5(&c, dets) : kd_coco_load_dets_json(&c, dets)))
