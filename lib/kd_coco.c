@@ -327,10 +327,25 @@ int kd_coco_evaluate(const kd_coco *c, kd_coco_result *r)
     uint8_t *gign = malloc((size_t)maxg);
     si *sorted = NULL;
     size_t sorted_cap = 0;
+    /* one pool for the per-cell arrays: most (category, image) cells are
+     * empty, and a malloc per cell and area range dominated the run time */
+    size_t kept = 0;
+    for (size_t q = 0; q < nc; q++)
+        kept += (size_t)(dcount[q] < MAXDET ? dcount[q] : MAXDET);
+    double *pool_score = malloc(sizeof(double) * (A * kept + 1));
+    double *pool_dtm = malloc(sizeof(double) * (A * T * kept + 1));
+    uint8_t *pool_dtig = malloc(A * T * kept + 1);
+    if (!g || !ious || !gtm || !gorder || !gign || !pool_score || !pool_dtm || !pool_dtig) {
+        kd_err_set("out of memory");
+        return -1;
+    }
+    size_t used = 0;
     for (int k = 0; k < K; k++)
         for (int i = 0; i < I; i++) {
             size_t q = (size_t)k * I + i;
             int G = gcount[q], D = dcount[q];
+            if (G == 0 && D == 0)
+                continue; /* pycocotools' None: calloc left present = 0 */
             for (int j = 0; j < G; j++)
                 g[j] = &c->gt[gcell[q][j]];
             if ((size_t)D > sorted_cap) {
@@ -351,13 +366,14 @@ int kd_coco_evaluate(const kd_coco *c, kd_coco_result *r)
                     ious[(size_t)j * G + h] = iou(d[j], g[h], g[h]->crowd);
             for (int a = 0; a < A; a++) {
                 cell *ce = &cells[q * A + a];
-                ce->score = malloc(sizeof(double) * (size_t)(D ? D : 1));
-                ce->dtm = malloc(sizeof(double) * (size_t)(T * (D ? D : 1)));
-                ce->dtig = malloc((size_t)(T * (D ? D : 1)));
+                ce->score = pool_score + used * A + (size_t)a * D;
+                ce->dtm = pool_dtm + (used * A + (size_t)a * D) * T;
+                ce->dtig = pool_dtig + (used * A + (size_t)a * D) * T;
                 for (int j = 0; j < D; j++)
                     ce->score[j] = d[j]->score;
                 evaluate_img(g, G, d, D, ious, a, ce, gorder, gign, gtm);
             }
+            used += (size_t)D;
         }
     free(sorted);
 
@@ -498,12 +514,8 @@ int kd_coco_evaluate(const kd_coco *c, kd_coco_result *r)
     for (size_t q = 0; q < nc; q++) {
         free(gcell[q]);
         free(dcell[q]);
-        for (int a = 0; a < A; a++) {
-            free(cells[q * A + a].score);
-            free(cells[q * A + a].dtm);
-            free(cells[q * A + a].dtig);
-        }
     }
+    free(pool_score), free(pool_dtm), free(pool_dtig);
     free(gcell), free(dcell), free(gcount), free(dcount), free(cells);
     free(g), free(ious), free(gtm), free(gorder), free(gign);
     return 0;
