@@ -211,41 +211,52 @@ static int moco_pre(void *st, kd_loss_batch *b)
     return 0;
 }
 
-static int moco_compute(void *st, kd_loss_batch *b, float weight, double *loss)
+/* The body of moco_compute, free of the module's state so that it can be
+ * checked against PyTorch alone (tests/unit/test_train.c). */
+double kd_infonce_queue(const float *q_raw, const float *k, const float *queue, int n, int E, int K, float tau,
+                        float weight, float *dq_raw, float *qn, float *qnorm, float *lg, float *dqn)
 {
-    moco_state *s = st;
-    int n = b->n, E = s->E, K = s->o.queue, L = 1 + K;
-    float inv_t = 1.0f / s->o.tau;
-    kd_l2norm_forward(b->emb, s->q, s->qnorm, n, E);
+    int L = 1 + K;
+    float inv_t = 1.0f / tau;
+    kd_l2norm_forward(q_raw, qn, qnorm, n, E);
     /* logits: [q.k, q.queue] / tau */
     for (int i = 0; i < n; i++) {
         double dot = 0;
         for (int j = 0; j < E; j++)
-            dot += (double)s->q[(size_t)i * E + j] * s->k[(size_t)i * E + j];
-        s->lg[(size_t)i * L] = (float)dot * inv_t;
+            dot += (double)qn[(size_t)i * E + j] * k[(size_t)i * E + j];
+        lg[(size_t)i * L] = (float)dot * inv_t;
     }
-    kd_gemm(0, 1, n, K, E, inv_t, s->q, E, s->queue, E, 0.0f, s->lg + 1, L);
+    kd_gemm(0, 1, n, K, E, inv_t, qn, E, queue, E, 0.0f, lg + 1, L);
     /* CE with target 0; gradient into the logits buffer itself */
     double l = 0;
     for (int i = 0; i < n; i++) {
-        float *z = s->lg + (size_t)i * L, mx = z[0];
-        for (int k = 1; k < L; k++)
-            mx = z[k] > mx ? z[k] : mx;
+        float *z = lg + (size_t)i * L, mx = z[0];
+        for (int c = 1; c < L; c++)
+            mx = z[c] > mx ? z[c] : mx;
         double sum = 0;
-        for (int k = 0; k < L; k++)
-            sum += exp((double)z[k] - mx);
+        for (int c = 0; c < L; c++)
+            sum += exp((double)z[c] - mx);
         l += log(sum) + mx - z[0];
-        for (int k = 0; k < L; k++)
-            z[k] = (float)(exp((double)z[k] - mx) / sum) - (k == 0);
+        for (int c = 0; c < L; c++)
+            z[c] = (float)(exp((double)z[c] - mx) / sum) - (c == 0);
     }
-    *loss = l / n;
-    /* dq = (w/n/tau) (dz0 k + dz_rest . queue); keys get no gradient */
-    float sc = weight / n * inv_t;
-    kd_gemm(0, 0, n, E, K, sc, s->lg + 1, L, s->queue, E, 0.0f, s->dq, E);
-    for (int i = 0; i < n; i++)
-        for (int j = 0; j < E; j++)
-            s->dq[(size_t)i * E + j] += sc * s->lg[(size_t)i * L] * s->k[(size_t)i * E + j];
-    kd_l2norm_backward(s->q, s->qnorm, s->dq, b->d_emb, n, E);
+    if (dq_raw) {
+        /* dq = (w/n/tau) (dz0 k + dz_rest . queue); keys get no gradient */
+        float sc = weight / n * inv_t;
+        kd_gemm(0, 0, n, E, K, sc, lg + 1, L, queue, E, 0.0f, dqn, E);
+        for (int i = 0; i < n; i++)
+            for (int j = 0; j < E; j++)
+                dqn[(size_t)i * E + j] += sc * lg[(size_t)i * L] * k[(size_t)i * E + j];
+        kd_l2norm_backward(qn, qnorm, dqn, dq_raw, n, E);
+    }
+    return l / n;
+}
+
+static int moco_compute(void *st, kd_loss_batch *b, float weight, double *loss)
+{
+    moco_state *s = st;
+    *loss = kd_infonce_queue(b->emb, s->k, s->queue, b->n, s->E, s->o.queue, s->o.tau, weight, b->d_emb, s->q,
+                             s->qnorm, s->lg, s->dq);
     return 0;
 }
 

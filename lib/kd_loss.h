@@ -63,4 +63,11 @@ double kd_softmax_ce(const float *logits, const int32_t *y, int n, int K, float 
 void kd_l2norm_forward(const float *x, float *y, float *norm, int n, int d);
 void kd_l2norm_backward(const float *y, const float *norm, const float *dy, float *dx, int n, int d);
 
+/* MoCo's InfoNCE over [q.k, q.queue]/tau with target 0: q_raw [n,E] before
+ * L2 normalisation, k [n,E] and queue [K,E] normalised.  Returns the mean
+ * loss; adds weight * dL/dq_raw into dq_raw (NULL: loss only).  Scratch:
+ * qn [n,E], qnorm [n], lg [n,1+K], dqn [n,E]. */
+double kd_infonce_queue(const float *q_raw, const float *k, const float *queue, int n, int E, int K, float tau,
+                        float weight, float *dq_raw, float *qn, float *qnorm, float *lg, float *dqn);
+
 #endif

@@ -1,7 +1,8 @@
 /* test_train — the training side against PyTorch 1.13 (tests/fixtures/
  * train.h5, written by tests/gen/train.py): cross-entropy loss and gradient,
  * and three SGD steps (momentum, weight decay) of resnet20 with batch norm
- * in training mode, weights within 1e-4 relative.  Also the optimiser's
+ * in training mode, weights within 1e-4 relative; MoCo v2 InfoNCE with a
+ * queue, loss and gradient wrt the query before its L2 normalisation.  Also the optimiser's
  * Nesterov and weight-decay exclusion against hand-computed updates, and
  * the schedules. */
 #include <hdf5.h>
@@ -119,6 +120,36 @@ static void test_ce(kd_h5 *h)
     double e = kd_test_relerr(d, g, 80, 1e-6);
     KD_CHECK(e <= 1e-5, "CE gradient vs PyTorch: rel err %.2e", e);
     free(z), free(g), free(y);
+}
+
+static void test_moco(kd_h5 *h)
+{
+    enum { N = 8, E = 16, K = 32 };
+    long nq = 0, nk = 0, nu = 0, ng = 0;
+    float *q = rf(h, "moco/q", &nq), *k = rf(h, "moco/k", &nk), *qu = rf(h, "moco/queue", &nu);
+    float *g = rf(h, "moco/grad", &ng);
+    double want = 0, tau = 0;
+    kd_h5_attr_get_f64(h, "moco", "loss", &want);
+    kd_h5_attr_get_f64(h, "moco", "tau", &tau);
+    int ok = q && k && qu && g && nq == N * E && nk == N * E && nu == K * E && ng == N * E;
+    KD_CHECK(ok, "moco fixture read");
+    if (ok) {
+        float dq[N * E] = {0}, qn[N * E], qnorm[N], lg[N * (1 + K)], dqn[N * E];
+        double l = kd_infonce_queue(q, k, qu, N, E, K, (float)tau, 1.0f, dq, qn, qnorm, lg, dqn);
+        KD_CHECK(fabs(l - want) <= 1e-5 * fabs(want), "MoCo InfoNCE loss %.7f vs PyTorch %.7f", l, want);
+        double e = kd_test_relerr(dq, g, N * E, 1e-6);
+        KD_CHECK(e <= 1e-4, "MoCo InfoNCE gradient wrt q vs PyTorch: rel err %.2e", e);
+        /* weight scales the gradient, accumulation adds */
+        float dq2[N * E];
+        for (int i = 0; i < N * E; i++)
+            dq2[i] = dq[i];
+        kd_infonce_queue(q, k, qu, N, E, K, (float)tau, 0.5f, dq2, qn, qnorm, lg, dqn);
+        double worst = 0;
+        for (int i = 0; i < N * E; i++)
+            worst = fmax(worst, fabs(dq2[i] - 1.5f * dq[i]));
+        KD_CHECK(worst < 1e-6, "gradient is weighted and accumulated (%.1e)", worst);
+    }
+    free(q), free(k), free(qu), free(g);
 }
 
 static void test_sgd_resnet(kd_h5 *h)
@@ -306,6 +337,7 @@ int main(void)
         return KD_TEST_DONE();
     }
     test_ce(&h);
+    test_moco(&h);
     test_sgd_resnet(&h);
     kd_h5_close(&h);
     return KD_TEST_DONE();
