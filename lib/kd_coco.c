@@ -389,7 +389,7 @@ int kd_coco_evaluate(const kd_coco *c, kd_coco_result *r)
     int64_t cap = 16;
     si *all = malloc(sizeof(si) * (size_t)cap);
     double *sc = malloc(sizeof(double) * (size_t)cap), *tps = NULL, *fps = NULL, *pr = NULL;
-    int64_t *src = malloc(sizeof(int64_t) * (size_t)cap * 2);
+    uint32_t *src = malloc(sizeof(uint32_t) * (size_t)cap), *scode = NULL;
     double rthr[R];
     for (int q = 0; q < R; q++)
         rthr[q] = q * (1.0 / 100);
@@ -410,13 +410,21 @@ int kd_coco_evaluate(const kd_coco *c, kd_coco_result *r)
                             cap *= 2;
                         all = realloc(all, sizeof(si) * (size_t)cap);
                         sc = realloc(sc, sizeof(double) * (size_t)cap);
-                        src = realloc(src, sizeof(int64_t) * (size_t)cap * 2);
+                        src = realloc(src, sizeof(uint32_t) * (size_t)cap);
                     }
+                    /* the per-threshold outcome packed while the cell is
+                     * in cache: bit t = true positive, bit 16+t = false
+                     * positive (neither = ignored) */
                     for (int j = 0; j < nd; j++) {
+                        uint32_t code = 0;
+                        for (int t = 0; t < T; t++) {
+                            double dm = ce->dtm[(size_t)t * ce->nd + j];
+                            if (!ce->dtig[(size_t)t * ce->nd + j])
+                                code |= dm != 0 ? 1u << t : 1u << (16 + t);
+                        }
                         all[n].s = ce->score[j];
                         all[n].i = n;
-                        src[2 * n] = (int64_t)((size_t)k * I + i) * A + a;
-                        src[2 * n + 1] = j;
+                        src[n] = code;
                         n++;
                     }
                 }
@@ -426,16 +434,14 @@ int kd_coco_evaluate(const kd_coco *c, kd_coco_result *r)
                 tps = realloc(tps, sizeof(double) * (size_t)(n + 1));
                 fps = realloc(fps, sizeof(double) * (size_t)(n + 1));
                 pr = realloc(pr, sizeof(double) * (size_t)(n + 1));
+                scode = realloc(scode, sizeof(uint32_t) * (size_t)(n + 1));
+                for (int64_t q = 0; q < n; q++)
+                    scode[q] = src[all[q].i];
                 for (int t = 0; t < T; t++) {
                     double ctp = 0, cfp = 0;
                     for (int64_t q = 0; q < n; q++) {
-                        int64_t o = all[q].i;
-                        const cell *ce = &cells[src[2 * o]];
-                        int j = (int)src[2 * o + 1];
-                        double dm = ce->dtm[(size_t)t * ce->nd + j];
-                        int ig = ce->dtig[(size_t)t * ce->nd + j];
-                        ctp += dm != 0 && !ig;
-                        cfp += dm == 0 && !ig;
+                        ctp += (scode[q] >> t) & 1;
+                        cfp += (scode[q] >> (16 + t)) & 1;
                         tps[q] = ctp;
                         fps[q] = cfp;
                     }
@@ -454,7 +460,7 @@ int kd_coco_evaluate(const kd_coco *c, kd_coco_result *r)
                     }
                 }
             }
-    free(all), free(sc), free(src), free(tps), free(fps), free(pr);
+    free(all), free(sc), free(src), free(scode), free(tps), free(fps), free(pr);
 
     /* summarize */
     static const struct { int ap, t, a, m; } what[KD_COCO_NSTATS] = {
