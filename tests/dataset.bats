@@ -177,3 +177,13 @@ b=bytearray(open('$FM/t10k-images-idx3-ubyte.gz','rb').read()); b[5000]^=0xff; o
     assert_output --partial "nowhere: No such file"
     [ ! -e out.h5 ]
 }
+
+@test "dataset: a failed run leaves an existing output untouched" {
+    cd "$BATS_TEST_TMPDIR"
+    "$DS" --limit 10 "$FM" -o keep.h5 > /dev/null
+    before=$(md5sum < keep.h5)
+    run "$DS" --format cifar "$FM" -o keep.h5
+    assert_failure 1
+    [ "$(md5sum < keep.h5)" = "$before" ]
+    [ "$(ls -A)" = "keep.h5" ]
+}

@@ -81,3 +81,14 @@ setup() {
     assert_failure 1
     assert_output --partial "text.h5: frame 0 at byte 0: truncated frame header"
 }
+
+@test "tensor-info: a dataset file truncated anywhere is an error, never a crash" {
+    size=$(stat -c %s ds.h5)
+    # (an empty file is an empty stream: 0 frames, success)
+    for cut in 1 8 100 512 1024 2048 4096 $((size / 3)) $((size / 2)) $((size - 100)) $((size - 1)); do
+        head -c $cut ds.h5 > cut.h5
+        run "$TI" cut.h5
+        [ "$status" -eq 1 ] || { echo "cut at $cut: exit $status: $output"; false; }
+        [[ "$output" == *"cut.h5"* ]]
+    done
+}
