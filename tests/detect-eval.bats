@@ -22,16 +22,24 @@ setup() { cd "$BATS_TEST_TMPDIR"; }
 }
 
 @test "detect-eval equals pycocotools' stats on every fixture case within 1e-6" {
+    # case11-14: ../shared/fixtures/coco; case_*: tests/gen/coco.py (ties,
+    # crowd, >100 detections per image, categories/images without ground
+    # truth, area-range boundaries, no detections)
     for c in "$FX"/case*; do
-        run "$DE" --gt "$c/gt.json" --dets "$c/dets.json"
+        run "$DE" --per-class --gt "$c/gt.json" --dets "$c/dets.json"
         assert_success
         echo "$output" > out.json
         run "$PY" -c "
-import json,sys
+import json,os
 a=json.load(open('out.json')); b=json.load(open('$c/expected.json'))
 keys=['AP','AP50','AP75','APs','APm','APl','AR1','AR10','AR100','ARs','ARm','ARl']
 assert sorted(b) == sorted(keys), sorted(b)
 bad=[(k,a[k],b[k]) for k in keys if abs(a[k]-b[k]) > 1e-6]
+# tests/gen/coco.py cases also carry pycocotools' per-category AP
+if os.path.exists('$c/per_class.json'):
+    p=json.load(open('$c/per_class.json'))
+    assert sorted(p) == sorted(a['per_class']), (sorted(p), sorted(a['per_class']))
+    bad+=[(k,a['per_class'][k]['AP'],p[k]) for k in p if abs(a['per_class'][k]['AP']-p[k]) > 1e-6]
 print('$(basename $c)', 'ok' if not bad else bad)"
         assert_output "$(basename $c) ok"
     done

@@ -1,0 +1,163 @@
+#!/usr/bin/python3
+"""Extra detect-eval cases with pycocotools' own numbers.
+
+pycocotools is not a Debian package: build it from the public cocoapi
+sources in a temporary directory (bench/detect-eval.sh shows how) and point
+PYCOCOTOOLS_DIR at its PythonAPI directory.  Writes
+tests/fixtures/coco/case_<name>/{gt.json,dets.json,expected.json,per_class.json}:
+expected.json holds the 12 summary stats, per_class.json each category's AP
+(mean of precision at all thresholds and recall points, area all, 100
+detections, over entries > -1; -1 without ground truth), as detect-eval
+--per-class reports it.
+
+usage: PYCOCOTOOLS_DIR=DIR tests/gen/coco.py"""
+import contextlib
+import io
+import json
+import os
+import sys
+
+import numpy as np
+
+# NumPy >= 1.24 dropped the np.float alias that cocoeval.accumulate uses;
+# it always meant the builtin float
+if not hasattr(np, "float"):
+    np.float = float
+sys.path.insert(0, os.environ["PYCOCOTOOLS_DIR"])
+from pycocotools.coco import COCO  # noqa: E402
+from pycocotools.cocoeval import COCOeval  # noqa: E402
+
+NAMES = ["AP", "AP50", "AP75", "APs", "APm", "APl",
+         "AR1", "AR10", "AR100", "ARs", "ARm", "ARl"]
+OUT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "fixtures", "coco")
+
+
+def score(gt, dets):
+    with contextlib.redirect_stdout(io.StringIO()):
+        g = COCO()
+        g.dataset = gt
+        g.createIndex()
+        if dets:
+            d = g.loadRes(dets)
+        else:
+            # loadRes refuses an empty list; an empty result set is what
+            # detect-eval scores, so build it directly
+            d = COCO()
+            d.dataset = {"images": gt["images"], "categories": gt["categories"],
+                         "annotations": []}
+            d.createIndex()
+        e = COCOeval(g, d, "bbox")
+        e.evaluate()
+        e.accumulate()
+        e.summarize()
+    stats = dict(zip(NAMES, [float(v) for v in e.stats]))
+    per = {}
+    for k, cid in enumerate(e.params.catIds):
+        p = e.eval["precision"][:, :, k, 0, 2]
+        p = p[p > -1]
+        per[str(cid)] = float(np.mean(p)) if p.size else -1.0
+    return stats, per
+
+
+def write(name, gt, dets):
+    d = os.path.join(OUT, "case_" + name)
+    os.makedirs(d, exist_ok=True)
+    stats, per = score(gt, dets)
+    for f, v in (("gt.json", gt), ("dets.json", dets), ("expected.json", stats),
+                 ("per_class.json", per)):
+        with open(os.path.join(d, f), "w") as fh:
+            json.dump(v, fh, indent=1 if f != "gt.json" and f != "dets.json" else None)
+            fh.write("\n")
+    print(name, stats["AP"], stats["AR100"], file=sys.stderr)
+
+
+def r2(v):
+    return float(round(float(v), 2))
+
+
+def random_case(rng, nimg, ncat, mean_gt, crowd_p, fp_rate, tie_scores=False, many=False):
+    images = [{"id": 100 + 3 * i, "width": 320, "height": 240} for i in range(nimg)]
+    cats = [{"id": 5 + 2 * k, "name": "c%d" % k} for k in range(ncat)]
+    anns, dets = [], []
+    aid = 1
+    for im in images:
+        ng = int(rng.poisson(mean_gt))
+        for _ in range(ng):
+            w = float(np.exp(rng.uniform(np.log(4), np.log(200))))
+            h = min(w * float(np.exp(rng.normal(0, 0.3))), 239.0)
+            w = min(w, 319.0)
+            x, y = rng.uniform(0, 320 - w), rng.uniform(0, 240 - h)
+            c = cats[int(rng.integers(0, ncat))]["id"]
+            box = [r2(x), r2(y), r2(w), r2(h)]
+            crowd = int(rng.random() < crowd_p)
+            anns.append({"id": aid, "image_id": im["id"], "category_id": c, "bbox": box,
+                         "area": box[2] * box[3] * float(rng.uniform(0.5, 1.0)),
+                         "iscrowd": crowd})
+            aid += 1
+            for _ in range(int(rng.integers(0, 4 if not many else 12))):
+                q = float(rng.uniform(0, 0.3))
+                s = 0.5 if tie_scores and rng.random() < 0.5 else \
+                    round(float(np.clip(1 - 2 * q + rng.normal(0, 0.2), 0.01, 1)), 2)
+                dets.append({"image_id": im["id"],
+                             "category_id": c if rng.random() > 0.15 else cats[int(rng.integers(0, ncat))]["id"],
+                             "bbox": [r2(x + rng.normal(0, q * w)), r2(y + rng.normal(0, q * h)),
+                                      r2(w * np.exp(rng.normal(0, q))), r2(h * np.exp(rng.normal(0, q)))],
+                             "score": s})
+        for _ in range(int(rng.poisson(fp_rate))):
+            w = float(rng.uniform(4, 150))
+            h = float(rng.uniform(4, 150))
+            dets.append({"image_id": im["id"], "category_id": cats[int(rng.integers(0, ncat))]["id"],
+                         "bbox": [r2(rng.uniform(0, 320 - w)), r2(rng.uniform(0, 240 - h)), r2(w), r2(h)],
+                         "score": 0.5 if tie_scores else round(float(rng.uniform(0.01, 0.7)), 2)})
+    return {"images": images, "categories": cats, "annotations": anns}, dets
+
+
+def main():
+    rng = np.random.default_rng(20261122)
+    # ties: half the scores equal, so the stable sorts decide the order
+    write("ties", *random_case(rng, 40, 4, 4, 0.0, 3, tie_scores=True))
+    # crowd regions: 25 % crowd, detections matched to them are ignored
+    write("crowd", *random_case(rng, 40, 3, 5, 0.25, 2))
+    # more than 100 detections per image: the maxDets cut, AR1 < AR10 < AR100
+    write("many", *random_case(rng, 6, 2, 25, 0.05, 60, many=True))
+    # a category with detections and no ground truth, images with no ground
+    # truth, a category with neither
+    gt, dets = random_case(rng, 20, 3, 3, 0.05, 2)
+    gt["categories"].append({"id": 99, "name": "nogt"})
+    gt["categories"].append({"id": 98, "name": "nothing"})
+    gt["annotations"] = [a for a in gt["annotations"] if a["image_id"] % 2 == 0]
+    for i in range(8):
+        dets.append({"image_id": gt["images"][i]["id"], "category_id": 99,
+                     "bbox": [10.0 + i, 10.0, 30.0, 30.0], "score": 0.3 + 0.05 * i})
+    write("nogt", gt, dets)
+    # area boundaries: gt "area" exactly 32^2 and 96^2 (inclusive on both
+    # ends in pycocotools), area field unlike w*h, detections of area exactly
+    # 32^2 and 96^2 unmatched
+    imgs = [{"id": 1}, {"id": 2}]
+    cats = [{"id": 1, "name": "a"}, {"id": 2, "name": "b"}]
+    anns = [
+        {"id": 1, "image_id": 1, "category_id": 1, "bbox": [0, 0, 32, 32], "area": 1024.0, "iscrowd": 0},
+        {"id": 2, "image_id": 1, "category_id": 1, "bbox": [100, 100, 96, 96], "area": 9216.0, "iscrowd": 0},
+        {"id": 3, "image_id": 2, "category_id": 2, "bbox": [0, 0, 100, 100], "area": 500.0, "iscrowd": 0},
+        {"id": 4, "image_id": 2, "category_id": 1, "bbox": [50, 50, 20, 20], "area": 9000.0, "iscrowd": 0},
+        {"id": 5, "image_id": 2, "category_id": 2, "bbox": [200, 0, 50, 50], "area": 2500.0, "iscrowd": 1},
+    ]
+    dets = [
+        {"image_id": 1, "category_id": 1, "bbox": [1, 1, 32, 32], "score": 0.9},
+        {"image_id": 1, "category_id": 1, "bbox": [100, 100, 90, 96], "score": 0.8},
+        {"image_id": 1, "category_id": 1, "bbox": [300, 300, 32, 32], "score": 0.95},
+        {"image_id": 1, "category_id": 1, "bbox": [300, 300, 96, 96], "score": 0.7},
+        {"image_id": 2, "category_id": 2, "bbox": [0, 0, 100, 90], "score": 0.6},
+        {"image_id": 2, "category_id": 2, "bbox": [210, 10, 20, 20], "score": 0.99},
+        {"image_id": 2, "category_id": 2, "bbox": [190, 0, 70, 50], "score": 0.98},
+        {"image_id": 2, "category_id": 1, "bbox": [52, 50, 20, 20], "score": 0.6},
+        {"image_id": 2, "category_id": 1, "bbox": [50, 52, 20, 20], "score": 0.6},
+    ]
+    write("areas", {"images": imgs, "categories": cats, "annotations": anns}, dets)
+    # no detections at all
+    gt, _ = random_case(rng, 10, 3, 3, 0.1, 0)
+    write("empty", gt, [])
+
+
+if __name__ == "__main__":
+    main()
