@@ -40,6 +40,11 @@ if os.path.exists('$c/per_class.json'):
     p=json.load(open('$c/per_class.json'))
     assert sorted(p) == sorted(a['per_class']), (sorted(p), sorted(a['per_class']))
     bad+=[(k,a['per_class'][k]['AP'],p[k]) for k in p if abs(a['per_class'][k]['AP']-p[k]) > 1e-6]
+# and VOC AP50 restated from detect-eval(1)'s rules
+if os.path.exists('$c/voc.json'):
+    v=json.load(open('$c/voc.json'))
+    bad+=[(k,a[k],v[k]) for k in ('voc_ap50_11pt','voc_ap50_all') if abs(a[k]-v[k]) > 1e-6]
+    bad+=[(k,a['per_class'][k]['voc_ap50'],v['per_class'][k]) for k in v['per_class'] if abs(a['per_class'][k]['voc_ap50']-v['per_class'][k]) > 1e-6]
 print('$(basename $c)', 'ok' if not bad else bad)"
         assert_output "$(basename $c) ok"
     done

@@ -4,8 +4,9 @@
 pycocotools is not a Debian package: build it from the public cocoapi
 sources in a temporary directory (bench/detect-eval.sh shows how) and point
 PYCOCOTOOLS_DIR at its PythonAPI directory.  Writes
-tests/fixtures/coco/case_<name>/{gt.json,dets.json,expected.json,per_class.json}:
-expected.json holds the 12 summary stats, per_class.json each category's AP
+tests/fixtures/coco/case_<name>/{gt,dets,expected,per_class,voc}.json:
+expected.json holds the 12 summary stats, voc.json VOC AP50 stated
+independently in Python from detect-eval(1)'s VOC rules, per_class.json each category's AP
 (mean of precision at all thresholds and recall points, area all, 100
 detections, over entries > -1; -1 without ground truth), as detect-eval
 --per-class reports it.
@@ -59,12 +60,74 @@ def score(gt, dets):
     return stats, per
 
 
+def voc(gt, dets):
+    """VOC AP50 as detect-eval(1) states it (the VOC devkit's rules in
+    continuous coordinates): per category, detections in descending score,
+    ties in (image id, file) order; each takes the ground truth of highest
+    IoU in its image; IoU >= 0.5 with a crowd ("difficult") box is neither
+    true nor false positive, with a box already taken a false positive.
+    11-point: mean over recall 0, .1, .., 1 of the best precision at that
+    recall or more; all-point: area under the monotone envelope."""
+    per, m11, mall = {}, [], []
+    for c in gt["categories"]:
+        cid = c["id"]
+        g = [a for a in gt["annotations"] if a["category_id"] == cid]
+        npos = sum(1 for a in g if not a["iscrowd"])
+        if npos == 0:
+            per[str(cid)] = -1.0
+            continue
+        ds = sorted([(d["image_id"], i, d) for i, d in enumerate(dets) if d["category_id"] == cid],
+                    key=lambda t: (t[0], t[1]))
+        ds = [ds[i][2] for i in np.argsort([-t[2]["score"] for t in ds], kind="stable")]
+        taken, tp, fp = set(), [], []
+        for d in ds:
+            best, bj = -1.0, None
+            for j, a in enumerate(g):
+                if a["image_id"] != d["image_id"]:
+                    continue
+                v = iou(d["bbox"], a["bbox"])
+                if v > best:
+                    best, bj = v, j
+            if best >= 0.5:
+                if g[bj]["iscrowd"]:
+                    continue
+                if bj in taken:
+                    tp.append(0), fp.append(1)
+                else:
+                    taken.add(bj)
+                    tp.append(1), fp.append(0)
+            else:
+                tp.append(0), fp.append(1)
+        tp, fp = np.cumsum(tp, dtype=float), np.cumsum(fp, dtype=float)
+        rec = tp / npos
+        prec = tp / np.maximum(tp + fp, np.finfo(float).tiny)
+        a11 = np.mean([np.max(prec[rec >= t], initial=0.0) for t in np.arange(11) / 10.0])
+        r = np.concatenate(([0.0], rec, [1.0]))
+        p = np.concatenate(([0.0], prec, [0.0]))
+        for i in range(len(p) - 2, -1, -1):
+            p[i] = max(p[i], p[i + 1])
+        aall = float(np.sum((r[1:] - r[:-1]) * p[1:]))
+        per[str(cid)] = aall
+        m11.append(a11), mall.append(aall)
+    return {"voc_ap50_11pt": float(np.mean(m11)) if m11 else -1.0,
+            "voc_ap50_all": float(np.mean(mall)) if mall else -1.0, "per_class": per}
+
+
+def iou(d, g):
+    w = min(d[0] + d[2], g[0] + g[2]) - max(d[0], g[0])
+    h = min(d[1] + d[3], g[1] + g[3]) - max(d[1], g[1])
+    if w <= 0 or h <= 0:
+        return 0.0
+    i = w * h
+    return i / (d[2] * d[3] + g[2] * g[3] - i)
+
+
 def write(name, gt, dets):
     d = os.path.join(OUT, "case_" + name)
     os.makedirs(d, exist_ok=True)
     stats, per = score(gt, dets)
     for f, v in (("gt.json", gt), ("dets.json", dets), ("expected.json", stats),
-                 ("per_class.json", per)):
+                 ("per_class.json", per), ("voc.json", voc(gt, dets))):
         with open(os.path.join(d, f), "w") as fh:
             json.dump(v, fh, indent=1 if f != "gt.json" and f != "dets.json" else None)
             fh.write("\n")
