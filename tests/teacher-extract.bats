@@ -157,3 +157,19 @@ import torch,sys
 a=torch.load(sys.argv[1]); b=torch.load(sys.argv[2])
 assert set(a)==set(b) and all(torch.equal(a[k],b[k]) for k in a)" "$T/tv.pt" "$T/back.pt"
 }
+
+@test "pipe after augment --views 2 --batch 32: adds t.* per view, passes views, index, label and metadata through" {
+    TI="$BATS_TEST_DIRNAME/../bin/tensor-info"
+    "$AUG" --policy mocov2 --views 2 --batch 32 --limit 64 --seed 3 "$FM" -o "$T/in.kdt" >/dev/null
+    "$AUG" --policy mocov2 --views 2 --batch 32 --limit 64 --seed 3 "$FM" | "$TE" -m "$T/r20.h5" | cat > "$T/out.kdt"
+    "$TI" "$T/in.kdt" > "$T/in.txt"
+    "$TI" "$T/out.kdt" > "$T/out.txt"
+    # every line of the input's listing (frame metadata, views, index, label) is unchanged
+    run sh -c "grep -v -F -x -f '$T/out.txt' '$T/in.txt'"
+    assert_output ""
+    for t in t.emb0 t.emb1 t.feat0 t.feat1 t.logits0 t.logits1; do
+        [ "$(grep -c "^  $t " "$T/out.txt")" -eq 2 ]
+    done
+    grep -q '^  t.emb0  *f32  \[32,16\]' "$T/out.txt"
+    grep -q '^  t.feat1  *f32  \[32,64\]' "$T/out.txt"
+}
