@@ -21,16 +21,21 @@ static const char help[] =
     "  --gt GT          COCO annotations JSON, or a kdpipe detection dataset file\n"
     "  --dets DETS      COCO results JSON list, or a kdpipe detections file\n"
     "  --per-class      add per-category AP (and VOC AP50) under \"per_class\"\n"
+    "  --voc            accepted; VOC AP50 (11-point and all-point) is always printed\n"
+    "  --iou-type bbox  the only IoU type (segm and keypoints are not supported)\n"
+    "  GT or DETS may be - for standard input (JSON only)\n"
     "  --quiet, -h/--help, --version\n"
     "\n"
     "Prints one JSON object.  Categories and images without ground truth give\n"
     "-1 where pycocotools gives -1.  See detect-eval(1).\n";
 
-enum { OPT_GT = KD_OPT_PROG, OPT_DETS, OPT_PERCLASS };
+enum { OPT_GT = KD_OPT_PROG, OPT_DETS, OPT_PERCLASS, OPT_VOC, OPT_IOUTYPE };
 static const struct option longopts[] = {
     {"gt", required_argument, 0, OPT_GT},
     {"dets", required_argument, 0, OPT_DETS},
     {"per-class", no_argument, 0, OPT_PERCLASS},
+    {"voc", no_argument, 0, OPT_VOC},
+    {"iou-type", required_argument, 0, OPT_IOUTYPE},
     KD_STD_LONGOPTS,
     {0, 0, 0, 0}};
 
@@ -86,6 +91,11 @@ int main(int argc, char **argv)
         case OPT_GT: gt = optarg; break;
         case OPT_DETS: dets = optarg; break;
         case OPT_PERCLASS: per_class = 1; break;
+        case OPT_VOC: break; /* VOC AP50 is always reported; kept for scripts */
+        case OPT_IOUTYPE:
+            if (strcmp(optarg, "bbox") != 0)
+                kd_usage("--iou-type: only bbox is supported, not '%s'", optarg);
+            break;
         default:
             if (!kd_cli_std(opt, optarg, &std))
                 kd_usage("unknown option");
@@ -95,13 +105,16 @@ int main(int argc, char **argv)
         kd_usage("unexpected argument '%s'", argv[optind]);
     if (!gt || !dets)
         kd_usage("both --gt and --dets are required");
+    if (strcmp(gt, "-") == 0 && strcmp(dets, "-") == 0)
+        kd_usage("only one of --gt and --dets can be standard input");
     heap_reserve(gt, dets);
     kd_coco c = {0};
     if ((kd_h5_is_hdf5(gt) ? kd_coco_load_gt_h5(&c, gt) : kd_coco_load_gt_json(&c, gt)) ||
         (kd_h5_is_hdf5(dets) ? kd_coco_load_dets_h5(&c, dets) : kd_coco_load_dets_json(&c, dets)))
         kd_die_err();
-    if (kd_coco_prepare(&c)) {
-        kd_err_prefix("%s", dets);
+    int bad = kd_coco_prepare(&c);
+    if (bad) {
+        kd_err_prefix("%s", bad == -2 ? dets : gt);
         kd_die_err();
     }
     kd_coco_result r;

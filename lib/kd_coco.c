@@ -55,6 +55,11 @@ int kd_coco_prepare(kd_coco *c)
             kd_err_set("image id %lld appears twice", (long long)c->images[i]);
             return -1;
         }
+    for (int i = 1; i < c->ncats; i++)
+        if (c->cats[i] == c->cats[i - 1]) {
+            kd_err_set("category id %lld appears twice", (long long)c->cats[i]);
+            return -1;
+        }
     for (int64_t i = 0; i < c->ngt; i++)
         if (find(c->images, c->nimages, c->gt[i].image) < 0 || find(c->cats, c->ncats, c->gt[i].cat) < 0) {
             kd_err_set("annotation %lld: unknown image %lld or category %lld", (long long)c->gt[i].id,
@@ -65,12 +70,12 @@ int kd_coco_prepare(kd_coco *c)
         if (find(c->images, c->nimages, c->dt[i].image) < 0) {
             kd_err_set("detection %lld: image id %lld is not in the ground truth", (long long)(i + 1),
                        (long long)c->dt[i].image);
-            return -1;
+            return -2;
         }
         if (find(c->cats, c->ncats, c->dt[i].cat) < 0) {
             kd_err_set("detection %lld: category id %lld is not in the ground truth", (long long)(i + 1),
                        (long long)c->dt[i].cat);
-            return -1;
+            return -2;
         }
     }
     return 0;

@@ -49,7 +49,8 @@ typedef struct {
 } kd_coco_result;
 
 /* Sorts ids, checks that every box names a known image and category.
- * -1 with kd_err otherwise. */
+ * With kd_err otherwise: -1 when the ground truth is at fault (an id twice,
+ * an annotation naming no image or category), -2 when a detection is. */
 int kd_coco_prepare(kd_coco *c);
 int kd_coco_evaluate(const kd_coco *c, kd_coco_result *r);
 void kd_coco_result_free(kd_coco_result *r);

@@ -74,7 +74,8 @@ static int get_bbox(json_t *o, kd_coco_box *b)
 static json_t *load(const char *path)
 {
     json_error_t e;
-    json_t *j = json_load_file(path, 0, &e);
+    /* "-" is standard input, as everywhere in kdpipe */
+    json_t *j = strcmp(path, "-") == 0 ? json_loadf(stdin, 0, &e) : json_load_file(path, 0, &e);
     if (!j)
         kd_err_set("%s: line %d column %d: %s", path, e.line, e.column, e.text);
     return j;

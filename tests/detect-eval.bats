@@ -19,6 +19,17 @@ setup() { cd "$BATS_TEST_TMPDIR"; }
     assert_output --partial "both --gt and --dets are required"
     run "$DE" --gt a --dets b extra
     assert_failure 2
+    run "$DE" --gt - --dets -
+    assert_failure 2
+    run "$DE" --iou-type segm --gt "$FX/case11/gt.json" --dets "$FX/case11/dets.json"
+    assert_failure 2
+    assert_output --partial "only bbox"
+    # standard input, --voc and --iou-type bbox accepted, same numbers
+    "$DE" --gt "$FX/case11/gt.json" --dets "$FX/case11/dets.json" > a.json
+    "$DE" --voc --iou-type bbox --gt - --dets "$FX/case11/dets.json" < "$FX/case11/gt.json" > b.json
+    "$DE" --gt "$FX/case11/gt.json" --dets - < "$FX/case11/dets.json" > c.json
+    cmp a.json b.json
+    cmp a.json c.json
 }
 
 @test "detect-eval equals pycocotools' stats on every fixture case within 1e-6" {
@@ -132,6 +143,12 @@ json.dump(gj,open('g.json','w')); json.dump(dj,open('d.json','w'))"
     run "$DE" --gt missing.json --dets nan.json
     assert_failure 1
     assert_output --partial "missing.json"
+    # a fault in the ground truth is reported against the ground truth file
+    "$PY" -c "
+import json; g=json.load(open('g.json')); g['images'].append(g['images'][0]); json.dump(g,open('gdup.json','w'))"
+    run "$DE" --gt gdup.json --dets "$FX/case11/dets.json"
+    assert_failure 1
+    assert_output --partial "detect-eval: gdup.json: image id 1 appears twice"
     echo '{"images": []}' > notcoco.json
     run "$DE" --gt notcoco.json --dets nan.json
     assert_failure 1
