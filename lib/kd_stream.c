@@ -243,7 +243,7 @@ static int put_plain(kd_writer *w, const kd_frame *f)
     int ok = fwrite(w->buf, 1, th[0], w->out.f) == th[0];
     for (int i = 0; ok && i < f->n; i++)
         ok = fwrite(w->buf + th[i], 1, th[i + 1] - th[i], w->out.f) == th[i + 1] - th[i] &&
-             fwrite(f->t[i].data, 1, f->t[i].nbytes, w->out.f) == f->t[i].nbytes;
+             (!f->t[i].nbytes || fwrite(f->t[i].data, 1, f->t[i].nbytes, w->out.f) == f->t[i].nbytes);
     if (!ok) {
         kd_err_set("%s: write error: %s", w->out.path, strerror(errno));
         return -1;
