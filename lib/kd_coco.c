@@ -49,7 +49,8 @@ int kd_coco_prepare(kd_coco *c)
             c->catnames[j] = c->catnames[j - 1];
             c->catnames[j - 1] = s;
         }
-    qsort(c->images, (size_t)c->nimages, sizeof(int64_t), cmp_i64);
+    if (c->nimages > 1)
+        qsort(c->images, (size_t)c->nimages, sizeof(int64_t), cmp_i64);
     for (int i = 1; i < c->nimages; i++)
         if (c->images[i] == c->images[i - 1]) {
             kd_err_set("image id %lld appears twice", (long long)c->images[i]);
@@ -361,7 +362,8 @@ int kd_coco_evaluate(const kd_coco *c, kd_coco_result *r)
                 sorted[j].s = c->dt[dcell[q][j]].score;
                 sorted[j].i = j;
             }
-            qsort(sorted, (size_t)D, sizeof(si), cmp_si);
+            if (D > 1)
+                qsort(sorted, (size_t)D, sizeof(si), cmp_si);
             if (D > MAXDET)
                 D = MAXDET;
             for (int j = 0; j < D; j++)
