@@ -8,7 +8,8 @@
 # the same JSON files) and against pycocotools' evaluation alone.
 #
 # COCOAPI_SRC: a git directory of github.com/cocodataset/cocoapi (default:
-# the session mirror), or a checked-out tree holding PythonAPI/ and common/.
+# the session mirror; without it the public repository is cloned into the
+# temporary directory), or a checked-out tree holding PythonAPI/ and common/.
 cd "$(dirname "$0")/.." || exit 1
 src=${COCOAPI_SRC:-/work/.mirror/cocodataset+cocoapi/repo}
 n=${KD_BENCH_IMAGES:-5000}
@@ -18,8 +19,10 @@ if [ -d "$src/PythonAPI" ]; then
     cp -r "$src/PythonAPI" "$src/common" "$d/" || exit 1
 elif git --git-dir="$src" rev-parse HEAD >/dev/null 2>&1; then
     git --git-dir="$src" archive HEAD PythonAPI common | tar -x -C "$d" || exit 1
+elif git clone -q https://github.com/cocodataset/cocoapi "$d/cocoapi" 2>/dev/null; then
+    mv "$d/cocoapi/PythonAPI" "$d/cocoapi/common" "$d/" || exit 1
 else
-    echo "bench/detect-eval.sh: no cocoapi sources at $src (set COCOAPI_SRC)" >&2
+    echo "bench/detect-eval.sh: no cocoapi sources at $src and no network (set COCOAPI_SRC)" >&2
     exit 1
 fi
 # NumPy >= 1.24 dropped the np.float alias that cocoeval.accumulate uses;
