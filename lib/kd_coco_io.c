@@ -236,7 +236,7 @@ int kd_coco_load_gt_h5(kd_coco *c, const char *path)
         for (int64_t q = off[i]; q < off[i + 1]; q++) {
             kd_coco_box *b = &c->gt[q];
             b->x = boxes[4 * q], b->y = boxes[4 * q + 1], b->w = boxes[4 * q + 2], b->h = boxes[4 * q + 3];
-            if (!(b->w >= 0 && b->h >= 0) || !isfinite(b->x) || !isfinite(b->y)) {
+            if (!(b->w >= 0 && b->h >= 0) || !isfinite(b->x) || !isfinite(b->y) || !isfinite(b->w) || !isfinite(b->h)) {
                 kd_err_set("%s: box %lld has a negative or non-finite size", path, (long long)q);
                 goto out;
             }
@@ -280,7 +280,7 @@ int kd_coco_load_dets_h5(kd_coco *c, const char *path)
     for (int64_t q = 0; q < M; q++) {
         kd_coco_box *b = &c->dt[q];
         b->x = boxes[4 * q], b->y = boxes[4 * q + 1], b->w = boxes[4 * q + 2], b->h = boxes[4 * q + 3];
-        if (!(b->w >= 0 && b->h >= 0) || !isfinite(b->x) || !isfinite(b->y)) {
+        if (!(b->w >= 0 && b->h >= 0) || !isfinite(b->x) || !isfinite(b->y) || !isfinite(b->w) || !isfinite(b->h)) {
             kd_err_set("%s: detection %lld has a negative or non-finite size", path, (long long)q);
             goto out;
         }

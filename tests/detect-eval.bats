@@ -113,6 +113,13 @@ json.dump(gj,open('g.json','w')); json.dump(dj,open('d.json','w'))"
     a=$("$DE" --gt gt.h5 --dets dt.h5)
     b=$("$DE" --gt g.json --dets d.json)
     [ -n "$a" ] && [ "$a" = "$b" ]
+    # a NaN score in a detections file
+    "$PY" -c "
+import h5py
+h=h5py.File('dt.h5','r+'); s=h['scores'][:]; s[3]=float('nan'); h['scores'][:]=s"
+    run "$DE" --gt gt.h5 --dets dt.h5
+    assert_failure 1
+    assert_output --partial "dt.h5: detection 3 has a non-finite score"
 }
 
 @test "detect-eval: bad inputs fail clearly" {
