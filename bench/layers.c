@@ -1,0 +1,89 @@
+/* Convolution forward and backward GFLOP/s through kd_conv (bench/layers.sh
+ * runs the same shapes through torch.nn.functional.conv2d).
+ *
+ *   layers THREADS SECS N,C,H,W,O,k,stride,pad,groups|sgemm [...]
+ *
+ * One JSON line per shape: {"shape", "fwd_ms", "bwd_ms", "fwd_gflops",
+ * "bwd_gflops"}; for the word sgemm, the sgemm peak (2048^3 through kd_gemm)
+ * and the BLIS kernels in use.  Backward computes dx and dw (no bias), i.e.
+ * twice the forward FLOPs. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "kd_cli.h"
+#include "kd_gemm.h"
+#include "kd_layers.h"
+
+static float *filled(size_t n, unsigned seed)
+{
+    float *v = malloc(sizeof(float) * (n ? n : 1));
+    if (!v) {
+        fprintf(stderr, "layers: out of memory\n");
+        exit(1);
+    }
+    for (size_t i = 0; i < n; i++) {
+        seed = seed * 1664525u + 1013904223u;
+        v[i] = (float)(seed >> 8) / 16777216.0f - 0.5f;
+    }
+    return v;
+}
+
+/* Repeat fn until secs have passed (at least 2 runs after a warm-up); mean seconds per run. */
+#define TIMED(secs, out, stmt)                                                                                    \
+    do {                                                                                                          \
+        stmt;                                                                                                     \
+        int reps_ = 0;                                                                                            \
+        double t0_ = kd_now(), t_;                                                                                \
+        do {                                                                                                      \
+            stmt;                                                                                                 \
+            reps_++;                                                                                              \
+            t_ = kd_now() - t0_;                                                                                  \
+        } while (t_ < (secs) || reps_ < 2);                                                                       \
+        (out) = t_ / reps_;                                                                                       \
+    } while (0)
+
+static double sgemm_peak(void)
+{
+    int n = 2048;
+    float *A = filled((size_t)n * n, 1), *B = filled((size_t)n * n, 2), *C = filled((size_t)n * n, 3);
+    double t;
+    TIMED(1.0, t, kd_gemm(0, 0, n, n, n, 1, A, n, B, n, 0, C, n));
+    free(A), free(B), free(C);
+    return 2.0 * n * n * n / t / 1e9;
+}
+
+int main(int argc, char **argv)
+{
+    if (argc < 4) {
+        fprintf(stderr, "usage: layers THREADS SECS N,C,H,W,O,k,stride,pad,groups|sgemm ...\n");
+        return 2;
+    }
+    kd_gemm_init(atoi(argv[1]));
+    double secs = atof(argv[2]);
+    for (int a = 3; a < argc; a++) {
+        if (!strcmp(argv[a], "sgemm")) {
+            printf("{\"sgemm_peak\": %.1f, \"blis\": \"%s\", \"blis_source\": \"%s\"}\n", sgemm_peak(),
+                   kd_gemm_arch(), kd_gemm_arch_source());
+            continue;
+        }
+        int N, C, H, W, O, k, s, p, g;
+        kd_conv c;
+        if (sscanf(argv[a], "%d,%d,%d,%d,%d,%d,%d,%d,%d", &N, &C, &H, &W, &O, &k, &s, &p, &g) != 9 ||
+            kd_conv_init(&c, N, C, H, W, O, k, s, p, g)) {
+            fprintf(stderr, "layers: bad shape '%s'\n", argv[a]);
+            return 2;
+        }
+        size_t nx = (size_t)N * C * H * W, nw = (size_t)O * (C / g) * k * k, ny = (size_t)N * O * c.Ho * c.Wo;
+        float *x = filled(nx, 4), *w = filled(nw, 5), *y = filled(ny, 6), *dy = filled(ny, 7);
+        float *dx = filled(nx, 8), *dw = filled(nw, 9), *ws = filled(kd_conv_workspace(&c), 10);
+        double tf, tb, flops = 2.0 * ny * (C / g) * k * k;
+        TIMED(secs, tf, kd_conv_forward(&c, x, w, NULL, y, ws));
+        TIMED(secs, tb, kd_conv_backward(&c, x, w, dy, dx, dw, NULL, ws));
+        printf("{\"shape\": \"%s\", \"fwd_ms\": %.3f, \"bwd_ms\": %.3f, \"fwd_gflops\": %.2f, \"bwd_gflops\": %.2f}\n",
+               argv[a], 1e3 * tf, 1e3 * tb, flops / tf / 1e9, 2 * flops / tb / 1e9);
+        fflush(stdout);
+        free(x), free(w), free(y), free(dy), free(dx), free(dw), free(ws);
+    }
+    return 0;
+}
