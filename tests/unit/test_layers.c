@@ -1,5 +1,7 @@
 /* Layer kernels against their naive references, and gradients against
- * central finite differences (loss = sum(y * r) for a fixed random r). */
+ * central finite differences (loss = sum(y * r) for a fixed random r);
+ * dropout's statistics; workspace bounds; backward accumulation.
+ * test_layers_torch.c compares with PyTorch. */
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -164,6 +166,167 @@ static void test_pool_act_linear(void)
     free(xx), free(W), free(b), free(yy), free(dy), free(dx), free(dW), free(db);
 }
 
+/* loss = sum(y * r) for a forward f over x; central differences on every
+ * element of x against the analytic gradient g (small shapes only). */
+typedef void (*fwd_fn)(const float *x, float *y, void *ctx);
+static double fd_worst(fwd_fn f, void *ctx, float *x, size_t nx, size_t ny, const float *r, const float *g)
+{
+    float *y = zeros(ny);
+    double worst = 0;
+    for (size_t i = 0; i < nx; i++) {
+        float save = x[i], h = 1e-2f;
+        double l[2];
+        for (int sgn = 0; sgn < 2; sgn++) {
+            x[i] = save + (sgn ? -h : h);
+            f(x, y, ctx);
+            double sum = 0;
+            for (size_t j = 0; j < ny; j++)
+                sum += (double)y[j] * r[j];
+            l[sgn] = sum;
+        }
+        x[i] = save;
+        double e = fabs((l[0] - l[1]) / (2 * h) - g[i]) / (fabs(g[i]) + 1e-2);
+        worst = e > worst ? e : worst;
+    }
+    free(y);
+    return worst;
+}
+
+static void avg_fwd(const float *x, float *y, void *ctx) { kd_avgpool_forward(ctx, x, y); }
+static void max_fwd(const float *x, float *y, void *ctx)
+{
+    const kd_pool *p = ctx;
+    int32_t *idx = malloc(sizeof(int32_t) * (size_t)p->N * p->C * p->Ho * p->Wo);
+    kd_maxpool_forward(p, x, y, idx);
+    free(idx);
+}
+static void adapt_fwd(const float *x, float *y, void *ctx)
+{
+    (void)ctx;
+    kd_adaptive_avgpool_forward(2, 3, 7, 5, 3, 2, x, y);
+}
+static const float *scale_s;
+static void scale_fwd_x(const float *x, float *y, void *ctx)
+{
+    (void)ctx;
+    kd_scale_forward(2, 3, 5, x, scale_s, y);
+}
+static const float *scale_x;
+static void scale_fwd_s(const float *s, float *y, void *ctx)
+{
+    (void)ctx;
+    kd_scale_forward(2, 3, 5, scale_x, s, y);
+}
+
+/* Pools, adaptive pool and channel scaling: gradients by central differences
+ * on every input element, and backward accumulates (twice = double). */
+static void test_pool_scale_fd(void)
+{
+    kd_pool p;
+    int cfg[2][3] = {{3, 2, 1}, {2, 2, 0}};
+    for (int t = 0; t < 2; t++) {
+        kd_pool_init(&p, 2, 3, 7, 6, cfg[t][0], cfg[t][1], cfg[t][2]);
+        size_t nx = 2 * 3 * 7 * 6, ny = (size_t)2 * 3 * p.Ho * p.Wo;
+        float *x = rnd(nx), *r = rnd(ny), *y = zeros(ny), *g = zeros(nx), *g2 = zeros(nx);
+        int32_t *idx = malloc(sizeof(int32_t) * ny);
+        kd_avgpool_forward(&p, x, y);
+        kd_avgpool_backward(&p, r, g);
+        double ea = fd_worst(avg_fwd, &p, x, nx, ny, r, g);
+        kd_avgpool_backward(&p, r, g2);
+        kd_avgpool_backward(&p, r, g2);
+        double acc = 0;
+        for (size_t i = 0; i < nx; i++)
+            acc = fmax(acc, fabs(g2[i] - 2 * g[i]));
+        memset(g, 0, sizeof(float) * nx);
+        kd_maxpool_forward(&p, x, y, idx);
+        kd_maxpool_backward(&p, idx, r, g);
+        double em = fd_worst(max_fwd, &p, x, nx, ny, r, g);
+        KD_CHECK(ea < 1e-2 && em < 1e-2 && acc < 1e-6,
+                 "pool k%d s%d p%d: avg fd %.1e, max fd %.1e, backward accumulates (%.1e)", cfg[t][0], cfg[t][1],
+                 cfg[t][2], ea, em, acc);
+        free(x), free(r), free(y), free(g), free(g2), free(idx);
+    }
+    {
+        size_t nx = 2 * 3 * 7 * 5, ny = 2 * 3 * 3 * 2;
+        float *x = rnd(nx), *r = rnd(ny), *g = zeros(nx);
+        kd_adaptive_avgpool_backward(2, 3, 7, 5, 3, 2, r, g);
+        double e = fd_worst(adapt_fwd, NULL, x, nx, ny, r, g);
+        KD_CHECK(e < 1e-2, "adaptive avgpool 7x5 -> 3x2 finite differences: %.1e", e);
+        free(x), free(r), free(g);
+    }
+    {
+        size_t nx = 2 * 3 * 5, ns = 2 * 3;
+        float *x = rnd(nx), *s = rnd(ns), *r = rnd(nx), *gx = zeros(nx), *gs = zeros(ns);
+        kd_scale_backward(2, 3, 5, x, s, r, gx, gs);
+        scale_s = s, scale_x = x;
+        double ex = fd_worst(scale_fwd_x, NULL, x, nx, nx, r, gx), es = fd_worst(scale_fwd_s, NULL, s, ns, nx, r, gs);
+        KD_CHECK(ex < 1e-2 && es < 1e-2, "channel scale finite differences: dx %.1e ds %.1e", ex, es);
+        free(x), free(s), free(r), free(gx), free(gs);
+    }
+}
+
+/* Inverted dropout: mask is 0 or 1/(1-p), keep rate near 1-p, y = x*mask,
+ * backward is dy*mask accumulated; p = 0 keeps everything. */
+static void test_dropout(void)
+{
+    size_t n = 100000;
+    float p = 0.3f, *x = rnd(n), *y = zeros(n), *m = zeros(n), *dy = rnd(n), *dx = zeros(n);
+    kd_rng r = kd_rng_make(5, 1, 2);
+    kd_dropout_forward(x, y, m, n, p, &r);
+    size_t kept = 0, bad = 0;
+    for (size_t i = 0; i < n; i++) {
+        if (m[i] != 0)
+            kept++;
+        if ((m[i] != 0 && fabsf(m[i] - 1 / (1 - p)) > 1e-6f) || y[i] != x[i] * m[i])
+            bad++;
+    }
+    double rate = (double)kept / n;
+    for (size_t i = 0; i < n; i++)
+        dx[i] = 1;
+    kd_dropout_backward(m, dy, dx, n);
+    for (size_t i = 0; i < n; i++)
+        if (dx[i] != 1 + dy[i] * m[i])
+            bad++;
+    KD_CHECK(!bad && fabs(rate - (1 - p)) < 0.01, "dropout p=0.3: keep rate %.4f, %zu bad elements", rate, bad);
+    kd_dropout_forward(x, y, m, n, 0, &r);
+    bad = 0;
+    for (size_t i = 0; i < n; i++)
+        if (y[i] != x[i] || m[i] != 1)
+            bad++;
+    KD_CHECK(!bad, "dropout p=0 is the identity (%zu bad)", bad);
+    free(x), free(y), free(m), free(dy), free(dx);
+}
+
+/* The optimised conv stays inside kd_conv_workspace() floats (a canary
+ * right after it), and its backward accumulates. */
+static void test_conv_workspace(int N, int C, int H, int W, int O, int k, int s, int pd, int g)
+{
+    kd_conv c;
+    kd_conv_init(&c, N, C, H, W, O, k, s, pd, g);
+    size_t nx = (size_t)N * C * H * W, nw = (size_t)O * (C / g) * k * k, ny = (size_t)N * O * c.Ho * c.Wo;
+    size_t nws = kd_conv_workspace(&c);
+    float *x = rnd(nx), *w = rnd(nw), *dy = rnd(ny), *y = zeros(ny), *ws = zeros(nws + 64);
+    float *dx = zeros(nx), *dw = zeros(nw), *dx2 = zeros(nx), *dw2 = zeros(nw);
+    for (int i = 0; i < 64; i++)
+        ws[nws + i] = 12345.0f;
+    kd_conv_forward(&c, x, w, NULL, y, ws);
+    kd_conv_backward(&c, x, w, dy, dx, dw, NULL, ws);
+    kd_conv_backward(&c, x, w, dy, dx2, dw2, NULL, ws);
+    kd_conv_backward(&c, x, w, dy, dx2, dw2, NULL, ws);
+    int canary = 1;
+    for (int i = 0; i < 64; i++)
+        canary &= ws[nws + i] == 12345.0f;
+    for (size_t i = 0; i < nx; i++)
+        dx[i] *= 2;
+    for (size_t i = 0; i < nw; i++)
+        dw[i] *= 2;
+    double e = fmax(kd_test_relerr(dx2, dx, (long)nx, 1e-3), kd_test_relerr(dw2, dw, (long)nw, 1e-3));
+    KD_CHECK(canary && e < 1e-5,
+             "conv N%d C%d %dx%d O%d k%d s%d g%d: workspace %zu floats respected, backward accumulates (%.1e)", N, C,
+             H, W, O, k, s, g, nws, e);
+    free(x), free(w), free(dy), free(y), free(ws), free(dx), free(dw), free(dx2), free(dw2);
+}
+
 int main(void)
 {
     rng = kd_rng_make(11, 0, 0);
@@ -179,5 +342,12 @@ int main(void)
     test_bn(8, 4, 5, 2);
     test_bn(5, 7, 1, 0); /* BatchNorm1d */
     test_pool_act_linear();
+    test_pool_scale_fd();
+    test_dropout();
+    test_conv_workspace(3, 4, 9, 9, 6, 3, 2, 1, 1);
+    test_conv_workspace(40, 3, 16, 16, 4, 3, 1, 1, 1);
+    test_conv_workspace(2, 6, 5, 5, 8, 1, 1, 0, 1);
+    test_conv_workspace(2, 6, 7, 7, 6, 3, 1, 1, 3);
+    test_conv_workspace(2, 6, 7, 7, 6, 3, 2, 1, 6);
     return KD_TEST_DONE();
 }
