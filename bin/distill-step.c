@@ -452,5 +452,13 @@ int main(int argc, char **argv)
         kd_die(KD_EXIT_FAIL, "%s: write error", log_path);
     kd_reader_close(rd);
     kd_frame_free(&f);
+    for (int i = 0; i < L.n; i++)
+        if (L.mod[i]->free)
+            L.mod[i]->free(L.st[i]);
+    kd_sgd_free(&t.opt);
+    kd_model_free(t.m);
+    kd_evalset_free(&vs);
+    kd_evalset_free(&bs);
+    free(vout), free(bout), free(pred), free(dfeat), free(dlog), free(demb);
     return 0;
 }
