@@ -1,7 +1,7 @@
 #!/bin/sh
 # Convolution GFLOP/s, kdpipe's kd_conv vs torch.nn.functional.conv2d, side
 # by side shape by shape (alternating, so that a loaded machine hurts both
-# alike): forward, and backward (dx + dw), at batch 128 on the layer shapes
+# alike; each side reports its fastest run): forward, and backward (dx + dw), at batch 128 on the layer shapes
 # of resnet18 with the CIFAR stem at 32x32, a bottleneck 1x1 and a
 # MobileNetV2 depthwise 3x3; plus the sgemm peak through kd_gemm.
 # KD_BENCH_SECS: timing window per measurement (default 1 s);
