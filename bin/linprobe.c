@@ -18,8 +18,12 @@ static const char help[] =
     "\n"
     "  --standardize      scale each feature to zero mean, unit variance (TRAIN's)\n"
     "  --wd W             L2 weight decay (default 1/N_train: scikit-learn's C=1)\n"
+    "  --solver S         lbfgs (default; full batch, deterministic) or sgd\n"
     "  --max-iter N       L-BFGS iterations (default 300)\n"
     "  --tol T            stop when the largest gradient entry is below T (1e-6)\n"
+    "  --epochs N         SGD epochs (default 30)\n"
+    "  --batch N          SGD minibatch (default 256)\n"
+    "  --lr LR            SGD initial learning rate, cosine decay to 0 (default 0.1)\n"
     "  --knn K            also weighted kNN with K neighbours\n"
     "  --knn-t T          kNN temperature (default 0.07)\n"
     "  --knn-metric M     cosine (weighted, SSL papers; default) or euclidean\n"
@@ -29,13 +33,14 @@ static const char help[] =
     "  --limit N          use the first N rows of each file\n"
     "  --save FILE.h5     keep the trained classifier (kind 'classifier')\n"
     "  --threads N        BLIS threads (default: all cores)\n"
-    "  --seed S, --quiet, -h/--help, --version\n"
+    "  --seed S           SGD minibatch order (default 0)\n"
+    "  --quiet, -h/--help, --version\n"
     "\n"
     "Prints one JSON line: top1, top5, knn_top1, n_train, n_test, dim, classes,\n"
     "iterations, loss, seconds.  See linprobe(1).\n";
 
 enum { OPT_STD = KD_OPT_PROG, OPT_WD, OPT_ITER, OPT_TOL, OPT_KNN, OPT_KNNT, OPT_KNNM, OPT_NOLIN, OPT_SCORE,
-       OPT_LIMIT, OPT_SAVE };
+       OPT_LIMIT, OPT_SAVE, OPT_SOLVER, OPT_EPOCHS, OPT_BATCH, OPT_LR };
 static const struct option longopts[] = {
     {"standardize", no_argument, 0, OPT_STD},
     {"wd", required_argument, 0, OPT_WD},
@@ -48,6 +53,10 @@ static const struct option longopts[] = {
     {"score", no_argument, 0, OPT_SCORE},
     {"limit", required_argument, 0, OPT_LIMIT},
     {"save", required_argument, 0, OPT_SAVE},
+    {"solver", required_argument, 0, OPT_SOLVER},
+    {"epochs", required_argument, 0, OPT_EPOCHS},
+    {"batch", required_argument, 0, OPT_BATCH},
+    {"lr", required_argument, 0, OPT_LR},
     KD_STD_LONGOPTS,
     {0, 0, 0, 0}};
 
@@ -114,7 +123,7 @@ static void load(const char *path, int64_t limit, int want_logits, table *t)
     }
     if (kd_h5_read(&h, "labels", KD_I32, 0, n, t->y))
         kd_die_err();
-    for (int64_t i = 0; i < n * d; i++)
+    for (int64_t i = 0; feats && i < n * d; i++)
         if (!isfinite(t->x[i]))
             kd_die(KD_EXIT_FAIL, "%s: row %lld has a non-finite feature", path, (long long)(i / d));
     int32_t maxl = 0;
@@ -167,7 +176,8 @@ int main(int argc, char **argv)
     kd_std_opts std;
     kd_cli_init(argv[0], help, &std);
     int standardize = 0, max_iter = 300, knn = 0, metric = KD_KNN_COSINE, linear = 1, score = 0;
-    double wd = -1, tol = 1e-6, knn_t = 0.07;
+    double wd = -1, tol = 1e-6, knn_t = 0.07, lr = 0.1;
+    int sgd = 0, epochs = 30, batch = 256;
     int64_t limit = 0;
     const char *save_path = NULL;
     int opt;
@@ -191,6 +201,17 @@ int main(int argc, char **argv)
         case OPT_SCORE: score = 1; break;
         case OPT_LIMIT: limit = kd_parse_long("--limit", optarg, 1, 1L << 40); break;
         case OPT_SAVE: save_path = optarg; break;
+        case OPT_SOLVER:
+            if (!strcmp(optarg, "lbfgs"))
+                sgd = 0;
+            else if (!strcmp(optarg, "sgd"))
+                sgd = 1;
+            else
+                kd_usage("--solver: '%s' is not lbfgs or sgd", optarg);
+            break;
+        case OPT_EPOCHS: epochs = (int)kd_parse_long("--epochs", optarg, 1, 1000000); break;
+        case OPT_BATCH: batch = (int)kd_parse_long("--batch", optarg, 1, 1 << 20); break;
+        case OPT_LR: lr = kd_parse_double("--lr", optarg, 1e-12, 1e6); break;
         default:
             if (!kd_cli_std(opt, optarg, &std))
                 kd_usage("unknown option");
@@ -218,28 +239,29 @@ int main(int argc, char **argv)
         kd_json_num(&j, "top1", (double)c1 / te.n);
         kd_json_num(&j, "top5", (double)c5 / te.n);
     } else if (linear) {
-        float *mean = NULL, *sd = NULL;
+        float *mean = NULL, *sd = NULL, *xtr = tr.x, *xte = te.x;
         if (standardize) {
             mean = malloc(sizeof(float) * (size_t)tr.d);
             sd = malloc(sizeof(float) * (size_t)tr.d);
-            if (!mean || !sd)
+            if (!mean || !sd || kd_standardize_fit(tr.x, tr.n, tr.d, mean, sd))
                 kd_die(KD_EXIT_FAIL, "out of memory");
-            kd_standardize_fit(tr.x, tr.n, tr.d, mean, sd);
-        }
-        /* standardise copies: kNN below wants the raw features */
-        float *xtr = tr.x, *xte = te.x;
-        if (standardize) {
-            xtr = malloc(sizeof(float) * (size_t)(tr.n * tr.d));
-            xte = malloc(sizeof(float) * (size_t)(te.n * te.d));
-            if (!xtr || !xte)
-                kd_die(KD_EXIT_FAIL, "out of memory");
-            memcpy(xtr, tr.x, sizeof(float) * (size_t)(tr.n * tr.d));
-            memcpy(xte, te.x, sizeof(float) * (size_t)(te.n * te.d));
+            /* kNN below wants the raw features: standardise copies then */
+            if (knn) {
+                xtr = malloc(sizeof(float) * (size_t)(tr.n * tr.d));
+                xte = malloc(sizeof(float) * (size_t)(te.n * te.d));
+                if (!xtr || !xte)
+                    kd_die(KD_EXIT_FAIL, "out of memory");
+                memcpy(xtr, tr.x, sizeof(float) * (size_t)(tr.n * tr.d));
+                memcpy(xte, te.x, sizeof(float) * (size_t)(te.n * te.d));
+            }
             kd_standardize_apply(xtr, tr.n, tr.d, mean, sd);
             kd_standardize_apply(xte, te.n, te.d, mean, sd);
         }
         kd_logreg m;
-        if (kd_logreg_init(&m, tr.d, K) || kd_logreg_fit(&m, xtr, tr.y, tr.n, wd >= 0 ? wd : 1.0 / tr.n, max_iter, tol))
+        double w = wd >= 0 ? wd : 1.0 / (double)tr.n;
+        if (kd_logreg_init(&m, tr.d, K) ||
+            (sgd ? kd_logreg_fit_sgd(&m, xtr, tr.y, tr.n, w, epochs, batch, lr, std.seed)
+                 : kd_logreg_fit(&m, xtr, tr.y, tr.n, w, max_iter, tol)))
             kd_die_err();
         float *S = malloc(sizeof(float) * (size_t)(te.n * K));
         if (!S)
@@ -249,13 +271,15 @@ int main(int argc, char **argv)
         kd_topk_count(S, te.y, te.n, K, &c1, &c5);
         kd_json_num(&j, "top1", (double)c1 / te.n);
         kd_json_num(&j, "top5", (double)c5 / te.n);
-        kd_json_int(&j, "iterations", m.iters);
+        kd_json_str(&j, "solver", sgd ? "sgd" : "lbfgs");
+        kd_json_int(&j, sgd ? "epochs" : "iterations", m.iters);
         kd_json_num(&j, "loss", m.loss);
         if (save_path)
             save(save_path, &m, mean, sd);
         free(S);
-        if (standardize)
-            free(xtr), free(xte), free(mean), free(sd);
+        if (xtr != tr.x)
+            free(xtr), free(xte);
+        free(mean), free(sd);
         kd_logreg_free(&m);
     }
     if (knn) {
@@ -278,5 +302,6 @@ int main(int argc, char **argv)
     kd_json_int(&j, "classes", K);
     kd_json_num(&j, "seconds", kd_now() - t0);
     kd_json_end(&j);
+    free(tr.x), free(tr.y), free(tr.logits), free(te.x), free(te.y), free(te.logits);
     return 0;
 }

@@ -6,6 +6,7 @@
 
 #include "kd_err.h"
 #include "kd_gemm.h"
+#include "kd_rng.h"
 
 #define MEM 10
 
@@ -31,38 +32,70 @@ void kd_logreg_free(kd_logreg *m)
     m->W = m->b = NULL;
 }
 
+/* Rows per block: the block of X stays in cache between the forward product
+ * and the gradient product, so X streams from memory once per evaluation
+ * (the problem is bandwidth-bound: the products are only K columns wide). */
+#define ROWBLOCK 1024
+
+/* The gradient product is formed as GT [D,K] = X^T dZ rather than dZ^T X:
+ * BLIS's micro-tiles are tall (M) and narrow (N), so K = 10 wastes less of
+ * a tile as N than as M.  GT is a [D,K] workspace; P needs min(N, ROWBLOCK)
+ * rows. */
+static double loss_grad(const float *X, const int32_t *y, int64_t N, int D, int K, const float *W, const float *b,
+                        double wd, float *gW, float *gb, float *P, float *GT)
+{
+    double loss = 0, gbd[K];
+    float invN = 1.0f / (float)N;
+    for (int k = 0; k < K; k++)
+        gbd[k] = 0;
+    for (int64_t r0 = 0; r0 < N; r0 += ROWBLOCK) {
+        int nr = (int)(N - r0 < ROWBLOCK ? N - r0 : ROWBLOCK);
+        const float *Xb = X + r0 * D;
+        for (int i = 0; i < nr; i++)
+            memcpy(P + (int64_t)i * K, b, sizeof(float) * (size_t)K);
+        kd_gemm(0, 1, nr, K, D, 1.0f, Xb, D, W, D, 1.0f, P, K);
+        for (int i = 0; i < nr; i++) {
+            float *p = P + (int64_t)i * K, mx = p[0];
+            int yi = y[r0 + i];
+            for (int k = 1; k < K; k++)
+                mx = p[k] > mx ? p[k] : mx;
+            float s = 0, zy = p[yi] - mx;
+            for (int k = 0; k < K; k++) {
+                p[k] = expf(p[k] - mx);
+                s += p[k];
+            }
+            loss += log((double)s) - zy;
+            float inv = 1.0f / s;
+            for (int k = 0; k < K; k++) {
+                p[k] = (p[k] * inv - (k == yi)) * invN;
+                gbd[k] += p[k];
+            }
+        }
+        kd_gemm(1, 0, D, K, nr, 1.0f, Xb, D, P, K, r0 ? 1.0f : 0.0f, GT, K);
+    }
+    double reg = 0;
+    for (int k = 0; k < K; k++) {
+        gb[k] = (float)gbd[k];
+        for (int d = 0; d < D; d++) {
+            float w = W[(int64_t)k * D + d];
+            gW[(int64_t)k * D + d] = GT[(int64_t)d * K + k] + (float)wd * w;
+            reg += (double)w * w;
+        }
+    }
+    return loss / (double)N + 0.5 * wd * reg;
+}
+
 double kd_logreg_loss_grad(const float *X, const int32_t *y, int64_t N, int D, int K, const float *W,
                            const float *b, double wd, float *gW, float *gb, float *P)
 {
-    /* P = X W^T + b, then softmax in place and P - onehot(y), over N */
-    for (int64_t i = 0; i < N; i++)
-        memcpy(P + i * K, b, sizeof(float) * (size_t)K);
-    kd_gemm(0, 1, (int)N, K, D, 1.0f, X, D, W, D, 1.0f, P, K);
-    double loss = 0;
-    float invN = 1.0f / (float)N;
-    for (int k = 0; k < K; k++)
-        gb[k] = 0;
-    for (int64_t i = 0; i < N; i++) {
-        float *p = P + i * K, mx = p[0];
-        for (int k = 1; k < K; k++)
-            mx = p[k] > mx ? p[k] : mx;
-        double s = 0;
-        for (int k = 0; k < K; k++)
-            s += exp((double)p[k] - mx);
-        loss += log(s) + mx - p[y[i]];
-        for (int k = 0; k < K; k++) {
-            float q = (float)(exp((double)p[k] - mx) / s) - (k == y[i]);
-            p[k] = q * invN;
-            gb[k] += p[k];
-        }
+    float *GT = malloc(sizeof(float) * (size_t)D * K);
+    if (!GT) {
+        kd_err_set("logistic regression: out of memory");
+        return NAN;
     }
-    /* gW = dZ^T X + wd W */
-    memcpy(gW, W, sizeof(float) * (size_t)K * D);
-    kd_gemm(1, 0, K, D, (int)N, 1.0f, P, K, X, D, (float)wd, gW, D);
-    double reg = 0;
-    for (int64_t j = 0; j < (int64_t)K * D; j++)
-        reg += (double)W[j] * W[j];
-    return loss / (double)N + 0.5 * wd * reg;
+    double f = loss_grad(X, y, N, D, K, W, b, wd, gW, gb, P, GT);
+    free(GT);
+    return f;
 }
 
 static double dot(const double *a, const double *b, int64_t n)
@@ -80,7 +113,7 @@ typedef struct {
     int64_t N;
     int D, K;
     double wd;
-    float *W, *b, *gW, *gb, *P;
+    float *W, *b, *gW, *gb, *P, *GT;
 } problem;
 
 static double eval(problem *p, const double *th, double *g)
@@ -90,7 +123,7 @@ static double eval(problem *p, const double *th, double *g)
         p->W[j] = (float)th[j];
     for (int k = 0; k < p->K; k++)
         p->b[k] = (float)th[nw + k];
-    double f = kd_logreg_loss_grad(p->X, p->y, p->N, p->D, p->K, p->W, p->b, p->wd, p->gW, p->gb, p->P);
+    double f = loss_grad(p->X, p->y, p->N, p->D, p->K, p->W, p->b, p->wd, p->gW, p->gb, p->P, p->GT);
     for (int64_t j = 0; j < nw; j++)
         g[j] = p->gW[j];
     for (int k = 0; k < p->K; k++)
@@ -102,17 +135,18 @@ int kd_logreg_fit(kd_logreg *m, const float *X, const int32_t *y, int64_t N, dou
 {
     int D = m->D, K = m->K;
     int64_t n = (int64_t)K * D + K;
-    problem p = {X, y, N, D, K, wd, m->W, m->b, NULL, NULL, NULL};
+    problem p = {X, y, N, D, K, wd, m->W, m->b, NULL, NULL, NULL, NULL};
     p.gW = malloc(sizeof(float) * (size_t)K * D);
     p.gb = malloc(sizeof(float) * (size_t)K);
-    p.P = malloc(sizeof(float) * (size_t)N * K);
+    p.P = malloc(sizeof(float) * (size_t)(N < ROWBLOCK ? N : ROWBLOCK) * K);
+    p.GT = malloc(sizeof(float) * (size_t)D * K);
     double *th = calloc((size_t)n, sizeof(double)), *g = malloc(sizeof(double) * (size_t)n);
     double *d = malloc(sizeof(double) * (size_t)n), *th2 = malloc(sizeof(double) * (size_t)n);
     double *g2 = malloc(sizeof(double) * (size_t)n);
     double *S = malloc(sizeof(double) * (size_t)n * MEM), *Y = malloc(sizeof(double) * (size_t)n * MEM);
     double rho[MEM], alpha[MEM];
     int rc = -1;
-    if (!p.gW || !p.gb || !p.P || !th || !g || !d || !th2 || !g2 || !S || !Y) {
+    if (!p.gW || !p.gb || !p.P || !p.GT || !th || !g || !d || !th2 || !g2 || !S || !Y) {
         kd_err_set("logistic regression: out of memory");
         goto out;
     }
@@ -205,8 +239,68 @@ int kd_logreg_fit(kd_logreg *m, const float *X, const int32_t *y, int64_t N, dou
     m->loss = f;
     rc = 0;
 out:
-    free(p.gW), free(p.gb), free(p.P);
+    free(p.gW), free(p.gb), free(p.P), free(p.GT);
     free(th), free(g), free(d), free(th2), free(g2), free(S), free(Y);
+    return rc;
+}
+
+int kd_logreg_fit_sgd(kd_logreg *m, const float *X, const int32_t *y, int64_t N, double wd, int epochs, int batch,
+                      double lr, uint64_t seed)
+{
+    int D = m->D, K = m->K;
+    int B = batch < N ? batch : (int)N;
+    int64_t nw = (int64_t)K * D, steps = (int64_t)epochs * ((N + B - 1) / B), t = 0;
+    float *Xb = malloc(sizeof(float) * (size_t)B * D), *P = malloc(sizeof(float) * (size_t)B * K);
+    float *GT = malloc(sizeof(float) * (size_t)D * K), *gW = malloc(sizeof(float) * (size_t)nw);
+    float *gb = malloc(sizeof(float) * (size_t)K), *vW = calloc((size_t)nw, sizeof(float));
+    float *vb = calloc((size_t)K, sizeof(float));
+    int32_t *yb = malloc(sizeof(int32_t) * (size_t)B);
+    int64_t *perm = malloc(sizeof(int64_t) * (size_t)N);
+    int rc = -1;
+    if (!Xb || !P || !GT || !gW || !gb || !vW || !vb || !yb || !perm) {
+        kd_err_set("logistic regression: out of memory");
+        goto out;
+    }
+    memset(m->W, 0, sizeof(float) * (size_t)nw);
+    memset(m->b, 0, sizeof(float) * (size_t)K);
+    double f = 0;
+    for (int e = 0; e < epochs; e++) {
+        kd_rng r = kd_rng_make(seed, 0x6c70 /* "lp" */, (uint64_t)e);
+        kd_rng_permute(&r, perm, N);
+        double fsum = 0;
+        int64_t nb = 0;
+        /* the last partial batch is dropped: every step sees B rows */
+        for (int64_t i0 = 0; i0 + B <= N; i0 += B, t++, nb++) {
+            for (int i = 0; i < B; i++) {
+                memcpy(Xb + (int64_t)i * D, X + perm[i0 + i] * D, sizeof(float) * (size_t)D);
+                yb[i] = y[perm[i0 + i]];
+            }
+            double fb = loss_grad(Xb, yb, B, D, K, m->W, m->b, wd, gW, gb, P, GT);
+            if (!isfinite(fb)) {
+                kd_err_set("logistic regression: the loss is not finite at epoch %d (learning rate %g too high?)",
+                           e + 1, lr);
+                goto out;
+            }
+            fsum += fb;
+            /* cosine schedule from lr to 0 over all steps; heavy-ball momentum 0.9 */
+            float a = (float)(lr * 0.5 * (1.0 + cos(M_PI * (double)t / (double)steps)));
+            for (int64_t j = 0; j < nw; j++) {
+                vW[j] = 0.9f * vW[j] + gW[j];
+                m->W[j] -= a * vW[j];
+            }
+            for (int k = 0; k < K; k++) {
+                vb[k] = 0.9f * vb[k] + gb[k];
+                m->b[k] -= a * vb[k];
+            }
+        }
+        f = nb ? fsum / (double)nb : 0;
+    }
+    m->iters = epochs;
+    m->loss = f; /* mean minibatch loss of the last epoch */
+    m->gnorm = NAN;
+    rc = 0;
+out:
+    free(Xb), free(P), free(GT), free(gW), free(gb), free(vW), free(vb), free(yb), free(perm);
     return rc;
 }
 
@@ -231,19 +325,32 @@ void kd_topk_count(const float *S, const int32_t *y, int64_t N, int K, int64_t *
     }
 }
 
-void kd_standardize_fit(const float *X, int64_t N, int D, float *mean, float *std)
+int kd_standardize_fit(const float *X, int64_t N, int D, float *mean, float *std)
 {
-    for (int d = 0; d < D; d++) {
-        double s = 0, s2 = 0;
-        for (int64_t i = 0; i < N; i++) {
-            double v = X[i * D + d];
-            s += v;
-            s2 += v * v;
+    /* row by row (the column walk strides D floats per step); two passes so
+     * the variance does not suffer the cancellation of E[x^2] - E[x]^2 */
+    double *s = calloc((size_t)D * 2, sizeof(double));
+    if (!s) {
+        kd_err_set("standardisation: out of memory");
+        return -1;
+    }
+    double *s2 = s + D;
+    for (int64_t i = 0; i < N; i++)
+        for (int d = 0; d < D; d++)
+            s[d] += X[i * D + d];
+    for (int d = 0; d < D; d++)
+        mean[d] = N ? (float)(s[d] / (double)N) : 0.0f;
+    for (int64_t i = 0; i < N; i++)
+        for (int d = 0; d < D; d++) {
+            double v = (double)X[i * D + d] - mean[d];
+            s2[d] += v * v;
         }
-        double mu = N ? s / (double)N : 0, var = N ? s2 / (double)N - mu * mu : 0;
-        mean[d] = (float)mu;
+    for (int d = 0; d < D; d++) {
+        double var = N ? s2[d] / (double)N : 0;
         std[d] = var > 1e-12 ? (float)sqrt(var) : 1.0f;
     }
+    free(s);
+    return 0;
 }
 
 void kd_standardize_apply(float *X, int64_t N, int D, const float *mean, const float *std)

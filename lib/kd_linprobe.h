@@ -2,8 +2,9 @@
  *
  * Minimises  (1/N) sum_i CE(softmax(W x_i + b), y_i) + (wd/2) |W|^2
  * (the bias is not penalised; wd = 1/N is scikit-learn's C = 1) with
- * L-BFGS (memory 10, backtracking Armijo line search), full batch, every
- * product through kd_gemm.  Deterministic: no randomness at all. */
+ * L-BFGS (memory 10, backtracking Armijo line search, full batch;
+ * deterministic) or minibatch SGD with momentum; every product through
+ * kd_gemm. */
 #ifndef KD_LINPROBE_H
 #define KD_LINPROBE_H
 
@@ -29,6 +30,13 @@ double kd_logreg_loss_grad(const float *X, const int32_t *y, int64_t N, int D, i
  * becomes non-finite. */
 int kd_logreg_fit(kd_logreg *m, const float *X, const int32_t *y, int64_t N, double wd, int max_iter, double tol);
 
+/* The same objective by minibatch SGD (heavy-ball momentum 0.9, cosine
+ * learning-rate schedule from lr to 0, minibatches drawn by a permutation
+ * per epoch from kd_rng(seed)); deterministic in seed.  m->loss is the mean
+ * minibatch loss of the last epoch. */
+int kd_logreg_fit_sgd(kd_logreg *m, const float *X, const int32_t *y, int64_t N, double wd, int epochs, int batch,
+                      double lr, uint64_t seed);
+
 /* Counts of test rows whose label is the top-1 / within the top-5 of the
  * scores S [N,K] (logits of any model). */
 void kd_topk_count(const float *S, const int32_t *y, int64_t N, int K, int64_t *top1, int64_t *top5);
@@ -36,8 +44,9 @@ void kd_topk_count(const float *S, const int32_t *y, int64_t N, int K, int64_t *
 /* Logits of m on X [N,D] into S [N,K]. */
 void kd_logreg_scores(const kd_logreg *m, const float *X, int64_t N, float *S);
 
-/* Column mean and std of X [N,D] (std 0 -> 1), and X = (X - mean) / std. */
-void kd_standardize_fit(const float *X, int64_t N, int D, float *mean, float *std);
+/* Column mean and std of X [N,D] (std 0 -> 1; -1 if out of memory), and
+ * X = (X - mean) / std. */
+int kd_standardize_fit(const float *X, int64_t N, int D, float *mean, float *std);
 void kd_standardize_apply(float *X, int64_t N, int D, const float *mean, const float *std);
 
 #endif
