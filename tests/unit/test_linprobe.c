@@ -1,14 +1,129 @@
 /* linprobe's numerics: the logistic-regression gradient against central
  * finite differences, L-BFGS against a closed-form-checkable optimum
- * (gradient zero), kNN against its brute-force reference, top-k counting. */
+ * (gradient zero), both solvers against scikit-learn's optimum
+ * (tests/fixtures/linprobe.h5 from tests/gen/linprobe.py), kNN against its
+ * brute-force reference and against scikit-learn's KNeighborsClassifier,
+ * top-k counting. */
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "kd_err.h"
+#include "kd_h5.h"
 #include "kd_knn.h"
 #include "kd_linprobe.h"
 #include "kd_rng.h"
 #include "kd_test.h"
+
+static const char *fixture_path(void)
+{
+    const char *p = getenv("KD_LINPROBE_FIXTURE");
+    return p ? p : "tests/fixtures/linprobe.h5";
+}
+
+/* Both solvers reach scikit-learn's optimum of one fixture case. */
+static void check_sklearn_case(kd_h5 *h, const char *name)
+{
+    char ds[64];
+    int64_t xd[KD_MAX_RANK], cd[KD_MAX_RANK];
+    kd_dtype dt;
+    int rank;
+    snprintf(ds, sizeof ds, "%s/x", name);
+    KD_CHECK(kd_h5_info(h, ds, &dt, &rank, xd) == 0 && rank == 2, "%s: x [%lld,%lld]", name, (long long)xd[0],
+             (long long)xd[1]);
+    snprintf(ds, sizeof ds, "%s/coef", name);
+    KD_CHECK(kd_h5_info(h, ds, &dt, &rank, cd) == 0 && rank == 2 && cd[1] == xd[1], "%s: coef [%lld,%lld]", name,
+             (long long)cd[0], (long long)cd[1]);
+    int64_t N = xd[0];
+    int D = (int)xd[1], K = (int)cd[0];
+    float *X = malloc(sizeof(float) * (size_t)(N * D)), *coef = malloc(sizeof(float) * (size_t)K * D);
+    float *icpt = malloc(sizeof(float) * (size_t)K), *W0 = malloc(sizeof(float) * (size_t)K * D);
+    int32_t *y = malloc(sizeof(int32_t) * (size_t)N);
+    double wd = 0, loss = 0;
+    snprintf(ds, sizeof ds, "%s/x", name);
+    int rc = kd_h5_read(h, ds, KD_F32, 0, N, X);
+    snprintf(ds, sizeof ds, "%s/y", name);
+    rc |= kd_h5_read(h, ds, KD_I32, 0, N, y);
+    snprintf(ds, sizeof ds, "%s/coef", name);
+    rc |= kd_h5_read(h, ds, KD_F32, 0, K, coef);
+    snprintf(ds, sizeof ds, "%s/intercept", name);
+    rc |= kd_h5_read(h, ds, KD_F32, 0, K, icpt);
+    rc |= kd_h5_attr_get_f64(h, name, "wd", &wd) | kd_h5_attr_get_f64(h, name, "loss", &loss);
+    KD_CHECK(rc == 0, "%s: read (%s)", name, rc ? kd_err_get() : "ok");
+    if (rc)
+        return;
+    double cmax = 0;
+    for (int j = 0; j < K * D; j++)
+        cmax = fmax(cmax, fabs(coef[j]));
+    for (int s = 0; s < 2; s++) {
+        kd_logreg m;
+        KD_CHECK(kd_logreg_init(&m, D, K) == 0, "init");
+        int frc = s ? kd_logreg_fit_sgd(&m, X, y, N, wd, 300, 16, 0.05, 1) : kd_logreg_fit(&m, X, y, N, wd, 5000, 1e-7);
+        float *P = malloc(sizeof(float) * (size_t)(N * K)), *gW = malloc(sizeof(float) * (size_t)K * D);
+        float gb[64];
+        double f = kd_logreg_loss_grad(X, y, N, D, K, m.W, m.b, wd, gW, gb, P);
+        /* softmax is invariant to adding one vector to every class; scikit-learn's
+         * penalty picks the member with zero column sums, and so does ours */
+        double ew = 0, eb = 0;
+        for (int j = 0; j < K * D; j++)
+            ew = fmax(ew, fabs(m.W[j] - coef[j]));
+        for (int k = 0; k < K; k++)
+            eb = fmax(eb, fabs(m.b[k] - icpt[k]));
+        const char *sv = s ? "sgd" : "lbfgs";
+        KD_CHECK(frc == 0, "%s %s: fit (%d iterations or epochs)", name, sv, m.iters);
+        KD_CHECK(f - loss < (s ? 2e-4 : 1e-6) && f - loss > -1e-6,
+                 "%s %s: objective %.8f vs scikit-learn's %.8f", name, sv, f, loss);
+        KD_CHECK(ew < (s ? 3e-2 : 2e-3) * cmax, "%s %s: weights within %.2e of scikit-learn's (max |w| %.2f), intercept %.2e",
+                 name, sv, ew, cmax, eb);
+        if (s) { /* deterministic in the seed, and the seed matters */
+            memcpy(W0, m.W, sizeof(float) * (size_t)K * D);
+            kd_logreg m2;
+            kd_logreg_init(&m2, D, K);
+            kd_logreg_fit_sgd(&m2, X, y, N, wd, 300, 16, 0.05, 1);
+            int same = !memcmp(m2.W, W0, sizeof(float) * (size_t)K * D);
+            kd_logreg_fit_sgd(&m2, X, y, N, wd, 300, 16, 0.05, 2);
+            int differ = memcmp(m2.W, W0, sizeof(float) * (size_t)K * D) != 0;
+            KD_CHECK(same && differ, "%s sgd: same seed same weights (%d), another seed other weights (%d)", name,
+                     same, differ);
+            kd_logreg_free(&m2);
+        }
+        free(P), free(gW);
+        kd_logreg_free(&m);
+    }
+    free(X), free(coef), free(icpt), free(W0), free(y);
+}
+
+static void check_sklearn_knn(kd_h5 *h)
+{
+    int64_t bd[KD_MAX_RANK], qd[KD_MAX_RANK];
+    kd_dtype dt;
+    int rank;
+    if (kd_h5_info(h, "knn/bank", &dt, &rank, bd) || kd_h5_info(h, "knn/queries", &dt, &rank, qd)) {
+        KD_CHECK(0, "knn fixture: %s", kd_err_get());
+        return;
+    }
+    int64_t N = bd[0], M = qd[0];
+    int D = (int)bd[1];
+    float *bank = malloc(sizeof(float) * (size_t)(N * D)), *q = malloc(sizeof(float) * (size_t)(M * D));
+    int32_t *lab = malloc(sizeof(int32_t) * (size_t)N), *want = malloc(sizeof(int32_t) * (size_t)M);
+    int32_t *got = malloc(sizeof(int32_t) * (size_t)M);
+    int rc = kd_h5_read(h, "knn/bank", KD_F32, 0, N, bank) | kd_h5_read(h, "knn/queries", KD_F32, 0, M, q) |
+             kd_h5_read(h, "knn/labels", KD_I32, 0, N, lab);
+    int ks[] = {1, 5, 15};
+    for (int t = 0; t < 3 && !rc; t++) {
+        char ds[32];
+        snprintf(ds, sizeof ds, "knn/pred_k%d", ks[t]);
+        rc |= kd_h5_read(h, ds, KD_I32, 0, M, want);
+        rc |= kd_knn_predict(bank, lab, N, D, 5, q, M, ks[t], 0.07f, KD_KNN_EUCLID, got);
+        int same = 0;
+        for (int64_t i = 0; i < M; i++)
+            same += got[i] == want[i];
+        KD_CHECK(same == M, "kNN euclidean k=%d: %d/%lld predictions equal KNeighborsClassifier's", ks[t], same,
+                 (long long)M);
+    }
+    KD_CHECK(rc == 0, "knn fixture read");
+    free(bank), free(q), free(lab), free(want), free(got);
+}
 
 int main(void)
 {
@@ -89,5 +204,15 @@ int main(void)
                      mi ? "euclidean" : "cosine", k, same, M, right);
         }
     KD_CHECK(kd_knn_predict(bank, lab, NB, DK, 5, q, M, NB + 1, 0.07f, 0, p1) == -1, "k > N refused");
+
+    kd_h5 h;
+    if (kd_h5_open(&h, fixture_path(), "fixture")) {
+        KD_CHECK(0, "fixture: %s", kd_err_get());
+    } else {
+        check_sklearn_case(&h, "noisy");
+        check_sklearn_case(&h, "separable");
+        check_sklearn_knn(&h);
+        kd_h5_close(&h);
+    }
     return KD_TEST_DONE();
 }
