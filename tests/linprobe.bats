@@ -7,10 +7,18 @@ LP="$B/linprobe"
 PY=/usr/bin/python3
 FM=/usr/share/datasets/fashion-mnist
 
+setup_file() {
+    "$B/dataset" --limit 3000 "$FM" -o "$BATS_FILE_TMPDIR/tr.h5" >/dev/null
+    "$B/dataset" --limit 1000 --split test "$FM" -o "$BATS_FILE_TMPDIR/te.h5" >/dev/null
+}
+
 setup() {
     cd "$BATS_TEST_TMPDIR"
-    "$B/dataset" --limit 3000 "$FM" -o tr.h5 >/dev/null
-    "$B/dataset" --limit 1000 --split test "$FM" -o te.h5 >/dev/null
+    ln -s "$BATS_FILE_TMPDIR/tr.h5" "$BATS_FILE_TMPDIR/te.h5" .
+}
+
+json() { # json KEY: the value of KEY in the JSON line in $output
+    echo "$output" | "$PY" -c "import json,sys; print(json.load(sys.stdin)['$1'])"
 }
 
 @test "linprobe --help, --version, usage errors" {
@@ -27,13 +35,21 @@ setup() {
     assert_failure 2
     run "$LP" --no-linear tr.h5 te.h5
     assert_failure 2
+    run "$LP" --solver newton tr.h5 te.h5
+    assert_failure 2
+    assert_output --partial "--solver: 'newton' is not lbfgs or sgd"
+    run "$LP" --epochs 0 --solver sgd tr.h5 te.h5
+    assert_failure 2
+    run "$LP" --save c.h5 --no-linear --knn 5 tr.h5 te.h5
+    assert_failure 2
+    [ ! -e c.h5 ]
 }
 
 @test "linprobe: Fashion-MNIST pixels, linear and kNN beat chance by far and match scikit-learn" {
     run "$LP" --standardize --knn 5 --knn-metric euclidean --save clf.h5 tr.h5 te.h5
     assert_success
-    top1=$(echo "$output" | "$PY" -c "import json,sys; print(json.load(sys.stdin)['top1'])")
-    knn=$(echo "$output" | "$PY" -c "import json,sys; print(json.load(sys.stdin)['knn_top1'])")
+    top1=$(json top1)
+    knn=$(json knn_top1)
     # scikit-learn on the same 3000/1000 rows (LogisticRegression(C=1) on
     # standardised pixels; KNeighborsClassifier(5)) as the reference
     ref=$("$PY" -c "
@@ -52,6 +68,45 @@ print(lr.score(s.transform(Xt), yt), kn.score(Xt, yt))" 2>/dev/null)
     run "$B/tensor-info" clf.h5
     assert_output --partial "kdpipe classifier file"
     assert_output --partial "weight                   f32  [10,784]"
+    # the saved classifier reproduces the reported top-1 on the test set
+    "$PY" -c "
+import h5py, numpy as np, sys
+c=h5py.File('clf.h5'); b=h5py.File('te.h5')
+assert c.attrs['kdpipe_kind'] == 'classifier'
+x=b['images'][:].reshape(1000,-1)/255.; y=b['labels'][:]
+z=((x-c['mean'][:])/c['std'][:]) @ c['weight'][:].T + c['bias'][:]
+acc=(z.argmax(1)==y).mean()
+print(acc); sys.exit(0 if abs(acc-float(sys.argv[1])) < 1.5e-3 else 1)" $top1
+}
+
+@test "linprobe: --solver sgd on pixels, deterministic in --seed" {
+    run "$LP" --standardize --solver sgd --epochs 5 --seed 3 tr.h5 te.h5
+    assert_success
+    assert_output --partial '"solver": "sgd", "epochs": 5'
+    a=$(json top1) l=$(json loss)
+    "$PY" -c "import sys; sys.exit(0 if float(sys.argv[1]) > 0.78 else 1)" $a
+    run "$LP" --standardize --solver sgd --epochs 5 --seed 3 --threads 1 tr.h5 te.h5
+    [ "$(json top1)" = "$a" ] && [ "$(json loss)" = "$l" ]
+    run "$LP" --standardize --solver sgd --epochs 5 --seed 4 tr.h5 te.h5
+    [ "$(json loss)" != "$l" ]
+}
+
+@test "linprobe: weighted cosine kNN on pixels (k=20, T=0.07)" {
+    run "$LP" --no-linear --knn 20 tr.h5 te.h5
+    assert_success
+    assert_output --partial '"knn_k": 20, "knn_metric": "cosine"'
+    refute_output --partial '"top1"'
+    # brute-force check of the same rule in numpy
+    "$PY" -c "
+import h5py, numpy as np, sys
+a=h5py.File('tr.h5'); b=h5py.File('te.h5')
+X=a['images'][:].reshape(3000,-1)/255.; y=a['labels'][:]; Q=b['images'][:].reshape(1000,-1)/255.; yq=b['labels'][:]
+X/=np.linalg.norm(X,axis=1,keepdims=True); Q/=np.linalg.norm(Q,axis=1,keepdims=True)
+S=Q@X.T; idx=np.argsort(-S,axis=1,kind='stable')[:,:20]
+votes=np.zeros((1000,10))
+for i in range(1000): np.add.at(votes[i], y[idx[i]], np.exp(S[i,idx[i]]/0.07))
+acc=(votes.argmax(1)==yq).mean(); print(acc)
+sys.exit(0 if abs(acc-float(sys.argv[1])) <= 0.002 else 1)" $(json knn_top1)
 }
 
 @test "linprobe: cosine kNN on features files, and --score on logits" {
@@ -91,9 +146,10 @@ mk('empty.h5', np.zeros((0,3),np.float32), np.zeros(0,np.int32))"
     run "$LP" d3.h5 d4.h5
     assert_failure 1
     assert_output --partial "d3.h5 has 3 features per row but d4.h5 has 4"
-    run "$LP" d3.h5 nan.h5
+    run "$LP" --save c.h5 d3.h5 nan.h5
     assert_failure 1
     assert_output --partial "nan.h5: row 4 has a non-finite feature"
+    [ ! -e c.h5 ]
     run "$LP" neg.h5 d3.h5
     assert_failure 1
     assert_output --partial "label -1 is out of range"
