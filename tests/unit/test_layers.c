@@ -238,6 +238,11 @@ static void test_pool_scale_fd(void)
         for (size_t i = 0; i < nx; i++)
             acc = fmax(acc, fabs(g2[i] - 2 * g[i]));
         memset(g, 0, sizeof(float) * nx);
+        /* distinct values 0.05 apart, so that the +-h steps never change an argmax */
+        int64_t perm[2 * 3 * 7 * 6];
+        kd_rng_permute(&rng, perm, (int64_t)nx);
+        for (size_t i = 0; i < nx; i++)
+            x[i] = 0.05f * (float)perm[i];
         kd_maxpool_forward(&p, x, y, idx);
         kd_maxpool_backward(&p, idx, r, g);
         double em = fd_worst(max_fwd, &p, x, nx, ny, r, g);
@@ -337,6 +342,10 @@ int main(void)
     test_conv(2, 6, 7, 7, 6, 3, 1, 1, 6);   /* depthwise */
     test_conv(2, 6, 8, 8, 6, 5, 2, 2, 6);   /* depthwise 5x5 stride 2 */
     test_conv(2, 4, 6, 6, 6, 3, 1, 1, 2);   /* grouped */
+    test_conv(1, 2, 3, 300, 2, 3, 1, 1, 2); /* depthwise wider than one column block */
+    test_conv(2, 3, 9, 11, 3, 3, 2, 0, 3);  /* depthwise stride 2, no padding, odd width */
+    test_conv(1, 2, 10, 10, 2, 9, 1, 4, 2); /* depthwise 9x9: grouped GEMM path */
+    test_conv(1, 2, 80, 80, 2, 3, 1, 1, 2); /* depthwise plane too large for the flat stride-1 path */
     test_conv(40, 3, 16, 16, 4, 3, 1, 1, 1); /* several image chunks */
     test_bn(6, 3, 10, 0);
     test_bn(8, 4, 5, 2);
