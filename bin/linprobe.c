@@ -259,8 +259,10 @@ int main(int argc, char **argv)
         }
         kd_logreg m;
         double w = wd >= 0 ? wd : 1.0 / (double)tr.n;
-        if (kd_logreg_init(&m, tr.d, K) ||
-            (sgd ? kd_logreg_fit_sgd(&m, xtr, tr.y, tr.n, w, epochs, batch, lr, std.seed)
+        if (kd_logreg_init(&m, tr.d, K))
+            kd_die_err();
+        m.threads = kd_cli_threads(&std);
+        if ((sgd ? kd_logreg_fit_sgd(&m, xtr, tr.y, tr.n, w, epochs, batch, lr, std.seed)
                  : kd_logreg_fit(&m, xtr, tr.y, tr.n, w, max_iter, tol)))
             kd_die_err();
         float *S = malloc(sizeof(float) * (size_t)(te.n * K));

@@ -1,6 +1,7 @@
 #include "kd_linprobe.h"
 
 #include <math.h>
+#include <omp.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -33,30 +34,58 @@ void kd_logreg_free(kd_logreg *m)
 }
 
 /* Rows per block: the block of X stays in cache between the forward product
- * and the gradient product, so X streams from memory once per evaluation
- * (the problem is bandwidth-bound: the products are only K columns wide). */
+ * and the gradient product, so X streams from memory once per evaluation. */
 #define ROWBLOCK 1024
 
-/* The gradient product is formed as GT [D,K] = X^T dZ rather than dZ^T X:
- * BLIS's micro-tiles are tall (M) and narrow (N), so K = 10 wastes less of
- * a tile as N than as M.  GT is a [D,K] workspace; P needs min(N, ROWBLOCK)
- * rows. */
-static double loss_grad(const float *X, const int32_t *y, int64_t N, int D, int K, const float *W, const float *b,
-                        double wd, float *gW, float *gb, float *P, float *GT)
+/* Workspace of one evaluation: per thread a block of logits P [ROWBLOCK,K],
+ * a partial gradient G [K,D] and partial sums acc [K+1] (bias gradient,
+ * loss). */
+typedef struct {
+    int nt, K, D;
+    float *P, *G;
+    double *acc;
+} lgws;
+
+static void lgws_free(lgws *w)
 {
-    double loss = 0, gbd[K];
-    float invN = 1.0f / (float)N;
-    for (int k = 0; k < K; k++)
-        gbd[k] = 0;
-    for (int64_t r0 = 0; r0 < N; r0 += ROWBLOCK) {
-        int nr = (int)(N - r0 < ROWBLOCK ? N - r0 : ROWBLOCK);
-        const float *Xb = X + r0 * D;
+    free(w->P), free(w->G), free(w->acc);
+    w->P = w->G = NULL;
+    w->acc = NULL;
+}
+
+/* threads <= 0: OpenMP's default. */
+static int lgws_init(lgws *w, int64_t N, int D, int K, int threads)
+{
+    int64_t nblocks = (N + ROWBLOCK - 1) / ROWBLOCK;
+    int nt = threads > 0 ? threads : omp_get_max_threads();
+    w->nt = nt < nblocks ? nt : (int)(nblocks > 0 ? nblocks : 1);
+    w->K = K, w->D = D;
+    w->P = malloc(sizeof(float) * (size_t)w->nt * (size_t)(N < ROWBLOCK ? N : ROWBLOCK) * K);
+    w->G = malloc(sizeof(float) * (size_t)w->nt * D * K);
+    w->acc = malloc(sizeof(double) * (size_t)w->nt * (K + 1));
+    if (!w->P || !w->G || !w->acc) {
+        lgws_free(w);
+        kd_err_set("logistic regression: out of memory");
+        return -1;
+    }
+    return 0;
+}
+
+/* Rows [r0, r1) into one thread's G = dZ^T X, acc = (sum dZ, sum CE). */
+static void loss_grad_rows(const float *X, const int32_t *y, int64_t r0, int64_t r1, int D, int K, const float *W,
+                           const float *b, float invN, float *P, float *G, double *acc)
+{
+    for (int k = 0; k <= K; k++)
+        acc[k] = 0;
+    for (int64_t s0 = r0; s0 < r1; s0 += ROWBLOCK) {
+        int nr = (int)(r1 - s0 < ROWBLOCK ? r1 - s0 : ROWBLOCK);
+        const float *Xb = X + s0 * D;
         for (int i = 0; i < nr; i++)
             memcpy(P + (int64_t)i * K, b, sizeof(float) * (size_t)K);
         kd_gemm(0, 1, nr, K, D, 1.0f, Xb, D, W, D, 1.0f, P, K);
         for (int i = 0; i < nr; i++) {
             float *p = P + (int64_t)i * K, mx = p[0];
-            int yi = y[r0 + i];
+            int yi = y[s0 + i];
             for (int k = 1; k < K; k++)
                 mx = p[k] > mx ? p[k] : mx;
             float s = 0, zy = p[yi] - mx;
@@ -64,23 +93,56 @@ static double loss_grad(const float *X, const int32_t *y, int64_t N, int D, int 
                 p[k] = expf(p[k] - mx);
                 s += p[k];
             }
-            loss += log((double)s) - zy;
+            acc[K] += log((double)s) - zy;
             float inv = 1.0f / s;
             for (int k = 0; k < K; k++) {
                 p[k] = (p[k] * inv - (k == yi)) * invN;
-                gbd[k] += p[k];
+                acc[k] += p[k];
             }
         }
-        kd_gemm(1, 0, D, K, nr, 1.0f, Xb, D, P, K, r0 ? 1.0f : 0.0f, GT, K);
+        kd_gemm(1, 0, K, D, nr, 1.0f, P, K, Xb, D, s0 > r0 ? 1.0f : 0.0f, G, D);
     }
-    double reg = 0;
-    for (int k = 0; k < K; k++) {
-        gb[k] = (float)gbd[k];
-        for (int d = 0; d < D; d++) {
-            float w = W[(int64_t)k * D + d];
-            gW[(int64_t)k * D + d] = GT[(int64_t)d * K + k] + (float)wd * w;
-            reg += (double)w * w;
+}
+
+/* With several threads each takes a contiguous range of whole blocks and
+ * calls kd_gemm inside the parallel region, where BLIS runs single-threaded
+ * (nested OpenMP is off): one barrier per evaluation instead of one per
+ * product, which matters on a busy machine.  With one block (small N, SGD
+ * minibatches) BLIS threads the products itself.  The result depends only
+ * on the number of threads, not on scheduling. */
+static double loss_grad(const float *X, const int32_t *y, int64_t N, int D, int K, const float *W, const float *b,
+                        double wd, float *gW, float *gb, lgws *w)
+{
+    float invN = 1.0f / (float)N;
+    int64_t nblocks = (N + ROWBLOCK - 1) / ROWBLOCK;
+    int nt = w->nt < nblocks ? w->nt : (int)nblocks;
+    int64_t rowsz = (int64_t)(N < ROWBLOCK ? N : ROWBLOCK) * K;
+    if (nt <= 1) {
+        loss_grad_rows(X, y, 0, N, D, K, W, b, invN, w->P, w->G, w->acc);
+    } else {
+#pragma omp parallel for num_threads(nt) schedule(static, 1)
+        for (int t = 0; t < nt; t++) {
+            int64_t b0 = nblocks * t / nt, b1 = nblocks * (t + 1) / nt;
+            int64_t r1 = b1 * ROWBLOCK < N ? b1 * ROWBLOCK : N;
+            loss_grad_rows(X, y, b0 * ROWBLOCK, r1, D, K, W, b, invN, w->P + t * rowsz, w->G + (int64_t)t * K * D,
+                           w->acc + t * (K + 1));
         }
+    }
+    double loss = 0, reg = 0;
+    for (int t = 0; t < nt; t++)
+        loss += w->acc[t * (K + 1) + K];
+    for (int k = 0; k < K; k++) {
+        double s = 0;
+        for (int t = 0; t < nt; t++)
+            s += w->acc[t * (K + 1) + k];
+        gb[k] = (float)s;
+    }
+    for (int64_t j = 0; j < (int64_t)K * D; j++) {
+        float g = w->G[j];
+        for (int t = 1; t < nt; t++)
+            g += w->G[(int64_t)t * K * D + j];
+        gW[j] = g + (float)wd * W[j];
+        reg += (double)W[j] * W[j];
     }
     return loss / (double)N + 0.5 * wd * reg;
 }
@@ -88,13 +150,12 @@ static double loss_grad(const float *X, const int32_t *y, int64_t N, int D, int 
 double kd_logreg_loss_grad(const float *X, const int32_t *y, int64_t N, int D, int K, const float *W,
                            const float *b, double wd, float *gW, float *gb, float *P)
 {
-    float *GT = malloc(sizeof(float) * (size_t)D * K);
-    if (!GT) {
-        kd_err_set("logistic regression: out of memory");
+    (void)P; /* the blocked evaluation keeps its own workspace */
+    lgws w;
+    if (lgws_init(&w, N, D, K, 1))
         return NAN;
-    }
-    double f = loss_grad(X, y, N, D, K, W, b, wd, gW, gb, P, GT);
-    free(GT);
+    double f = loss_grad(X, y, N, D, K, W, b, wd, gW, gb, &w);
+    lgws_free(&w);
     return f;
 }
 
@@ -113,7 +174,8 @@ typedef struct {
     int64_t N;
     int D, K;
     double wd;
-    float *W, *b, *gW, *gb, *P, *GT;
+    float *W, *b, *gW, *gb;
+    lgws ws;
 } problem;
 
 static double eval(problem *p, const double *th, double *g)
@@ -123,7 +185,7 @@ static double eval(problem *p, const double *th, double *g)
         p->W[j] = (float)th[j];
     for (int k = 0; k < p->K; k++)
         p->b[k] = (float)th[nw + k];
-    double f = loss_grad(p->X, p->y, p->N, p->D, p->K, p->W, p->b, p->wd, p->gW, p->gb, p->P, p->GT);
+    double f = loss_grad(p->X, p->y, p->N, p->D, p->K, p->W, p->b, p->wd, p->gW, p->gb, &p->ws);
     for (int64_t j = 0; j < nw; j++)
         g[j] = p->gW[j];
     for (int k = 0; k < p->K; k++)
@@ -135,18 +197,16 @@ int kd_logreg_fit(kd_logreg *m, const float *X, const int32_t *y, int64_t N, dou
 {
     int D = m->D, K = m->K;
     int64_t n = (int64_t)K * D + K;
-    problem p = {X, y, N, D, K, wd, m->W, m->b, NULL, NULL, NULL, NULL};
+    problem p = {X, y, N, D, K, wd, m->W, m->b, NULL, NULL, {0, 0, 0, NULL, NULL, NULL}};
     p.gW = malloc(sizeof(float) * (size_t)K * D);
     p.gb = malloc(sizeof(float) * (size_t)K);
-    p.P = malloc(sizeof(float) * (size_t)(N < ROWBLOCK ? N : ROWBLOCK) * K);
-    p.GT = malloc(sizeof(float) * (size_t)D * K);
     double *th = calloc((size_t)n, sizeof(double)), *g = malloc(sizeof(double) * (size_t)n);
     double *d = malloc(sizeof(double) * (size_t)n), *th2 = malloc(sizeof(double) * (size_t)n);
     double *g2 = malloc(sizeof(double) * (size_t)n);
     double *S = malloc(sizeof(double) * (size_t)n * MEM), *Y = malloc(sizeof(double) * (size_t)n * MEM);
     double rho[MEM], alpha[MEM];
     int rc = -1;
-    if (!p.gW || !p.gb || !p.P || !p.GT || !th || !g || !d || !th2 || !g2 || !S || !Y) {
+    if (lgws_init(&p.ws, N, D, K, m->threads) || !p.gW || !p.gb || !th || !g || !d || !th2 || !g2 || !S || !Y) {
         kd_err_set("logistic regression: out of memory");
         goto out;
     }
@@ -239,7 +299,8 @@ int kd_logreg_fit(kd_logreg *m, const float *X, const int32_t *y, int64_t N, dou
     m->loss = f;
     rc = 0;
 out:
-    free(p.gW), free(p.gb), free(p.P), free(p.GT);
+    free(p.gW), free(p.gb);
+    lgws_free(&p.ws);
     free(th), free(g), free(d), free(th2), free(g2), free(S), free(Y);
     return rc;
 }
@@ -249,15 +310,15 @@ int kd_logreg_fit_sgd(kd_logreg *m, const float *X, const int32_t *y, int64_t N,
 {
     int D = m->D, K = m->K;
     int B = batch < N ? batch : (int)N;
-    int64_t nw = (int64_t)K * D, steps = (int64_t)epochs * ((N + B - 1) / B), t = 0;
-    float *Xb = malloc(sizeof(float) * (size_t)B * D), *P = malloc(sizeof(float) * (size_t)B * K);
-    float *GT = malloc(sizeof(float) * (size_t)D * K), *gW = malloc(sizeof(float) * (size_t)nw);
+    int64_t nw = (int64_t)K * D, steps = (int64_t)epochs * (N / B), t = 0;
+    lgws ws = {0, 0, 0, NULL, NULL, NULL};
+    float *Xb = malloc(sizeof(float) * (size_t)B * D), *gW = malloc(sizeof(float) * (size_t)nw);
     float *gb = malloc(sizeof(float) * (size_t)K), *vW = calloc((size_t)nw, sizeof(float));
     float *vb = calloc((size_t)K, sizeof(float));
     int32_t *yb = malloc(sizeof(int32_t) * (size_t)B);
     int64_t *perm = malloc(sizeof(int64_t) * (size_t)N);
     int rc = -1;
-    if (!Xb || !P || !GT || !gW || !gb || !vW || !vb || !yb || !perm) {
+    if (lgws_init(&ws, B, D, K, m->threads) || !Xb || !gW || !gb || !vW || !vb || !yb || !perm) {
         kd_err_set("logistic regression: out of memory");
         goto out;
     }
@@ -275,7 +336,7 @@ int kd_logreg_fit_sgd(kd_logreg *m, const float *X, const int32_t *y, int64_t N,
                 memcpy(Xb + (int64_t)i * D, X + perm[i0 + i] * D, sizeof(float) * (size_t)D);
                 yb[i] = y[perm[i0 + i]];
             }
-            double fb = loss_grad(Xb, yb, B, D, K, m->W, m->b, wd, gW, gb, P, GT);
+            double fb = loss_grad(Xb, yb, B, D, K, m->W, m->b, wd, gW, gb, &ws);
             if (!isfinite(fb)) {
                 kd_err_set("logistic regression: the loss is not finite at epoch %d (learning rate %g too high?)",
                            e + 1, lr);
@@ -300,7 +361,8 @@ int kd_logreg_fit_sgd(kd_logreg *m, const float *X, const int32_t *y, int64_t N,
     m->gnorm = NAN;
     rc = 0;
 out:
-    free(Xb), free(P), free(GT), free(gW), free(gb), free(vW), free(vb), free(yb), free(perm);
+    free(Xb), free(gW), free(gb), free(vW), free(vb), free(yb), free(perm);
+    lgws_free(&ws);
     return rc;
 }
 

@@ -14,6 +14,7 @@ typedef struct {
     int D, K;
     float *W; /* [K,D] */
     float *b; /* [K] */
+    int threads; /* for the evaluation over row blocks; 0: OpenMP's default */
     int iters;
     double loss, gnorm;
 } kd_logreg;
@@ -21,8 +22,9 @@ typedef struct {
 int kd_logreg_init(kd_logreg *m, int D, int K);
 void kd_logreg_free(kd_logreg *m);
 
-/* Loss and gradient at (W, b); gW [K,D], gb [K] are overwritten; P is a
- * caller's [N,K] workspace. */
+/* Loss and gradient at (W, b); gW [K,D], gb [K] are overwritten (one
+ * thread).  P is unused (kept for callers of the first version).  NaN with
+ * kd_err if out of memory. */
 double kd_logreg_loss_grad(const float *X, const int32_t *y, int64_t N, int D, int K, const float *W,
                            const float *b, double wd, float *gW, float *gb, float *P);
 

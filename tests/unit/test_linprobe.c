@@ -178,6 +178,30 @@ int main(void)
     KD_CHECK(c1 > 0.6 * N && c5 == N, "training top-1 %lld/%d, top-5 %lld", (long long)c1, N, (long long)c5);
     kd_logreg_free(&m);
 
+    /* the row-block evaluation split over threads: 4100 rows = 5 blocks of
+     * 1024, the last partial; 1 vs 3 threads reach the same optimum */
+    {
+        enum { NL = 4100, DL = 12, KL = 3 };
+        float *XL = malloc(sizeof(float) * NL * DL);
+        int32_t *yl = malloc(sizeof(int32_t) * NL);
+        for (int i = 0; i < NL; i++) {
+            yl[i] = i % KL;
+            for (int d = 0; d < DL; d++) XL[i * DL + d] = kd_rng_normal(&r) + (d == yl[i] ? 1.0f : 0.0f);
+        }
+        kd_logreg a, c;
+        kd_logreg_init(&a, DL, KL);
+        kd_logreg_init(&c, DL, KL);
+        a.threads = 1, c.threads = 3;
+        int ra = kd_logreg_fit(&a, XL, yl, NL, 1e-3, 500, 1e-6), rc3 = kd_logreg_fit(&c, XL, yl, NL, 1e-3, 500, 1e-6);
+        double dw = 0;
+        for (int j = 0; j < KL * DL; j++) dw = fmax(dw, fabs(a.W[j] - c.W[j]));
+        KD_CHECK(ra == 0 && rc3 == 0 && fabs(a.loss - c.loss) < 1e-7 && dw < 1e-3,
+                 "1 and 3 threads over 5 row blocks: loss %.9f vs %.9f, weights within %.1e", a.loss, c.loss, dw);
+        kd_logreg_free(&a);
+        kd_logreg_free(&c);
+        free(XL), free(yl);
+    }
+
     /* top-k counting with ties: argmax takes the lower index */
     float s2[] = {1, 1, 0, 0, 0, 0, 0, 0};
     int32_t y2[] = {0};
