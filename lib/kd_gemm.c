@@ -76,9 +76,9 @@ const char *kd_gemm_arch_source(void)
     return arch_source;
 }
 
-void kd_gemm(int ta, int tb, int M, int N, int K, float alpha,
-             const float *A, int lda, const float *B, int ldb,
-             float beta, float *C, int ldc)
+/* rntm NULL: BLIS's global thread count; else the given runtime. */
+static void gemm(rntm_t *rntm, int ta, int tb, int M, int N, int K, float alpha, const float *A, int lda,
+                 const float *B, int ldb, float beta, float *C, int ldc)
 {
     if (!inited)
         kd_gemm_init(0);
@@ -86,12 +86,23 @@ void kd_gemm(int ta, int tb, int M, int N, int K, float alpha,
         return;
     /* BLIS takes general strides, so row-major needs no transposition trick:
      * op(A) is M x K; A's stored (row, col) strides are (lda, 1). */
-    bli_sgemm(ta ? BLIS_TRANSPOSE : BLIS_NO_TRANSPOSE,
-              tb ? BLIS_TRANSPOSE : BLIS_NO_TRANSPOSE,
-              M, N, K, &alpha,
-              (float *)A, lda, 1,
-              (float *)B, ldb, 1,
-              &beta, C, ldc, 1);
+    bli_sgemm_ex(ta ? BLIS_TRANSPOSE : BLIS_NO_TRANSPOSE, tb ? BLIS_TRANSPOSE : BLIS_NO_TRANSPOSE, M, N, K, &alpha,
+                 (float *)A, lda, 1, (float *)B, ldb, 1, &beta, C, ldc, 1, NULL, rntm);
+}
+
+void kd_gemm(int ta, int tb, int M, int N, int K, float alpha,
+             const float *A, int lda, const float *B, int ldb,
+             float beta, float *C, int ldc)
+{
+    gemm(NULL, ta, tb, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
+}
+
+void kd_gemm_serial(int ta, int tb, int M, int N, int K, float alpha, const float *A, int lda, const float *B,
+                    int ldb, float beta, float *C, int ldc)
+{
+    rntm_t rntm = BLIS_RNTM_INITIALIZER;
+    bli_rntm_set_num_threads(1, &rntm);
+    gemm(&rntm, ta, tb, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
 }
 
 void kd_gemm_ref(int ta, int tb, int M, int N, int K, float alpha,

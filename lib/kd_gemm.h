@@ -21,6 +21,12 @@ void kd_gemm(int ta, int tb, int M, int N, int K, float alpha,
              const float *A, int lda, const float *B, int ldb,
              float beta, float *C, int ldc);
 
+/* The same product on the calling thread only: for callers that split work
+ * across cores themselves (inside an OpenMP parallel region). */
+void kd_gemm_serial(int ta, int tb, int M, int N, int K, float alpha,
+                    const float *A, int lda, const float *B, int ldb,
+                    float beta, float *C, int ldc);
+
 /* The naive triple loop, in double accumulation, for the tests. */
 void kd_gemm_ref(int ta, int tb, int M, int N, int K, float alpha,
                  const float *A, int lda, const float *B, int ldb,

@@ -11,6 +11,7 @@
 #include "kd_layers.h"
 
 #include <math.h>
+#include <omp.h>
 #include <string.h>
 
 #include "kd_err.h"
@@ -27,6 +28,7 @@ int kd_conv_init(kd_conv *c, int N, int C, int H, int W, int O, int k, int strid
                    groups);
         return -1;
     }
+    c->nt = omp_get_max_threads();
     c->Ho = (H + 2 * pad - k) / stride + 1;
     c->Wo = (W + 2 * pad - k) / stride + 1;
     if (H + 2 * pad < k || W + 2 * pad < k || c->Ho < 1 || c->Wo < 1) {
@@ -45,44 +47,102 @@ static int is_depthwise(const kd_conv *c)
 }
 static int is_pointwise(const kd_conv *c) { return c->kh == 1 && c->kw == 1 && c->stride == 1 && c->pad == 0; }
 
+/* Ungrouped convolutions with large planes and small weights run image by
+ * image, one image per core at a time, with single-threaded GEMMs: an
+ * image's columns then stay in that core's cache between im2col and the
+ * GEMM, where the chunked path below streams several megabytes of columns
+ * through memory for an [O,K] of a few kilobytes.  The weight gradient is
+ * summed in KD_CONV_PARTS fixed image ranges and then in range order, so
+ * the result does not depend on the number of threads. */
+#define KD_CONV_PARTS 8
+static int per_image(const kd_conv *c)
+{
+    return c->groups == 1 && c->Ho * c->Wo >= 256 && (size_t)c->O * c->C * c->kh * c->kw <= 131072;
+}
+
+/* Stride-1 input gradients (of at least 8 channels) are computed as the
+ * convolution of dy with the flipped, transposed kernel (padding k-1-pad)
+ * rather than as a GEMM over only O inputs followed by col2im: the GEMM then
+ * has the forward's shape and accumulates straight into dx. */
+static int dx_as_conv(const kd_conv *c)
+{
+    return c->stride == 1 && c->kh > 1 && c->pad <= c->kh - 1 && c->C >= 8;
+}
+
+static void flipped_conv(const kd_conv *c, kd_conv *t)
+{
+    *t = *c;
+    t->N = 1, t->C = c->O, t->H = c->Ho, t->W = c->Wo, t->O = c->C, t->pad = c->kh - 1 - c->pad;
+    t->Ho = c->H, t->Wo = c->W;
+}
+
+/* Floats of one column buffer of the per-image path. */
+static size_t per_image_cols(const kd_conv *c)
+{
+    size_t kk = (size_t)c->kh * c->kw, a = (size_t)c->C * kk * c->Ho * c->Wo, b = (size_t)c->O * kk * c->H * c->W;
+    return dx_as_conv(c) && b > a ? b : a;
+}
+
+static size_t chunk_dcol(const kd_conv *c)
+{
+    size_t K = (size_t)c->C * c->kh * c->kw, a = K * chunk_images(c) * c->Ho * c->Wo, b = K * c->O;
+    return a > b ? a : b;
+}
+
 size_t kd_conv_workspace(const kd_conv *c)
 {
     if (is_depthwise(c))
         return 0;
-    if (c->groups == 1) /* col, dcol [K, nb*P] and the output/gradient [O, nb*P] */
-        return (2 * (size_t)c->C * c->kh * c->kw + (size_t)c->O) * (size_t)chunk_images(c) * c->Ho * c->Wo;
+    if (per_image(c)) /* per thread two column buffers; per part dw^T [K,O], db [O]; flipped weights */
+        return (size_t)c->nt * 2 * per_image_cols(c) + KD_CONV_PARTS * ((size_t)c->O * c->C * c->kh * c->kw + c->O) +
+               (size_t)c->O * c->C * c->kh * c->kw;
+    if (c->groups == 1) /* col [K, nb*P], dcol (or dW^T [K,O]), the output/gradient [O, nb*P] */
+        return chunk_dcol(c) + ((size_t)c->C * c->kh * c->kw + (size_t)c->O) * (size_t)chunk_images(c) * c->Ho * c->Wo;
     /* columns of one image (one group) and their gradient */
     size_t K = (size_t)(c->C / c->groups) * c->kh * c->kw, P = (size_t)c->Ho * c->Wo;
     return 2 * K * P;
 }
 
+/* Output columns j whose input column j*s - p + v lies inside [0, W): the
+ * inner loops then run branch-free over [*lo, *hi) and vectorise. */
+static void col_range(const kd_conv *c, int v, int *lo, int *hi)
+{
+    int s = c->stride, off = v - c->pad, a = off >= 0 ? 0 : (-off + s - 1) / s;
+    int b = c->W - 1 - off < 0 ? 0 : (c->W - 1 - off) / s + 1;
+    *lo = a;
+    *hi = b < c->Wo ? b : c->Wo;
+    if (*hi < *lo)
+        *hi = *lo;
+}
+
 /* col [cg*kh*kw, Ho*Wo] (rows ld apart) from channels c0..c0+cg-1 of one image xn [C,H,W]. */
 static void im2col_ld(const kd_conv *c, const float *xn, int c0, int cg, float *col, size_t ld)
 {
-    size_t P = ld;
+    int s = c->stride;
     for (int ci = 0; ci < cg; ci++)
         for (int u = 0; u < c->kh; u++)
             for (int v = 0; v < c->kw; v++) {
-                float *row = col + ((size_t)(ci * c->kh + u) * c->kw + v) * P;
+                float *row = col + ((size_t)(ci * c->kh + u) * c->kw + v) * ld;
                 const float *xc = xn + (size_t)(c0 + ci) * c->H * c->W;
+                int lo, hi, off = v - c->pad;
+                col_range(c, v, &lo, &hi);
                 for (int i = 0; i < c->Ho; i++) {
-                    int hi = i * c->stride - c->pad + u;
+                    int hi_row = i * s - c->pad + u;
                     float *r = row + (size_t)i * c->Wo;
-                    if (hi < 0 || hi >= c->H) {
+                    if (hi_row < 0 || hi_row >= c->H) {
                         memset(r, 0, sizeof(float) * (size_t)c->Wo);
                         continue;
                     }
-                    const float *xr = xc + (size_t)hi * c->W;
-                    if (c->stride == 1) {
-                        int j0 = c->pad - v, j = 0; /* wi = j - j0 */
-                        for (; j < c->Wo && j - j0 < 0; j++) r[j] = 0;
-                        for (; j < c->Wo && j - j0 < c->W; j++) r[j] = xr[j - j0];
-                        for (; j < c->Wo; j++) r[j] = 0;
-                    } else
-                        for (int j = 0; j < c->Wo; j++) {
-                            int wi = j * c->stride - c->pad + v;
-                            r[j] = (wi < 0 || wi >= c->W) ? 0 : xr[wi];
-                        }
+                    const float *xr = xc + (size_t)hi_row * c->W + off;
+                    for (int j = 0; j < lo; j++)
+                        r[j] = 0;
+                    if (s == 1)
+                        memcpy(r + lo, xr + lo, sizeof(float) * (size_t)(hi - lo));
+                    else
+                        for (int j = lo; j < hi; j++)
+                            r[j] = xr[j * s];
+                    for (int j = hi; j < c->Wo; j++)
+                        r[j] = 0;
                 }
             }
 }
@@ -95,23 +155,26 @@ static void im2col(const kd_conv *c, const float *xn, int c0, int cg, float *col
 /* dxn += col2im(dcol), the adjoint of im2col (rows ld apart). */
 static void col2im_ld(const kd_conv *c, const float *dcol, int c0, int cg, float *dxn, size_t ld)
 {
-    size_t P = ld;
+    int s = c->stride;
     for (int ci = 0; ci < cg; ci++)
         for (int u = 0; u < c->kh; u++)
             for (int v = 0; v < c->kw; v++) {
-                const float *row = dcol + ((size_t)(ci * c->kh + u) * c->kw + v) * P;
+                const float *row = dcol + ((size_t)(ci * c->kh + u) * c->kw + v) * ld;
                 float *dc = dxn + (size_t)(c0 + ci) * c->H * c->W;
+                int lo, hi, off = v - c->pad;
+                col_range(c, v, &lo, &hi);
                 for (int i = 0; i < c->Ho; i++) {
-                    int hi = i * c->stride - c->pad + u;
-                    if (hi < 0 || hi >= c->H)
+                    int hi_row = i * s - c->pad + u;
+                    if (hi_row < 0 || hi_row >= c->H)
                         continue;
-                    float *dr = dc + (size_t)hi * c->W;
+                    float *dr = dc + (size_t)hi_row * c->W + off;
                     const float *r = row + (size_t)i * c->Wo;
-                    for (int j = 0; j < c->Wo; j++) {
-                        int wi = j * c->stride - c->pad + v;
-                        if (wi >= 0 && wi < c->W)
-                            dr[wi] += r[j];
-                    }
+                    if (s == 1)
+                        for (int j = lo; j < hi; j++)
+                            dr[j] += r[j];
+                    else
+                        for (int j = lo; j < hi; j++)
+                            dr[j * s] += r[j];
                 }
             }
 }
@@ -130,16 +193,6 @@ static int chunk_images(const kd_conv *c)
 {
     int P = c->Ho * c->Wo, nb = (CHUNK_COLS + P - 1) / P;
     return nb < 1 ? 1 : nb > c->N ? c->N : nb;
-}
-
-/* Output columns j whose input column j*s - p + v lies inside [0, W): the
- * inner loops then run branch-free over [*lo, *hi) and vectorise. */
-static void dw_cols(const kd_conv *c, int v, int *lo, int *hi)
-{
-    int s = c->stride, off = v - c->pad, a = off >= 0 ? 0 : (-off + s - 1) / s;
-    int b = c->W - 1 - off < 0 ? 0 : (c->W - 1 - off) / s + 1;
-    *lo = a;
-    *hi = b < c->Wo ? b : c->Wo;
 }
 
 /* Stride-1 depthwise on small planes (the MobileNet/EfficientNet case):
@@ -271,7 +324,7 @@ static void dw_forward(const kd_conv *c, const float *x, const float *w, const f
             for (int v = 0; v < k; v++) {
                 float wv = wc[u * k + v];
                 int lo, hi, off = v - p;
-                dw_cols(c, v, &lo, &hi);
+                col_range(c, v, &lo, &hi);
                 for (int i = 0; i < c->Ho; i++) {
                     int hr = i * s - p + u;
                     if (hr < 0 || hr >= c->H)
@@ -313,7 +366,7 @@ static void dw_backward(const kd_conv *c, const float *x, const float *w, const 
                 for (int v = 0; v < k; v++) {
                     float wv = wc[u * k + v];
                     int lo, hi, off = v - p;
-                    dw_cols(c, v, &lo, &hi);
+                    col_range(c, v, &lo, &hi);
                     for (int j0 = lo; j0 < hi; j0 += DW_COLS) {
                         int j1 = j0 + DW_COLS < hi ? j0 + DW_COLS : hi;
                         for (int j = j0; j < j1; j++)
@@ -363,6 +416,24 @@ void kd_conv_forward(const kd_conv *c, const float *x, const float *w, const flo
         return;
     }
     int G = c->groups, cg = c->C / G, og = c->O / G, K = cg * c->kh * c->kw, P = c->Ho * c->Wo;
+    if (per_image(c)) {
+        int pw = is_pointwise(c);
+#pragma omp parallel for num_threads(c->nt) schedule(static)
+        for (int n = 0; n < c->N; n++) {
+            const float *xn = x + (size_t)n * c->C * c->H * c->W, *cx = xn;
+            float *yn = y + (size_t)n * c->O * P, *col = ws + (size_t)omp_get_thread_num() * 2 * per_image_cols(c);
+            if (!pw) {
+                im2col(c, xn, 0, c->C, col);
+                cx = col;
+            }
+            if (b)
+                for (int o = 0; o < c->O; o++)
+                    for (int q = 0; q < P; q++)
+                        yn[(size_t)o * P + q] = b[o];
+            kd_gemm_serial(0, 0, c->O, P, K, 1.0f, w, K, cx, P, b ? 1.0f : 0.0f, yn, P);
+        }
+        return;
+    }
     if (G == 1) {
         int nb = chunk_images(c);
         float *col = ws, *yt = ws + (size_t)K * nb * P;
@@ -404,6 +475,72 @@ void kd_conv_forward(const kd_conv *c, const float *x, const float *w, const flo
     }
 }
 
+static void conv_backward_per_image(const kd_conv *c, const float *x, const float *w, const float *dy, float *dx,
+                                    float *dw, float *db, float *ws)
+{
+    int K = c->C * c->kh * c->kw, P = c->Ho * c->Wo, pw = is_pointwise(c), kk = c->kh * c->kw;
+    int parts = c->N < KD_CONV_PARTS ? c->N : KD_CONV_PARTS, flip = dx && dx_as_conv(c);
+    size_t part = (size_t)c->O * K + c->O, cols = per_image_cols(c), HW = (size_t)c->H * c->W;
+    float *sums = ws + (size_t)c->nt * 2 * cols, *wt = sums + KD_CONV_PARTS * part;
+    kd_conv t;
+    if (flip) { /* wt [C, O*kk]: wt[c][o][u][v] = w[o][c][kh-1-u][kw-1-v] */
+        flipped_conv(c, &t);
+        for (int ci = 0; ci < c->C; ci++)
+            for (int o = 0; o < c->O; o++)
+                for (int q = 0; q < kk; q++)
+                    wt[((size_t)ci * c->O + o) * kk + q] = w[((size_t)o * c->C + ci) * kk + kk - 1 - q];
+    }
+#pragma omp parallel for num_threads(c->nt) schedule(static)
+    for (int p = 0; p < parts; p++) {
+        float *col = ws + (size_t)omp_get_thread_num() * 2 * cols, *dcol = col + cols;
+        float *gw = sums + p * part, *gb = gw + (size_t)c->O * K;
+        int n0 = (int)((long)p * c->N / parts), n1 = (int)((long)(p + 1) * c->N / parts);
+        for (int n = n0; n < n1; n++) {
+            const float *xn = x + (size_t)n * c->C * HW, *dyn = dy + (size_t)n * c->O * P, *cx = xn;
+            if (dw) {
+                if (!pw) {
+                    im2col(c, xn, 0, c->C, col);
+                    cx = col;
+                }
+                /* dW^T[K,O] (+)= col[K,P] . dy[O,P]^T */
+                kd_gemm_serial(0, 1, K, c->O, P, 1.0f, cx, P, dyn, P, n > n0 ? 1.0f : 0.0f, gw, c->O);
+            }
+            if (db)
+                for (int o = 0; o < c->O; o++) {
+                    double acc = 0;
+                    for (int q = 0; q < P; q++)
+                        acc += dyn[(size_t)o * P + q];
+                    gb[o] = (n > n0 ? gb[o] : 0.0f) + (float)acc;
+                }
+            if (!dx)
+                continue;
+            float *dxn = dx + (size_t)n * c->C * HW;
+            if (pw) /* the image is its own column matrix: accumulate straight into dx */
+                kd_gemm_serial(1, 0, K, P, c->O, 1.0f, w, K, dyn, P, 1.0f, dxn, P);
+            else if (flip) {
+                im2col(&t, dyn, 0, c->O, dcol);
+                kd_gemm_serial(0, 0, c->C, (int)HW, c->O * kk, 1.0f, wt, c->O * kk, dcol, (int)HW, 1.0f, dxn, (int)HW);
+            } else {
+                kd_gemm_serial(1, 0, K, P, c->O, 1.0f, w, K, dyn, P, 0.0f, dcol, P);
+                col2im(c, dcol, 0, c->C, dxn);
+            }
+        }
+    }
+    if (dw || db) {
+        size_t ok = (size_t)c->O * K;
+#pragma omp parallel for num_threads(c->nt) schedule(static)
+        for (size_t i = 0; i < part; i++) {
+            float acc = 0;
+            for (int p = 0; p < parts; p++)
+                acc += sums[p * part + i];
+            if (i < ok && dw) /* i = k*O + o */
+                dw[(i % c->O) * K + i / c->O] += acc;
+            else if (i >= ok && db)
+                db[i - ok] += acc;
+        }
+    }
+}
+
 void kd_conv_backward(const kd_conv *c, const float *x, const float *w, const float *dy, float *dx, float *dw,
                       float *db, float *ws)
 {
@@ -415,9 +552,13 @@ void kd_conv_backward(const kd_conv *c, const float *x, const float *w, const fl
         return;
     }
     int G = c->groups, cg = c->C / G, og = c->O / G, K = cg * c->kh * c->kw, P = c->Ho * c->Wo;
+    if (per_image(c)) {
+        conv_backward_per_image(c, x, w, dy, dx, dw, db, ws);
+        return;
+    }
     if (G == 1) {
         int nb = chunk_images(c);
-        float *col = ws, *dcol = ws + (size_t)K * nb * P, *dyt = ws + 2 * (size_t)K * nb * P;
+        float *col = ws, *dcol = ws + (size_t)K * nb * P, *dyt = dcol + chunk_dcol(c);
         for (int n0 = 0; n0 < c->N; n0 += nb) {
             int m = c->N - n0 < nb ? c->N - n0 : nb;
             size_t cols = (size_t)m * P;
@@ -437,7 +578,13 @@ void kd_conv_backward(const kd_conv *c, const float *x, const float *w, const fl
 #pragma omp parallel for schedule(static)
                 for (int i = 0; i < m; i++)
                     im2col_ld(c, x + (size_t)(n0 + i) * c->C * c->H * c->W, 0, c->C, col + (size_t)i * P, cols);
-                kd_gemm(0, 1, c->O, K, (int)cols, 1.0f, dyt, (int)cols, col, (int)cols, 1.0f, dw, K);
+                /* dW^T[K,O] = col . dy^T into dcol (free until dx): BLIS runs this
+                 * shape about twice as fast as dW = dy . col^T */
+                kd_gemm(0, 1, K, c->O, (int)cols, 1.0f, col, (int)cols, dyt, (int)cols, 0.0f, dcol, c->O);
+#pragma omp parallel for schedule(static)
+                for (int o = 0; o < c->O; o++)
+                    for (int k = 0; k < K; k++)
+                        dw[(size_t)o * K + k] += dcol[(size_t)k * c->O + o];
             }
             if (dx) {
                 kd_gemm(1, 0, K, (int)cols, c->O, 1.0f, w, K, dyt, (int)cols, 0.0f, dcol, (int)cols);

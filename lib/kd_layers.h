@@ -23,6 +23,7 @@ typedef struct {
     int N, C, H, W;
     int O, kh, kw, stride, pad, groups;
     int Ho, Wo; /* filled by kd_conv_init */
+    int nt;     /* OpenMP threads at init: the workspace holds one slice per thread */
 } kd_conv;
 
 /* Fills Ho/Wo; -1 with kd_err on inconsistent shapes. */

@@ -30,6 +30,11 @@ static void test_gemm(void)
                 kd_gemm_ref(ta, tb, M, N, K, 0.5f, A, lda, B, ldb, 0.25f, R, N);
                 double e = kd_test_relerr(C, R, (long)M * N, 1e-6);
                 KD_CHECK(e < 1e-5, "gemm %dx%dx%d ta=%d tb=%d relerr %.2e", M, N, K, ta, tb, e);
+                for (int i = 0; i < M * N; i++) C[i] = R[i] = kd_rng_normal(&r);
+                kd_gemm_serial(ta, tb, M, N, K, 0.5f, A, lda, B, ldb, 0.25f, C, N);
+                kd_gemm_ref(ta, tb, M, N, K, 0.5f, A, lda, B, ldb, 0.25f, R, N);
+                e = kd_test_relerr(C, R, (long)M * N, 1e-6);
+                KD_CHECK(e < 1e-5, "gemm_serial %dx%dx%d ta=%d tb=%d relerr %.2e", M, N, K, ta, tb, e);
                 free(A); free(B); free(C); free(R);
             }
     KD_CHECK(strcmp(kd_gemm_arch(), "") != 0, "BLIS kernels: %s (%s)", kd_gemm_arch(), kd_gemm_arch_source());

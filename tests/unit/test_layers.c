@@ -3,6 +3,7 @@
  * dropout's statistics; workspace bounds; backward accumulation.
  * test_layers_torch.c compares with PyTorch. */
 #include <math.h>
+#include <omp.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -332,6 +333,30 @@ static void test_conv_workspace(int N, int C, int H, int W, int O, int k, int s,
     free(x), free(w), free(dy), free(y), free(ws), free(dx), free(dw), free(dx2), free(dw2);
 }
 
+/* The per-image path sums weight gradients over fixed image ranges, so one
+ * thread and two give the same bits. */
+static void test_conv_threads(int N, int C, int H, int W, int O, int k, int s, int pd)
+{
+    kd_conv c1, c2;
+    omp_set_num_threads(1);
+    kd_conv_init(&c1, N, C, H, W, O, k, s, pd, 1);
+    omp_set_num_threads(2);
+    kd_conv_init(&c2, N, C, H, W, O, k, s, pd, 1);
+    size_t nx = (size_t)N * C * H * W, nw = (size_t)O * C * k * k, ny = (size_t)N * O * c1.Ho * c1.Wo;
+    float *x = rnd(nx), *w = rnd(nw), *b = rnd(O), *dy = rnd(ny);
+    float *y1 = zeros(ny), *y2 = zeros(ny), *ws1 = zeros(kd_conv_workspace(&c1)), *ws2 = zeros(kd_conv_workspace(&c2));
+    float *dx1 = zeros(nx), *dx2 = zeros(nx), *dw1 = zeros(nw), *dw2 = zeros(nw), *db1 = zeros(O), *db2 = zeros(O);
+    kd_conv_forward(&c1, x, w, b, y1, ws1);
+    kd_conv_forward(&c2, x, w, b, y2, ws2);
+    kd_conv_backward(&c1, x, w, dy, dx1, dw1, db1, ws1);
+    kd_conv_backward(&c2, x, w, dy, dx2, dw2, db2, ws2);
+    KD_CHECK(c1.nt == 1 && c2.nt == 2 && !memcmp(y1, y2, ny * 4) && !memcmp(dx1, dx2, nx * 4) &&
+                 !memcmp(dw1, dw2, nw * 4) && !memcmp(db1, db2, (size_t)O * 4),
+             "conv N%d C%d %dx%d O%d k%d s%d: 1 and 2 threads give identical y, dx, dw, db", N, C, H, W, O, k, s);
+    free(x), free(w), free(b), free(dy), free(y1), free(y2), free(ws1), free(ws2);
+    free(dx1), free(dx2), free(dw1), free(dw2), free(db1), free(db2);
+}
+
 int main(void)
 {
     rng = kd_rng_make(11, 0, 0);
@@ -346,7 +371,14 @@ int main(void)
     test_conv(2, 3, 9, 11, 3, 3, 2, 0, 3);  /* depthwise stride 2, no padding, odd width */
     test_conv(1, 2, 10, 10, 2, 9, 1, 4, 2); /* depthwise 9x9: grouped GEMM path */
     test_conv(1, 2, 80, 80, 2, 3, 1, 1, 2); /* depthwise plane too large for the flat stride-1 path */
-    test_conv(40, 3, 16, 16, 4, 3, 1, 1, 1); /* several image chunks */
+    test_conv(140, 2, 8, 8, 3, 3, 1, 1, 1); /* several image chunks */
+    /* planes of >= 256 outputs: image by image on each core */
+    test_conv(3, 8, 16, 16, 5, 3, 1, 1, 1);   /* dx as a flipped convolution */
+    test_conv(2, 8, 20, 19, 4, 3, 1, 0, 1);   /* ... without padding (flipped padding 2) */
+    test_conv(2, 8, 16, 16, 4, 5, 1, 2, 1);   /* ... 5x5 */
+    test_conv(3, 3, 33, 32, 4, 3, 2, 1, 1);   /* stride 2: col2im */
+    test_conv(2, 5, 16, 16, 7, 1, 1, 0, 1);   /* pointwise */
+    test_conv(11, 2, 16, 16, 3, 3, 1, 1, 1);  /* images not a multiple of the gradient parts */
     test_bn(6, 3, 10, 0);
     test_bn(8, 4, 5, 2);
     test_bn(5, 7, 1, 0); /* BatchNorm1d */
@@ -355,6 +387,15 @@ int main(void)
     test_dropout();
     test_conv_workspace(3, 4, 9, 9, 6, 3, 2, 1, 1);
     test_conv_workspace(40, 3, 16, 16, 4, 3, 1, 1, 1);
+    test_conv_workspace(140, 2, 8, 8, 3, 3, 1, 1, 1);
+    test_conv_workspace(2, 8, 20, 19, 4, 3, 1, 0, 1);
+    test_conv_workspace(2, 3, 20, 19, 4, 3, 1, 0, 1);
+    test_conv_workspace(3, 3, 33, 32, 4, 3, 2, 1, 1);
+    test_conv_workspace(2, 5, 16, 16, 7, 1, 1, 0, 1);
+    test_conv_workspace(2, 2, 1, 1, 64, 1, 1, 0, 1); /* dW^T [K,O] larger than the chunk's columns */
+    test_conv_threads(11, 8, 16, 16, 4, 3, 1, 1);
+    test_conv_threads(11, 3, 16, 16, 4, 3, 1, 1);
+    test_conv_threads(5, 2, 33, 32, 3, 3, 2, 1);
     test_conv_workspace(2, 6, 5, 5, 8, 1, 1, 0, 1);
     test_conv_workspace(2, 6, 7, 7, 6, 3, 1, 1, 3);
     test_conv_workspace(2, 6, 7, 7, 6, 3, 2, 1, 6);
