@@ -17,6 +17,38 @@
 #include "kd_err.h"
 #include "kd_gemm.h"
 
+/* Plane sums (batch norm, bias gradients): float lanes within a plane (omp simd lets the
+ * compiler reassociate them into vector registers), double across planes. */
+static float plane_sum(const float *x, int n)
+{
+    float s = 0;
+#pragma omp simd reduction(+ : s)
+    for (int i = 0; i < n; i++)
+        s += x[i];
+    return s;
+}
+
+static float plane_sqdev(const float *x, int n, float mu)
+{
+    float s = 0;
+#pragma omp simd reduction(+ : s)
+    for (int i = 0; i < n; i++)
+        s += (x[i] - mu) * (x[i] - mu);
+    return s;
+}
+
+/* sum dy and sum dy * (x - mu) over a plane */
+static void plane_dsums(const float *x, const float *dy, int n, float mu, double *sdy, double *sdyx)
+{
+    float a = 0, b = 0;
+#pragma omp simd reduction(+ : a, b)
+    for (int i = 0; i < n; i++) {
+        a += dy[i];
+        b += dy[i] * (x[i] - mu);
+    }
+    *sdy += a, *sdyx += b;
+}
+
 /* ---------------------------------------------------------------- conv */
 
 int kd_conv_init(kd_conv *c, int N, int C, int H, int W, int O, int k, int stride, int pad, int groups)
@@ -47,17 +79,25 @@ static int is_depthwise(const kd_conv *c)
 }
 static int is_pointwise(const kd_conv *c) { return c->kh == 1 && c->kw == 1 && c->stride == 1 && c->pad == 0; }
 
-/* Ungrouped convolutions with large planes and small weights run image by
- * image, one image per core at a time, with single-threaded GEMMs: an
- * image's columns then stay in that core's cache between im2col and the
- * GEMM, where the chunked path below streams several megabytes of columns
- * through memory for an [O,K] of a few kilobytes.  The weight gradient is
- * summed in KD_CONV_PARTS fixed image ranges and then in range order, so
- * the result does not depend on the number of threads. */
+/* Ungrouped convolutions with small weights run on each core separately: a
+ * core takes a group of images (one image from 16x16 up, a few below, about
+ * GROUP_COLS output pixels), and its columns stay in that core's cache
+ * between im2col and the single-threaded GEMM (kd_gemm_serial), where the
+ * chunked path below streams megabytes of columns through memory for an
+ * [O,K] of a few kilobytes and splits small GEMMs across cores.  The weight
+ * gradient is summed in KD_CONV_PARTS fixed image ranges and then in range
+ * order, so the result does not depend on the number of threads. */
 #define KD_CONV_PARTS 8
-static int per_image(const kd_conv *c)
+#define GROUP_COLS 256
+static int per_core(const kd_conv *c)
 {
-    return c->groups == 1 && c->Ho * c->Wo >= 256 && (size_t)c->O * c->C * c->kh * c->kw <= 131072;
+    return c->groups == 1 && (size_t)c->O * c->C * c->kh * c->kw <= 131072;
+}
+
+static int group_images(const kd_conv *c)
+{
+    int P = c->Ho * c->Wo, nb = (GROUP_COLS + P - 1) / P;
+    return nb > c->N ? c->N : nb;
 }
 
 /* Stride-1 input gradients (of at least 8 channels) are computed as the
@@ -76,11 +116,23 @@ static void flipped_conv(const kd_conv *c, kd_conv *t)
     t->Ho = c->H, t->Wo = c->W;
 }
 
-/* Floats of one column buffer of the per-image path. */
-static size_t per_image_cols(const kd_conv *c)
+/* One core's slice of the per-core workspace: col [K, nb*P] (also the
+ * [C, nb*H*W] input gradient of a group), buf [K, nb*P] (dcol, or the
+ * flipped columns [O*kk, nb*H*W]), out [O, nb*P] (outputs or dy of a group). */
+static void per_core_slice(const kd_conv *c, size_t *col, size_t *buf, size_t *out)
 {
-    size_t kk = (size_t)c->kh * c->kw, a = (size_t)c->C * kk * c->Ho * c->Wo, b = (size_t)c->O * kk * c->H * c->W;
-    return dx_as_conv(c) && b > a ? b : a;
+    size_t kk = (size_t)c->kh * c->kw, nb = (size_t)group_images(c), P = (size_t)c->Ho * c->Wo;
+    size_t HW = (size_t)c->H * c->W, K = (size_t)c->C * kk, fl = dx_as_conv(c) ? (size_t)c->O * kk * nb * HW : 0;
+    *col = K * nb * P > c->C * nb * HW ? K * nb * P : c->C * nb * HW;
+    *buf = K * nb * P > fl ? K * nb * P : fl;
+    *out = (size_t)c->O * nb * P;
+}
+
+static size_t per_core_floats(const kd_conv *c)
+{
+    size_t a, b, o;
+    per_core_slice(c, &a, &b, &o);
+    return a + b + o;
 }
 
 static size_t chunk_dcol(const kd_conv *c)
@@ -93,8 +145,8 @@ size_t kd_conv_workspace(const kd_conv *c)
 {
     if (is_depthwise(c))
         return 0;
-    if (per_image(c)) /* per thread two column buffers; per part dw^T [K,O], db [O]; flipped weights */
-        return (size_t)c->nt * 2 * per_image_cols(c) + KD_CONV_PARTS * ((size_t)c->O * c->C * c->kh * c->kw + c->O) +
+    if (per_core(c)) /* per thread a slice; per part dW^T [K,O], db [O]; flipped weights */
+        return (size_t)c->nt * per_core_floats(c) + KD_CONV_PARTS * ((size_t)c->O * c->C * c->kh * c->kw + c->O) +
                (size_t)c->O * c->C * c->kh * c->kw;
     if (c->groups == 1) /* col [K, nb*P], dcol (or dW^T [K,O]), the output/gradient [O, nb*P] */
         return chunk_dcol(c) + ((size_t)c->C * c->kh * c->kw + (size_t)c->O) * (size_t)chunk_images(c) * c->Ho * c->Wo;
@@ -126,6 +178,30 @@ static void im2col_ld(const kd_conv *c, const float *xn, int c0, int cg, float *
                 const float *xc = xn + (size_t)(c0 + ci) * c->H * c->W;
                 int lo, hi, off = v - c->pad;
                 col_range(c, v, &lo, &hi);
+                if (s == 1 && c->Wo == c->W) {
+                    /* the row is the plane shifted by (u-pad, v-pad): one copy of
+                     * the rows inside, then zeros at the edges */
+                    int i0 = c->pad - u > 0 ? c->pad - u : 0, i1 = c->H + c->pad - u;
+                    i1 = i1 < c->Ho ? i1 : c->Ho;
+                    size_t W = (size_t)c->W;
+                    memset(row, 0, sizeof(float) * i0 * W);
+                    if (i1 > i0) {
+                        const float *src = xc + (long)(i0 - c->pad + u) * (long)W + off;
+                        size_t a = off < 0 ? (size_t)-off : 0, n = (size_t)(i1 - i0) * W - a;
+                        if (off > 0)
+                            n -= (size_t)off;
+                        memcpy(row + i0 * W + a, src + a, sizeof(float) * n);
+                        for (int i = i0; i < i1; i++) {
+                            for (int j = 0; j < lo; j++)
+                                row[i * W + j] = 0;
+                            for (int j = hi; j < c->Wo; j++)
+                                row[i * W + j] = 0;
+                        }
+                    }
+                    if (i1 < c->Ho)
+                        memset(row + (i1 > i0 ? i1 : i0) * W, 0, sizeof(float) * (c->Ho - (i1 > i0 ? i1 : i0)) * W);
+                    continue;
+                }
                 for (int i = 0; i < c->Ho; i++) {
                     int hi_row = i * s - c->pad + u;
                     float *r = row + (size_t)i * c->Wo;
@@ -406,6 +482,137 @@ static void dw_backward(const kd_conv *c, const float *x, const float *w, const 
     }
 }
 
+/* Columns of images n0..n0+m-1 side by side in col [K, m*P]; with one
+ * image a 1x1 stride-1 convolution reads the image itself. */
+static const float *group_cols(const kd_conv *c, const float *x, int n0, int m, float *col)
+{
+    size_t P = (size_t)c->Ho * c->Wo, HW = (size_t)c->H * c->W;
+    if (m == 1 && is_pointwise(c))
+        return x + (size_t)n0 * c->C * HW;
+    for (int i = 0; i < m; i++)
+        im2col_ld(c, x + (size_t)(n0 + i) * c->C * HW, 0, c->C, col + i * P, m * P);
+    return col;
+}
+
+static void conv_forward_per_core(const kd_conv *c, const float *x, const float *w, const float *b, float *y,
+                                  float *ws)
+{
+    int K = c->C * c->kh * c->kw, P = c->Ho * c->Wo, nb = group_images(c), ng = (c->N + nb - 1) / nb;
+    size_t sa, sb, so;
+    per_core_slice(c, &sa, &sb, &so);
+#pragma omp parallel for num_threads(c->nt) schedule(static)
+    for (int g = 0; g < ng; g++) {
+        float *col = ws + (size_t)omp_get_thread_num() * (sa + sb + so), *out = col + sa + sb;
+        int n0 = g * nb, m = c->N - n0 < nb ? c->N - n0 : nb;
+        const float *cx = group_cols(c, x, n0, m, col);
+        float *yn = y + (size_t)n0 * c->O * P;
+        if (m == 1) { /* the GEMM writes the image's output in place */
+            if (b)
+                for (int o = 0; o < c->O; o++)
+                    for (int q = 0; q < P; q++)
+                        yn[(size_t)o * P + q] = b[o];
+            kd_gemm_serial(0, 0, c->O, P, K, 1.0f, w, K, cx, P, b ? 1.0f : 0.0f, yn, P);
+            continue;
+        }
+        kd_gemm_serial(0, 0, c->O, m * P, K, 1.0f, w, K, cx, m * P, 0.0f, out, m * P);
+        for (int i = 0; i < m; i++)
+            for (int o = 0; o < c->O; o++) {
+                float *dst = yn + ((size_t)i * c->O + o) * P, bias = b ? b[o] : 0.0f;
+                const float *src = out + (size_t)o * m * P + (size_t)i * P;
+                for (int q = 0; q < P; q++)
+                    dst[q] = src[q] + bias;
+            }
+    }
+}
+
+/* dx of images n0..n0+m-1 += the group's input gradient gx [C, m*HW]. */
+static void group_add(const kd_conv *c, const float *gx, int m, float *dx)
+{
+    size_t HW = (size_t)c->H * c->W;
+    for (int i = 0; i < m; i++)
+        for (int ci = 0; ci < c->C; ci++) {
+            float *d = dx + ((size_t)i * c->C + ci) * HW;
+            const float *src = gx + (size_t)ci * m * HW + (size_t)i * HW;
+            for (size_t q = 0; q < HW; q++)
+                d[q] += src[q];
+        }
+}
+
+static void conv_backward_per_core(const kd_conv *c, const float *x, const float *w, const float *dy, float *dx,
+                                   float *dw, float *db, float *ws)
+{
+    int K = c->C * c->kh * c->kw, P = c->Ho * c->Wo, pw = is_pointwise(c), kk = c->kh * c->kw, nb = group_images(c);
+    int parts = c->N < KD_CONV_PARTS ? c->N : KD_CONV_PARTS, flip = dx && dx_as_conv(c);
+    size_t part = (size_t)c->O * K + c->O, sa, sb, so, HW = (size_t)c->H * c->W;
+    per_core_slice(c, &sa, &sb, &so);
+    float *sums = ws + (size_t)c->nt * (sa + sb + so), *wt = sums + KD_CONV_PARTS * part;
+    kd_conv t;
+    if (flip) { /* wt [C, O*kk]: wt[c][o][u][v] = w[o][c][kh-1-u][kw-1-v] */
+        flipped_conv(c, &t);
+        for (int ci = 0; ci < c->C; ci++)
+            for (int o = 0; o < c->O; o++)
+                for (int q = 0; q < kk; q++)
+                    wt[((size_t)ci * c->O + o) * kk + q] = w[((size_t)o * c->C + ci) * kk + kk - 1 - q];
+    }
+#pragma omp parallel for num_threads(c->nt) schedule(static)
+    for (int p = 0; p < parts; p++) {
+        float *col = ws + (size_t)omp_get_thread_num() * (sa + sb + so), *buf = col + sa, *out = buf + sb;
+        float *gw = sums + p * part, *gb = gw + (size_t)c->O * K;
+        int p0 = (int)((long)p * c->N / parts), p1 = (int)((long)(p + 1) * c->N / parts);
+        for (int n0 = p0; n0 < p1; n0 += nb) {
+            int m = p1 - n0 < nb ? p1 - n0 : nb, MP = m * P;
+            const float *dyt = dy + (size_t)n0 * c->O * P; /* dy of the group as [O, m*P] */
+            if (m > 1) {
+                for (int i = 0; i < m; i++)
+                    for (int o = 0; o < c->O; o++)
+                        memcpy(out + (size_t)o * MP + (size_t)i * P, dyt + ((size_t)i * c->O + o) * P,
+                               sizeof(float) * (size_t)P);
+                dyt = out;
+            }
+            if (dw) { /* dW^T[K,O] (+)= col[K,mP] . dy[O,mP]^T */
+                const float *cx = group_cols(c, x, n0, m, col);
+                kd_gemm_serial(0, 1, K, c->O, MP, 1.0f, cx, MP, dyt, MP, n0 > p0 ? 1.0f : 0.0f, gw, c->O);
+            }
+            if (db)
+                for (int o = 0; o < c->O; o++)
+                    gb[o] = (n0 > p0 ? gb[o] : 0.0f) + plane_sum(dyt + (size_t)o * MP, MP);
+            if (!dx)
+                continue;
+            float *dxn = dx + (size_t)n0 * c->C * HW;
+            int mHW = m * (int)HW;
+            if (pw) { /* the images are their own columns */
+                kd_gemm_serial(1, 0, K, MP, c->O, 1.0f, w, K, dyt, MP, m == 1 ? 1.0f : 0.0f, m == 1 ? dxn : col, MP);
+                if (m > 1)
+                    group_add(c, col, m, dxn);
+            } else if (flip) {
+                for (int i = 0; i < m; i++)
+                    im2col_ld(&t, dy + (size_t)(n0 + i) * c->O * P, 0, c->O, buf + i * HW, mHW);
+                kd_gemm_serial(0, 0, c->C, mHW, c->O * kk, 1.0f, wt, c->O * kk, buf, mHW, m == 1 ? 1.0f : 0.0f,
+                               m == 1 ? dxn : col, mHW);
+                if (m > 1)
+                    group_add(c, col, m, dxn);
+            } else {
+                kd_gemm_serial(1, 0, K, MP, c->O, 1.0f, w, K, dyt, MP, 0.0f, buf, MP);
+                for (int i = 0; i < m; i++)
+                    col2im_ld(c, buf + i * P, 0, c->C, dxn + (size_t)i * c->C * HW, MP);
+            }
+        }
+    }
+    if (dw || db) {
+        size_t ok = (size_t)c->O * K;
+#pragma omp parallel for num_threads(c->nt) schedule(static)
+        for (size_t i = 0; i < part; i++) {
+            float acc = 0;
+            for (int p = 0; p < parts; p++)
+                acc += sums[p * part + i];
+            if (i < ok && dw) /* i = k*O + o */
+                dw[(i % c->O) * K + i / c->O] += acc;
+            else if (i >= ok && db)
+                db[i - ok] += acc;
+        }
+    }
+}
+
 void kd_conv_forward(const kd_conv *c, const float *x, const float *w, const float *b, float *y, float *ws)
 {
     if (is_depthwise(c)) {
@@ -416,22 +623,8 @@ void kd_conv_forward(const kd_conv *c, const float *x, const float *w, const flo
         return;
     }
     int G = c->groups, cg = c->C / G, og = c->O / G, K = cg * c->kh * c->kw, P = c->Ho * c->Wo;
-    if (per_image(c)) {
-        int pw = is_pointwise(c);
-#pragma omp parallel for num_threads(c->nt) schedule(static)
-        for (int n = 0; n < c->N; n++) {
-            const float *xn = x + (size_t)n * c->C * c->H * c->W, *cx = xn;
-            float *yn = y + (size_t)n * c->O * P, *col = ws + (size_t)omp_get_thread_num() * 2 * per_image_cols(c);
-            if (!pw) {
-                im2col(c, xn, 0, c->C, col);
-                cx = col;
-            }
-            if (b)
-                for (int o = 0; o < c->O; o++)
-                    for (int q = 0; q < P; q++)
-                        yn[(size_t)o * P + q] = b[o];
-            kd_gemm_serial(0, 0, c->O, P, K, 1.0f, w, K, cx, P, b ? 1.0f : 0.0f, yn, P);
-        }
+    if (per_core(c)) {
+        conv_forward_per_core(c, x, w, b, y, ws);
         return;
     }
     if (G == 1) {
@@ -475,72 +668,6 @@ void kd_conv_forward(const kd_conv *c, const float *x, const float *w, const flo
     }
 }
 
-static void conv_backward_per_image(const kd_conv *c, const float *x, const float *w, const float *dy, float *dx,
-                                    float *dw, float *db, float *ws)
-{
-    int K = c->C * c->kh * c->kw, P = c->Ho * c->Wo, pw = is_pointwise(c), kk = c->kh * c->kw;
-    int parts = c->N < KD_CONV_PARTS ? c->N : KD_CONV_PARTS, flip = dx && dx_as_conv(c);
-    size_t part = (size_t)c->O * K + c->O, cols = per_image_cols(c), HW = (size_t)c->H * c->W;
-    float *sums = ws + (size_t)c->nt * 2 * cols, *wt = sums + KD_CONV_PARTS * part;
-    kd_conv t;
-    if (flip) { /* wt [C, O*kk]: wt[c][o][u][v] = w[o][c][kh-1-u][kw-1-v] */
-        flipped_conv(c, &t);
-        for (int ci = 0; ci < c->C; ci++)
-            for (int o = 0; o < c->O; o++)
-                for (int q = 0; q < kk; q++)
-                    wt[((size_t)ci * c->O + o) * kk + q] = w[((size_t)o * c->C + ci) * kk + kk - 1 - q];
-    }
-#pragma omp parallel for num_threads(c->nt) schedule(static)
-    for (int p = 0; p < parts; p++) {
-        float *col = ws + (size_t)omp_get_thread_num() * 2 * cols, *dcol = col + cols;
-        float *gw = sums + p * part, *gb = gw + (size_t)c->O * K;
-        int n0 = (int)((long)p * c->N / parts), n1 = (int)((long)(p + 1) * c->N / parts);
-        for (int n = n0; n < n1; n++) {
-            const float *xn = x + (size_t)n * c->C * HW, *dyn = dy + (size_t)n * c->O * P, *cx = xn;
-            if (dw) {
-                if (!pw) {
-                    im2col(c, xn, 0, c->C, col);
-                    cx = col;
-                }
-                /* dW^T[K,O] (+)= col[K,P] . dy[O,P]^T */
-                kd_gemm_serial(0, 1, K, c->O, P, 1.0f, cx, P, dyn, P, n > n0 ? 1.0f : 0.0f, gw, c->O);
-            }
-            if (db)
-                for (int o = 0; o < c->O; o++) {
-                    double acc = 0;
-                    for (int q = 0; q < P; q++)
-                        acc += dyn[(size_t)o * P + q];
-                    gb[o] = (n > n0 ? gb[o] : 0.0f) + (float)acc;
-                }
-            if (!dx)
-                continue;
-            float *dxn = dx + (size_t)n * c->C * HW;
-            if (pw) /* the image is its own column matrix: accumulate straight into dx */
-                kd_gemm_serial(1, 0, K, P, c->O, 1.0f, w, K, dyn, P, 1.0f, dxn, P);
-            else if (flip) {
-                im2col(&t, dyn, 0, c->O, dcol);
-                kd_gemm_serial(0, 0, c->C, (int)HW, c->O * kk, 1.0f, wt, c->O * kk, dcol, (int)HW, 1.0f, dxn, (int)HW);
-            } else {
-                kd_gemm_serial(1, 0, K, P, c->O, 1.0f, w, K, dyn, P, 0.0f, dcol, P);
-                col2im(c, dcol, 0, c->C, dxn);
-            }
-        }
-    }
-    if (dw || db) {
-        size_t ok = (size_t)c->O * K;
-#pragma omp parallel for num_threads(c->nt) schedule(static)
-        for (size_t i = 0; i < part; i++) {
-            float acc = 0;
-            for (int p = 0; p < parts; p++)
-                acc += sums[p * part + i];
-            if (i < ok && dw) /* i = k*O + o */
-                dw[(i % c->O) * K + i / c->O] += acc;
-            else if (i >= ok && db)
-                db[i - ok] += acc;
-        }
-    }
-}
-
 void kd_conv_backward(const kd_conv *c, const float *x, const float *w, const float *dy, float *dx, float *dw,
                       float *db, float *ws)
 {
@@ -552,8 +679,8 @@ void kd_conv_backward(const kd_conv *c, const float *x, const float *w, const fl
         return;
     }
     int G = c->groups, cg = c->C / G, og = c->O / G, K = cg * c->kh * c->kw, P = c->Ho * c->Wo;
-    if (per_image(c)) {
-        conv_backward_per_image(c, x, w, dy, dx, dw, db, ws);
+    if (per_core(c)) {
+        conv_backward_per_core(c, x, w, dy, dx, dw, db, ws);
         return;
     }
     if (G == 1) {
@@ -700,19 +827,11 @@ void kd_bn_forward_train(int N, int C, int HW, int group, const float *x, const 
         double rm = 0, rv = 0;
         for (int g = 0; g < G; g++) {
             double s = 0, s2 = 0;
-            for (int n = g * group; n < (g + 1) * group; n++) {
-                const float *xc = x + ((size_t)n * C + c) * HW;
-                for (int i = 0; i < HW; i++)
-                    s += xc[i];
-            }
+            for (int n = g * group; n < (g + 1) * group; n++)
+                s += plane_sum(x + ((size_t)n * C + c) * HW, HW);
             double mu = s / (double)cnt;
-            for (int n = g * group; n < (g + 1) * group; n++) {
-                const float *xc = x + ((size_t)n * C + c) * HW;
-                for (int i = 0; i < HW; i++) {
-                    double d = xc[i] - mu;
-                    s2 += d * d;
-                }
-            }
+            for (int n = g * group; n < (g + 1) * group; n++)
+                s2 += plane_sqdev(x + ((size_t)n * C + c) * HW, HW, (float)mu);
             double var = s2 / (double)cnt, rs = 1.0 / sqrt(var + eps);
             mean[g * C + c] = (float)mu;
             rstd[g * C + c] = (float)rs;
@@ -758,13 +877,8 @@ void kd_bn_backward(int N, int C, int HW, int group, const float *x, const float
         for (int g = 0; g < G; g++) {
             float mu = mean[g * C + c], rs = rstd[g * C + c];
             double sdy = 0, sdyx = 0;
-            for (int n = g * group; n < (g + 1) * group; n++) {
-                const float *xc = x + ((size_t)n * C + c) * HW, *dyc = dy + ((size_t)n * C + c) * HW;
-                for (int i = 0; i < HW; i++) {
-                    sdy += dyc[i];
-                    sdyx += (double)dyc[i] * (xc[i] - mu);
-                }
-            }
+            for (int n = g * group; n < (g + 1) * group; n++)
+                plane_dsums(x + ((size_t)n * C + c) * HW, dy + ((size_t)n * C + c) * HW, HW, mu, &sdy, &sdyx);
             sdyx *= rs; /* sum dy * xhat */
             if (dgamma)
                 dgamma[c] += (float)sdyx;
