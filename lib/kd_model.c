@@ -478,6 +478,7 @@ void kd_model_free(kd_model *m)
     free(m->aux);
     free(m->iaux);
     free(m->ws);
+    free(m->nz);
     free(m->fold);
     free(m);
 }
@@ -821,6 +822,7 @@ int kd_model_prepare(kd_model *m, int max_n, int h, int w)
         ensure((void **)&m->aux, &m->aux_cap, aux, sizeof(float)) ||
         ensure((void **)&m->iaux, &m->iaux_cap, iaux, sizeof(int32_t)) ||
         ensure((void **)&m->ws, &m->ws_cap, ws, sizeof(float)) ||
+        ensure((void **)&m->nz, &m->nz_cap, (size_t)m->nv, 1) ||
         ensure((void **)&m->fold, &m->fold_cap, fold_need, sizeof(float))) {
         kd_err_set("model: out of memory for activations of %d images %dx%d (%.0f MB)", max_n, h, w,
                    (double)(act_need + dact_need + aux + ws) * 4 / 1e6);
@@ -1069,11 +1071,8 @@ int kd_model_backward(kd_model *m, const float *d_features, const float *d_logit
         if (ext[k] >= 0)
             grad_seed(m, ext[k], g[k], n);
     /* grad_live now only means "buffer valid"; track which are non-zero */
-    char *nz = calloc((size_t)m->nv, 1);
-    if (!nz) {
-        kd_err_set("model: out of memory");
-        return -1;
-    }
+    char *nz = m->nz;
+    memset(nz, 0, (size_t)m->nv);
     for (int k = 0; k < 4; k++)
         if (ext[k] >= 0 && any[k])
             nz[ext[k]] = 1;
@@ -1153,7 +1152,6 @@ int kd_model_backward(kd_model *m, const float *d_features, const float *d_logit
         }
         }
     }
-    free(nz);
     return 0;
 }
 

@@ -81,7 +81,8 @@ struct kd_model {
     int max_n, H, W, planned_n;
     float *act, *dact, *aux, *ws, *fold;
     int32_t *iaux;
-    size_t act_cap, dact_cap, aux_cap, iaux_cap, ws_cap, fold_cap;
+    char *nz; /* backward: which values carry a non-zero gradient */
+    size_t act_cap, dact_cap, aux_cap, iaux_cap, ws_cap, fold_cap, nz_cap;
     size_t act_need, dact_need, aux_need, iaux_need, ws_need;
 
     int last_n, last_train, last_group;
