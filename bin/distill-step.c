@@ -37,9 +37,10 @@ static const char help[] =
     "                      from the frames' 'batches' metadata)\n"
     "  --total-steps N     the schedule's length in steps (instead of --epochs)\n"
     "Evaluation, checkpoints, log:\n"
-    "  --val DATASET.h5    evaluate every --val-every steps and at the end: top-1 of\n"
-    "                      the logits (ce), or weighted kNN top-1 (moco) against\n"
-    "                      features of --knn-bank DATASET.h5\n"
+    "  --val DATASET.h5    evaluate before the first step, every --val-every steps\n"
+    "                      and after the last: top-1 of the logits (ce), or\n"
+    "                      weighted kNN top-1 (moco) against features of\n"
+    "                      --knn-bank DATASET.h5\n"
     "  --val-every N       (default: at the end only)\n"
     "  --val-limit N       first N validation images;  --knn-bank-limit N (10000)\n"
     "  --ckpt FILE         checkpoint path (default OUT.ckpt.h5);  --ckpt-every N steps\n"
@@ -142,6 +143,52 @@ static int eval_outputs(kd_model *m, const kd_evalset *e, int B, int logits, flo
             return -1;
         memcpy(out + (size_t)i * dim, logits ? kd_model_logits(m) : kd_model_features(m), sizeof(float) * (size_t)nb * dim);
     }
+    return 0;
+}
+
+/* Validation: weighted kNN top-1 of the pooled features against a bank
+ * (self-supervised, or no classifier), else top-1 of the logits. */
+typedef struct {
+    kd_evalset vs, bs;
+    float *vout, *bout;
+    int32_t *pred;
+    int knn, B, D, K;
+} validator;
+
+static int validate(validator *v, const trainer *t, FILE *logf)
+{
+    int64_t c = 0;
+    if (v->knn) {
+        if (eval_outputs(t->m, &v->bs, v->B, 0, v->bout, v->D) || eval_outputs(t->m, &v->vs, v->B, 0, v->vout, v->D))
+            return -1;
+        int nclass = 0;
+        for (int64_t i = 0; i < v->bs.n; i++)
+            nclass = v->bs.y[i] + 1 > nclass ? v->bs.y[i] + 1 : nclass;
+        for (int64_t i = 0; i < v->vs.n; i++)
+            nclass = v->vs.y[i] + 1 > nclass ? v->vs.y[i] + 1 : nclass;
+        int k = v->bs.n < 20 ? (int)v->bs.n : 20;
+        if (kd_knn_predict(v->bout, v->bs.y, v->bs.n, v->D, nclass, v->vout, v->vs.n, k, 0.07f, KD_KNN_COSINE,
+                           v->pred))
+            return -1;
+        for (int64_t i = 0; i < v->vs.n; i++)
+            c += v->pred[i] == v->vs.y[i];
+    } else {
+        if (eval_outputs(t->m, &v->vs, v->B, 1, v->vout, v->K))
+            return -1;
+        for (int64_t i = 0; i < v->vs.n; i++) {
+            const float *z = v->vout + (size_t)i * v->K;
+            int a = 0;
+            for (int k = 1; k < v->K; k++)
+                a = z[k] > z[a] ? k : a;
+            c += a == v->vs.y[i];
+        }
+    }
+    kd_json j;
+    kd_json_begin(&j, logf);
+    kd_json_int(&j, "step", t->step);
+    kd_json_int(&j, "epoch", t->epoch);
+    kd_json_num(&j, v->knn ? "val_knn_top1" : "val_top1", (double)c / v->vs.n);
+    kd_json_end(&j);
     return 0;
 }
 
@@ -301,20 +348,20 @@ int main(int argc, char **argv)
     int D = kd_model_feat_dim(t.m), K = kd_model_num_classes(t.m), E = kd_model_emb_dim(t.m);
     float *dfeat = calloc((size_t)B * D, sizeof(float)), *dlog = calloc((size_t)B * (K ? K : 1), sizeof(float)),
           *demb = calloc((size_t)B * (E ? E : 1), sizeof(float));
-    kd_evalset vs = {0}, bs = {0};
-    float *vout = NULL, *bout = NULL;
-    int32_t *pred = NULL;
+    validator V = {.knn = is_moco || !K, .B = B, .D = D, .K = K};
     if (val) {
-        if (kd_evalset_load(&vs, val, val_limit, H, W) || (bank && kd_evalset_load(&bs, bank, bank_limit, H, W)))
+        if (kd_evalset_load(&V.vs, val, val_limit, H, W) ||
+            (bank && kd_evalset_load(&V.bs, bank, bank_limit, H, W)))
             kd_die_err();
-        int dim = is_moco || !K ? D : K;
-        vout = malloc(sizeof(float) * (size_t)vs.n * dim);
-        bout = bank ? malloc(sizeof(float) * (size_t)bs.n * D) : NULL;
-        pred = malloc(sizeof(int32_t) * (size_t)vs.n);
-        if (vs.c != C)
-            kd_die(KD_EXIT_FAIL, "%s: %d channels, the stream has %d", val, vs.c, C);
+        V.vout = malloc(sizeof(float) * (size_t)V.vs.n * (V.knn ? D : K));
+        V.bout = bank ? malloc(sizeof(float) * (size_t)V.bs.n * D) : NULL;
+        V.pred = malloc(sizeof(int32_t) * (size_t)V.vs.n);
+        if (V.vs.c != C)
+            kd_die(KD_EXIT_FAIL, "%s: %d channels, the stream has %d", val, V.vs.c, C);
+        if (V.knn && !bank)
+            kd_usage("--val without a classifier needs --knn-bank TRAIN.h5 for the kNN monitor");
     }
-    if (!dfeat || !dlog || !demb || (val && (!vout || !pred)))
+    if (!dfeat || !dlog || !demb || (val && (!V.vout || !V.pred || (bank && !V.bout))))
         kd_die(KD_EXIT_FAIL, "out of memory");
 
     size_t np, ng;
@@ -322,6 +369,8 @@ int main(int argc, char **argv)
     long start = t.step, frames = 0;
     double t0 = kd_now(), tlast = t0;
     long imgs_since = 0;
+    if (val && start == 0 && validate(&V, &t, logf)) /* the network at initialisation */
+        kd_die_err();
     do {
         long fstep = (long)kd_frame_meta_i64(&f, "step", frames);
         frames++;
@@ -396,42 +445,8 @@ int main(int argc, char **argv)
             imgs_since = 0;
         }
         kd_progress(&std, "step %ld epoch %ld loss %.4f lr %.4g", t.step, t.epoch, total_loss, cur_lr);
-        int do_val = val && val_every && t.step % val_every == 0;
-        if (do_val) {
-            kd_json j;
-            kd_json_begin(&j, logf);
-            kd_json_int(&j, "step", t.step);
-            kd_json_int(&j, "epoch", t.epoch);
-            if (is_moco || !K) {
-                if (eval_outputs(t.m, &bs, B, 0, bout, D) || eval_outputs(t.m, &vs, B, 0, vout, D))
-                    kd_die_err();
-                int nclass = 0;
-                for (int64_t i = 0; i < bs.n; i++)
-                    nclass = bs.y[i] + 1 > nclass ? bs.y[i] + 1 : nclass;
-                for (int64_t i = 0; i < vs.n; i++)
-                    nclass = vs.y[i] + 1 > nclass ? vs.y[i] + 1 : nclass;
-                int k = bs.n < 20 ? (int)bs.n : 20;
-                if (kd_knn_predict(bout, bs.y, bs.n, D, nclass, vout, vs.n, k, 0.07f, KD_KNN_COSINE, pred))
-                    kd_die_err();
-                int64_t c = 0;
-                for (int64_t i = 0; i < vs.n; i++)
-                    c += pred[i] == vs.y[i];
-                kd_json_num(&j, "val_knn_top1", (double)c / vs.n);
-            } else {
-                if (eval_outputs(t.m, &vs, B, 1, vout, K))
-                    kd_die_err();
-                int64_t c = 0;
-                for (int64_t i = 0; i < vs.n; i++) {
-                    const float *z = vout + (size_t)i * K;
-                    int a = 0;
-                    for (int k = 1; k < K; k++)
-                        a = z[k] > z[a] ? k : a;
-                    c += a == vs.y[i];
-                }
-                kd_json_num(&j, "val_top1", (double)c / vs.n);
-            }
-            kd_json_end(&j);
-        }
+        if (val && val_every && t.step % val_every == 0 && validate(&V, &t, logf))
+            kd_die_err();
         if (ckpt_every && t.step % ckpt_every == 0 && save_all(&t, ckpt))
             kd_die_err();
     } while ((rc = kd_reader_next(rd, &f)) == 1);
@@ -440,6 +455,8 @@ int main(int argc, char **argv)
         kd_die_err();
     if (t.step == start)
         kd_die(KD_EXIT_FAIL, "%s: no frame after step %ld: nothing trained", in, start);
+    if (val && !(val_every && t.step % val_every == 0) && validate(&V, &t, logf))
+        kd_die_err();
     if (save_all(&t, out))
         kd_die_err();
     kd_json j;
@@ -457,8 +474,8 @@ int main(int argc, char **argv)
             L.mod[i]->free(L.st[i]);
     kd_sgd_free(&t.opt);
     kd_model_free(t.m);
-    kd_evalset_free(&vs);
-    kd_evalset_free(&bs);
-    free(vout), free(bout), free(pred), free(dfeat), free(dlog), free(demb);
+    kd_evalset_free(&V.vs);
+    kd_evalset_free(&V.bs);
+    free(V.vout), free(V.bout), free(V.pred), free(dfeat), free(dlog), free(demb);
     return 0;
 }

@@ -49,9 +49,18 @@ print('identical' if not bad else 'differ: %s' % bad[:3])" "$1" "$2"
 
 @test "distill-step ce: the loss falls on real images and the model file is usable" {
     stream 6 > s.kdt
-    run sh -c "'$DS' --method ce -m sup.h5 --lr 0.05 --schedule const --val d.h5 --val-every 24 -o out.h5 < s.kdt"
+    run sh -c "'$DS' --method ce -m sup.h5 --lr 0.05 --schedule const --val d.h5 --val-every 10 -o out.h5 < s.kdt"
     assert_success
     assert_output --partial '"val_top1"'
+    # validated as initialised (step 0), every 10 steps, and after the last step
+    echo "$output" | "$PY" -c "
+import json, sys
+lines = [json.loads(l) for l in sys.stdin]
+val = [l['step'] for l in lines if 'val_top1' in l]
+steps = [l['steps'] for l in lines if 'steps' in l][0]
+print(val, steps)
+assert val[0] == 0 and val[-1] == steps and all(v % 10 == 0 for v in val[:-1]) and len(val) == 4, (val, steps)
+"
     first=$(echo "$output" | head -4 | "$BATS_TEST_DIRNAME/../scripts/jsonfield" loss | "$PY" -c "import sys; v=[float(x) for x in sys.stdin]; print(sum(v)/len(v))")
     last=$(echo "$output" | grep '"loss"' | tail -4 | "$BATS_TEST_DIRNAME/../scripts/jsonfield" loss | "$PY" -c "import sys; v=[float(x) for x in sys.stdin]; print(sum(v)/len(v))")
     "$PY" -c "import sys; a,b=map(float,sys.argv[1:]); print(a,b); sys.exit(0 if b < 0.8*a else 1)" "$first" "$last"
