@@ -110,7 +110,7 @@ int main(int argc, char **argv)
     heap_reserve(gt, dets);
     kd_coco c = {0};
     if ((kd_h5_is_hdf5(gt) ? kd_coco_load_gt_h5(&c, gt) : kd_coco_load_gt_json(&c, gt)) ||
-        (kd_h5_is_hdf5(dets) ? kd_coco_load_dets_h5(&c, dets) : kd_coco_load_dets_json(&c, dets)))
+        kd_coco_load_dets(&c, dets))
         kd_die_err();
     int bad = kd_coco_prepare(&c);
     if (bad) {

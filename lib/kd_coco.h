@@ -62,5 +62,8 @@ int kd_coco_load_gt_json(kd_coco *c, const char *path);
 int kd_coco_load_dets_json(kd_coco *c, const char *path);
 int kd_coco_load_gt_h5(kd_coco *c, const char *path);
 int kd_coco_load_dets_h5(kd_coco *c, const char *path);
+/* Detections in any of the three forms (HDF5, tensor stream, JSON), told
+ * apart by their first bytes; "-" reads standard input. */
+int kd_coco_load_dets(kd_coco *c, const char *path);
 
 #endif

@@ -1,12 +1,17 @@
-/* Readers for kd_coco: COCO JSON through jansson, and kdpipe HDF5 files. */
+/* Readers for kd_coco: COCO JSON through jansson, kdpipe HDF5 files and
+ * tensor streams. */
+#include <errno.h>
 #include <jansson.h>
 #include <math.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "kd_coco.h"
 #include "kd_err.h"
+#include "kd_file.h"
 #include "kd_h5.h"
+#include "kd_stream.h"
 
 static int get_i64(json_t *o, const char *key, int64_t *v, int required)
 {
@@ -141,11 +146,9 @@ bad_ann:
     return -1;
 }
 
-int kd_coco_load_dets_json(kd_coco *c, const char *path)
+/* Takes j (decref'd here). */
+static int dets_from_json(kd_coco *c, json_t *j, const char *path)
 {
-    json_t *j = load(path);
-    if (!j)
-        return -1;
     if (!json_is_array(j)) {
         kd_err_set("%s: not a COCO results list", path);
         json_decref(j);
@@ -153,6 +156,11 @@ int kd_coco_load_dets_json(kd_coco *c, const char *path)
     }
     c->ndt = (int64_t)json_array_size(j);
     c->dt = calloc((size_t)c->ndt + 1, sizeof(kd_coco_box));
+    if (!c->dt) {
+        kd_err_set("%s: out of memory", path);
+        json_decref(j);
+        return -1;
+    }
     size_t i;
     json_t *o;
     json_array_foreach(j, i, o)
@@ -174,6 +182,12 @@ int kd_coco_load_dets_json(kd_coco *c, const char *path)
     }
     json_decref(j);
     return 0;
+}
+
+int kd_coco_load_dets_json(kd_coco *c, const char *path)
+{
+    json_t *j = load(path);
+    return j ? dets_from_json(c, j, path) : -1;
 }
 
 /* A dataset file with /boxes [M,4], /box_labels [M], /box_offsets [N+1],
@@ -254,6 +268,39 @@ out:
     return rc;
 }
 
+/* Appends M detections (boxes xywh [M,4], scores, labels, image ids),
+ * refusing negative or non-finite sizes and scores; "what" names the
+ * detection in messages (its position is first + q). */
+static int add_dets(kd_coco *c, const float *boxes, const float *sc, const int32_t *lab, const int64_t *img,
+                    int64_t M, const char *what)
+{
+    kd_coco_box *dt = realloc(c->dt, sizeof(kd_coco_box) * (size_t)(c->ndt + M + 1));
+    if (!dt) {
+        kd_err_set("%s: out of memory for %lld detections", what, (long long)(c->ndt + M));
+        return -1;
+    }
+    c->dt = dt;
+    for (int64_t q = 0; q < M; q++) {
+        kd_coco_box *b = &c->dt[c->ndt];
+        memset(b, 0, sizeof *b);
+        b->x = boxes[4 * q], b->y = boxes[4 * q + 1], b->w = boxes[4 * q + 2], b->h = boxes[4 * q + 3];
+        if (!(b->w >= 0 && b->h >= 0) || !isfinite(b->x) || !isfinite(b->y) || !isfinite(b->w) || !isfinite(b->h)) {
+            kd_err_set("%s: detection %lld has a negative or non-finite size", what, (long long)c->ndt);
+            return -1;
+        }
+        if (!isfinite(sc[q])) {
+            kd_err_set("%s: detection %lld has a non-finite score", what, (long long)c->ndt);
+            return -1;
+        }
+        b->score = sc[q];
+        b->area = b->w * b->h;
+        b->image = img[q];
+        b->cat = lab[q];
+        b->id = ++c->ndt;
+    }
+    return 0;
+}
+
 int kd_coco_load_dets_h5(kd_coco *c, const char *path)
 {
     kd_h5 h;
@@ -275,28 +322,115 @@ int kd_coco_load_dets_h5(kd_coco *c, const char *path)
         kd_h5_read(&h, "scores", KD_F32, 0, M, sc) || kd_h5_read(&h, "labels", KD_I32, 0, M, lab) ||
         kd_h5_read(&h, "image_ids", KD_I64, 0, M, img))
         goto out;
-    c->ndt = M;
-    c->dt = calloc((size_t)M + 1, sizeof(kd_coco_box));
-    for (int64_t q = 0; q < M; q++) {
-        kd_coco_box *b = &c->dt[q];
-        b->x = boxes[4 * q], b->y = boxes[4 * q + 1], b->w = boxes[4 * q + 2], b->h = boxes[4 * q + 3];
-        if (!(b->w >= 0 && b->h >= 0) || !isfinite(b->x) || !isfinite(b->y) || !isfinite(b->w) || !isfinite(b->h)) {
-            kd_err_set("%s: detection %lld has a negative or non-finite size", path, (long long)q);
-            goto out;
-        }
-        if (!isfinite(sc[q])) {
-            kd_err_set("%s: detection %lld has a non-finite score", path, (long long)q);
-            goto out;
-        }
-        b->score = sc[q];
-        b->area = b->w * b->h;
-        b->image = img[q];
-        b->cat = lab[q];
-        b->id = q + 1;
-    }
-    rc = 0;
+    rc = add_dets(c, boxes, sc, lab, img, M, path);
 out:
     free(boxes), free(sc), free(lab), free(img);
     kd_h5_close(&h);
+    return rc;
+}
+
+/* A tensor stream: every frame holds boxes f32 [M,4] (xywh), scores f32
+ * [M], labels i32 [M] and image_ids i64 or i32 [M]; frames concatenate. */
+static int load_dets_stream(kd_coco *c, kd_reader *r, const char *path)
+{
+    kd_frame f;
+    kd_frame_init(&f);
+    int rc, bad = 0;
+    long k = 0;
+    int64_t *img = NULL;
+    c->dt = calloc(1, sizeof(kd_coco_box));
+    if (!c->dt) {
+        kd_err_set("%s: out of memory", path);
+        bad = 1;
+    }
+    while (!bad && (rc = kd_reader_next(r, &f)) == 1) {
+        kd_tensor *bx = kd_frame_need(&f, "boxes", KD_F32, 2), *sc = kd_frame_need(&f, "scores", KD_F32, 1),
+                  *lb = kd_frame_need(&f, "labels", KD_I32, 1), *id = kd_frame_get(&f, "image_ids");
+        char what[64];
+        snprintf(what, sizeof what, "frame %ld", k++);
+        if (!bx || !sc || !lb) {
+            kd_err_prefix("%s: %s", path, what);
+            bad = 1;
+            break;
+        }
+        int64_t M = bx->dims[0];
+        if (!id || id->rank != 1 || (id->dtype != KD_I64 && id->dtype != KD_I32) || bx->dims[1] != 4 ||
+            sc->dims[0] != M || lb->dims[0] != M || id->dims[0] != M) {
+            kd_err_set("%s: %s: needs boxes f32 [M,4], scores f32 [M], labels i32 [M], image_ids i64 or i32 [M]", path,
+                       what);
+            bad = 1;
+            break;
+        }
+        int64_t *ni = realloc(img, sizeof(int64_t) * (size_t)(M + 1));
+        if (!ni) {
+            kd_err_set("%s: out of memory", path);
+            bad = 1;
+            break;
+        }
+        img = ni;
+        for (int64_t q = 0; q < M; q++)
+            img[q] = id->dtype == KD_I64 ? ((const int64_t *)id->data)[q] : ((const int32_t *)id->data)[q];
+        char ctx[1100];
+        snprintf(ctx, sizeof ctx, "%s: %s", path, what);
+        bad = add_dets(c, bx->data, sc->data, lb->data, img, M, ctx) != 0;
+    }
+    if (!bad && rc < 0)
+        bad = 1;
+    free(img);
+    kd_frame_free(&f);
+    return bad ? -1 : 0;
+}
+
+/* The detections' format from their first bytes: HDF5, a kdpipe stream
+ * ("KDT\n"), else a COCO results JSON list.  Standard input is read whole
+ * first, so that any of the three can come through a pipe. */
+int kd_coco_load_dets(kd_coco *c, const char *path)
+{
+    static const unsigned char hdf5_sig[8] = {0x89, 'H', 'D', 'F', '\r', '\n', 0x1a, '\n'};
+    unsigned char *buf = NULL;
+    size_t len = 0;
+    if (strcmp(path, "-") != 0) {
+        unsigned char head[8] = {0};
+        FILE *f = fopen(path, "rb");
+        if (!f) {
+            kd_err_set("%s: %s", path, strerror(errno));
+            return -1;
+        }
+        size_t n = fread(head, 1, sizeof head, f);
+        fclose(f);
+        if (n >= 4 && !memcmp(head, "KDT\n", 4)) {
+            kd_reader *r = kd_reader_open(path);
+            if (!r)
+                return -1;
+            int rc = load_dets_stream(c, r, path);
+            kd_reader_close(r);
+            return rc;
+        }
+        return kd_h5_is_hdf5(path) ? kd_coco_load_dets_h5(c, path) : kd_coco_load_dets_json(c, path);
+    }
+    if (kd_file_slurp(path, &buf, &len))
+        return -1;
+    int rc = -1;
+    if (len >= 8 && !memcmp(buf, hdf5_sig, 8))
+        kd_err_set("-: an HDF5 file cannot be read from standard input; name the file");
+    else if (len >= 4 && !memcmp(buf, "KDT\n", 4)) {
+        FILE *mf = fmemopen(buf, len, "rb");
+        kd_reader *r = mf ? kd_reader_fopen(mf, "-") : NULL;
+        if (r) {
+            rc = load_dets_stream(c, r, path);
+            kd_reader_close(r);
+        } else
+            kd_err_set("-: cannot read the stream");
+        if (mf)
+            fclose(mf);
+    } else {
+        json_error_t e;
+        json_t *j = json_loadb((const char *)buf, len, 0, &e);
+        if (!j)
+            kd_err_set("%s: line %d column %d: %s", path, e.line, e.column, e.text);
+        else
+            rc = dets_from_json(c, j, path);
+    }
+    free(buf);
     return rc;
 }

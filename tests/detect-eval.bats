@@ -122,6 +122,43 @@ h=h5py.File('dt.h5','r+'); s=h['scores'][:]; s[3]=float('nan'); h['scores'][:]=s
     assert_output --partial "dt.h5: detection 3 has a non-finite score"
 }
 
+@test "detect-eval: detections as a tensor stream (file or pipe) give the JSON result" {
+    "$PY" -c "
+import json, sys, numpy as np
+sys.path.insert(0, '$BATS_TEST_DIRNAME/../examples'); import kdt
+d = json.load(open('$FX/case11/dets.json'))
+box = np.array([x['bbox'] for x in d], np.float32); sc = np.array([x['score'] for x in d], np.float32)
+lab = np.array([x['category_id'] for x in d], np.int32); img = np.array([x['image_id'] for x in d], np.int64)
+# the same detections as JSON, with the stream's float32 values
+json.dump([{'image_id': int(img[q]), 'category_id': int(lab[q]), 'bbox': [float(v) for v in box[q]],
+            'score': float(sc[q])} for q in range(len(d))], open('d32.json', 'w'))
+h = len(d) // 2
+with open('d.kdt', 'wb') as f:   # two frames; image ids i64 in one, i32 in the other
+    kdt.write_frame(f, {}, {'boxes': box[:h], 'scores': sc[:h], 'labels': lab[:h], 'image_ids': img[:h]})
+    kdt.write_frame(f, {}, {'boxes': box[h:], 'scores': sc[h:], 'labels': lab[h:], 'image_ids': img[h:].astype(np.int32)})
+with open('nolab.kdt', 'wb') as f:
+    kdt.write_frame(f, {}, {'boxes': box, 'scores': sc, 'image_ids': img})
+"
+    a=$("$DE" --gt "$FX/case11/gt.json" --dets d32.json)
+    b=$("$DE" --gt "$FX/case11/gt.json" --dets d.kdt)
+    c=$("$DE" --gt "$FX/case11/gt.json" --dets - < d.kdt)
+    [ -n "$a" ] && [ "$a" = "$b" ] && [ "$a" = "$c" ]
+    # truncated, a missing tensor, an HDF5 file through a pipe
+    head -c 300 d.kdt > short.kdt
+    run "$DE" --gt "$FX/case11/gt.json" --dets short.kdt
+    assert_failure 1
+    assert_output --partial "detect-eval: short.kdt: frame 0"
+    run "$DE" --gt "$FX/case11/gt.json" --dets nolab.kdt
+    assert_failure 1
+    assert_output --partial "nolab.kdt: frame 0"
+    assert_output --partial "labels"
+    "$BATS_TEST_DIRNAME/../bin/dataset" --help > /dev/null
+    "$PY" -c "import h5py; h5py.File('x.h5', 'w')"
+    run sh -c "'$DE' --gt '$FX/case11/gt.json' --dets - < x.h5"
+    assert_failure 1
+    assert_output --partial "cannot be read from standard input"
+}
+
 @test "detect-eval: bad inputs fail clearly" {
     cp "$FX/case11/gt.json" g.json
     echo '[{"image_id": 1, "category_id": 1, "bbox": [1, 2, 3' > broken.json
