@@ -59,7 +59,13 @@ int kd_h5_create(kd_h5 *h, const char *path, const char *kind)
     h5_quiet();
     snprintf(h->path, sizeof h->path, "%s", path);
     kd_file_tmpname(h->tmp, sizeof h->tmp, path);
-    h->id = H5Fcreate(h->tmp, H5F_ACC_TRUNC, H5P_DEFAULT, H5P_DEFAULT);
+    /* The 1.8 file format: object headers (and with them the attributes)
+     * carry checksums, so a corrupt header is an error on open instead of
+     * a wild read; HDF5 1.8 and later, h5py included, read it. */
+    hid_t fapl = H5Pcreate(H5P_FILE_ACCESS);
+    H5Pset_libver_bounds(fapl, H5F_LIBVER_V18, H5F_LIBVER_LATEST);
+    h->id = H5Fcreate(h->tmp, H5F_ACC_TRUNC, H5P_DEFAULT, fapl);
+    H5Pclose(fapl);
     if (h->id < 0) {
         kd_err_set("%s: cannot create HDF5 file (%s)", path, errno ? strerror(errno) : "HDF5 error");
         unlink(h->tmp);
@@ -211,6 +217,9 @@ static int create(kd_h5 *h, const char *name, kd_dtype dt, int rank, const hsize
         H5Pset_chunk(dcpl, rank, chunk);
         H5Pset_shuffle(dcpl);
         H5Pset_deflate(dcpl, DEFLATE_LEVEL);
+        /* a checksum per chunk: a flipped byte in the data is then an error
+         * on read, not a silently different tensor */
+        H5Pset_fletcher32(dcpl);
     }
     hid_t lcpl = lcpl_groups();
     hid_t ds = H5Dcreate2(h->id, name, file_type(dt), sp, lcpl, dcpl, H5P_DEFAULT);
@@ -307,7 +316,7 @@ int kd_h5_write(kd_h5 *h, const char *name, kd_dtype dt, int rank, const int64_t
         cur[i] = (hsize_t)dims[i];
         bytes *= dims[i];
     }
-    int chunked = rank > 0 && bytes >= 4096;
+    int chunked = rank > 0 && bytes > 0; /* chunked even when small: chunks carry the checksums */
     if (chunked) {
         int64_t c0 = (1 << 20) / rb;
         if (c0 < 1)
