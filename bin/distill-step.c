@@ -371,6 +371,7 @@ int main(int argc, char **argv)
     long imgs_since = 0;
     if (val && start == 0 && validate(&V, &t, logf)) /* the network at initialisation */
         kd_die_err();
+    tlast = kd_now(); /* img_s counts training, not validation */
     do {
         long fstep = (long)kd_frame_meta_i64(&f, "step", frames);
         frames++;
@@ -445,8 +446,11 @@ int main(int argc, char **argv)
             imgs_since = 0;
         }
         kd_progress(&std, "step %ld epoch %ld loss %.4f lr %.4g", t.step, t.epoch, total_loss, cur_lr);
-        if (val && val_every && t.step % val_every == 0 && validate(&V, &t, logf))
-            kd_die_err();
+        if (val && val_every && t.step % val_every == 0) {
+            if (validate(&V, &t, logf))
+                kd_die_err();
+            tlast = kd_now();
+        }
         if (ckpt_every && t.step % ckpt_every == 0 && save_all(&t, ckpt))
             kd_die_err();
     } while ((rc = kd_reader_next(rd, &f)) == 1);
