@@ -17,20 +17,21 @@
 #include "kd_err.h"
 #include "kd_gemm.h"
 
-/* Plane sums (batch norm, bias gradients): float lanes within a plane (omp simd lets the
- * compiler reassociate them into vector registers), double across planes. */
-static float plane_sum(const float *x, int n)
+/* Plane sums (batch norm, bias gradients) in double, whose precision the
+ * batch-norm gradient (a difference of such sums) needs; omp simd lets the
+ * compiler split them into vector lanes at every optimisation level. */
+static double plane_sum(const float *x, int n)
 {
-    float s = 0;
+    double s = 0;
 #pragma omp simd reduction(+ : s)
     for (int i = 0; i < n; i++)
         s += x[i];
     return s;
 }
 
-static float plane_sqdev(const float *x, int n, float mu)
+static double plane_sqdev(const float *x, int n, double mu)
 {
-    float s = 0;
+    double s = 0;
 #pragma omp simd reduction(+ : s)
     for (int i = 0; i < n; i++)
         s += (x[i] - mu) * (x[i] - mu);
@@ -38,13 +39,13 @@ static float plane_sqdev(const float *x, int n, float mu)
 }
 
 /* sum dy and sum dy * (x - mu) over a plane */
-static void plane_dsums(const float *x, const float *dy, int n, float mu, double *sdy, double *sdyx)
+static void plane_dsums(const float *x, const float *dy, int n, double mu, double *sdy, double *sdyx)
 {
-    float a = 0, b = 0;
+    double a = 0, b = 0;
 #pragma omp simd reduction(+ : a, b)
     for (int i = 0; i < n; i++) {
         a += dy[i];
-        b += dy[i] * (x[i] - mu);
+        b += (double)dy[i] * (x[i] - mu);
     }
     *sdy += a, *sdyx += b;
 }
@@ -575,7 +576,7 @@ static void conv_backward_per_core(const kd_conv *c, const float *x, const float
             }
             if (db)
                 for (int o = 0; o < c->O; o++)
-                    gb[o] = (n0 > p0 ? gb[o] : 0.0f) + plane_sum(dyt + (size_t)o * MP, MP);
+                    gb[o] = (n0 > p0 ? gb[o] : 0.0f) + (float)plane_sum(dyt + (size_t)o * MP, MP);
             if (!dx)
                 continue;
             float *dxn = dx + (size_t)n0 * c->C * HW;
@@ -831,7 +832,7 @@ void kd_bn_forward_train(int N, int C, int HW, int group, const float *x, const 
                 s += plane_sum(x + ((size_t)n * C + c) * HW, HW);
             double mu = s / (double)cnt;
             for (int n = g * group; n < (g + 1) * group; n++)
-                s2 += plane_sqdev(x + ((size_t)n * C + c) * HW, HW, (float)mu);
+                s2 += plane_sqdev(x + ((size_t)n * C + c) * HW, HW, mu);
             double var = s2 / (double)cnt, rs = 1.0 / sqrt(var + eps);
             mean[g * C + c] = (float)mu;
             rstd[g * C + c] = (float)rs;
