@@ -95,10 +95,12 @@ static int per_core(const kd_conv *c)
     return c->groups == 1 && (size_t)c->O * c->C * c->kh * c->kw <= 131072;
 }
 
+/* At most N/KD_CONV_PARTS images per group, so that tiny planes still give
+ * every core work (and the grouping never depends on the thread count). */
 static int group_images(const kd_conv *c)
 {
-    int P = c->Ho * c->Wo, nb = (GROUP_COLS + P - 1) / P;
-    return nb > c->N ? c->N : nb;
+    int P = c->Ho * c->Wo, nb = (GROUP_COLS + P - 1) / P, cap = (c->N + KD_CONV_PARTS - 1) / KD_CONV_PARTS;
+    return nb > cap ? cap : nb;
 }
 
 /* Stride-1 input gradients (of at least 8 channels) are computed as the
