@@ -11,24 +11,7 @@
 #include "kd_model.h"
 #include "kd_rng.h"
 
-static double sgemm_peak(void)
-{
-    int n = 2048;
-    float *A = malloc(sizeof(float) * n * n), *B = malloc(sizeof(float) * n * n), *C = malloc(sizeof(float) * n * n);
-    for (long i = 0; i < (long)n * n; i++)
-        A[i] = (float)(i % 7) * 0.1f, B[i] = (float)(i % 5) * 0.1f;
-    kd_gemm(0, 0, n, n, n, 1, A, n, B, n, 0, C, n);
-    double best = 0;
-    for (int r = 0; r < 3; r++) {
-        double t = kd_now();
-        kd_gemm(0, 0, n, n, n, 1, A, n, B, n, 0, C, n);
-        t = kd_now() - t;
-        if (2.0 * n * n * n / t / 1e9 > best)
-            best = 2.0 * n * n * n / t / 1e9;
-    }
-    free(A), free(B), free(C);
-    return best;
-}
+#include "bench_peak.h"
 
 int main(int argc, char **argv)
 {

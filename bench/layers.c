@@ -4,7 +4,7 @@
  *   layers THREADS SECS N,C,H,W,O,k,stride,pad,groups|sgemm [...]
  *
  * One JSON line per shape: {"shape", "fwd_ms", "bwd_ms", "fwd_gflops",
- * "bwd_gflops"}; for the word sgemm, the sgemm peak (2048^3 through kd_gemm)
+ * "bwd_gflops"}; for the word sgemm, the sgemm peak (bench_peak.h: 2048^3 through kd_gemm)
  * and the BLIS kernels in use.  Backward computes dx and dw (no bias), i.e.
  * twice the forward FLOPs.  Times are the fastest of several runs. */
 #include <stdio.h>
@@ -14,6 +14,8 @@
 #include "kd_cli.h"
 #include "kd_gemm.h"
 #include "kd_layers.h"
+
+#include "bench_peak.h"
 
 static float *filled(size_t n, unsigned seed)
 {
@@ -47,16 +49,6 @@ static float *filled(size_t n, unsigned seed)
         } while (t_ - t0_ < (secs) || reps_ < 3);                                                                 \
         (out) = best_;                                                                                            \
     } while (0)
-
-static double sgemm_peak(void)
-{
-    int n = 2048;
-    float *A = filled((size_t)n * n, 1), *B = filled((size_t)n * n, 2), *C = filled((size_t)n * n, 3);
-    double t;
-    TIMED(1.0, t, kd_gemm(0, 0, n, n, n, 1, A, n, B, n, 0, C, n));
-    free(A), free(B), free(C);
-    return 2.0 * n * n * n / t / 1e9;
-}
 
 int main(int argc, char **argv)
 {

@@ -152,7 +152,6 @@ with open('nolab.kdt', 'wb') as f:
     assert_failure 1
     assert_output --partial "nolab.kdt: frame 0"
     assert_output --partial "labels"
-    "$BATS_TEST_DIRNAME/../bin/dataset" --help > /dev/null
     "$PY" -c "import h5py; h5py.File('x.h5', 'w')"
     run sh -c "'$DE' --gt '$FX/case11/gt.json' --dets - < x.h5"
     assert_failure 1
