@@ -41,7 +41,7 @@ int main(int argc, char **argv)
     if (!m || kd_model_prepare(m, B, S, S))
         die();
     kd_sgd opt;
-    kd_sgd_opts so = {0.9f, 5e-4f, 0, 0};
+    kd_sgd_opts so = {0.9f, 5e-4f, 0, 0, 0};
     if (kd_sgd_init(&opt, m, &so))
         die();
     size_t n = (size_t)B * S * S;

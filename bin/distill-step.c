@@ -31,6 +31,8 @@ static const char help[] =
     "  --lr-scale-batch    multiply --lr by batch/256\n"
     "  --momentum M        SGD momentum (0.9);  --nesterov\n"
     "  --wd W              weight decay (1e-4);  --wd-exclude-bn-bias\n"
+    "  --lars ETA          LARS: scale each weight tensor's step by its trust ratio\n"
+    "                      ETA*|w|/|g+wd*w| (BN and biases unscaled), e.g. 0.001\n"
     "  --schedule S        const, cosine (default) or step:E1,E2,... (x0.1 at epochs)\n"
     "  --warmup-steps N    linear warmup\n"
     "  --epochs E          epochs the stream holds (for the schedule; steps per epoch\n"
@@ -51,7 +53,7 @@ static const char help[] =
 
 enum { OPT_METHOD = KD_OPT_PROG, OPT_LOSS, OPT_QUEUE, OPT_TAU, OPT_MOCOM, OPT_SBN, OPT_LR, OPT_LRSCALE, OPT_MOM,
        OPT_NEST, OPT_WD, OPT_WDX, OPT_SCHED, OPT_WARM, OPT_EPOCHS, OPT_TOTAL, OPT_VAL, OPT_VALEVERY, OPT_VALLIM,
-       OPT_BANK, OPT_BANKLIM, OPT_CKPT, OPT_CKPTEVERY, OPT_RESUME, OPT_LOG, OPT_LOGEVERY };
+       OPT_BANK, OPT_BANKLIM, OPT_CKPT, OPT_CKPTEVERY, OPT_RESUME, OPT_LOG, OPT_LOGEVERY, OPT_LARS };
 static const struct option longopts[] = {
     {"method", required_argument, 0, OPT_METHOD}, {"loss", required_argument, 0, OPT_LOSS},
     {"queue", required_argument, 0, OPT_QUEUE}, {"tau", required_argument, 0, OPT_TAU},
@@ -59,6 +61,7 @@ static const struct option longopts[] = {
     {"lr", required_argument, 0, OPT_LR}, {"lr-scale-batch", no_argument, 0, OPT_LRSCALE},
     {"momentum", required_argument, 0, OPT_MOM}, {"nesterov", no_argument, 0, OPT_NEST},
     {"wd", required_argument, 0, OPT_WD}, {"wd-exclude-bn-bias", no_argument, 0, OPT_WDX},
+    {"lars", required_argument, 0, OPT_LARS},
     {"schedule", required_argument, 0, OPT_SCHED}, {"warmup-steps", required_argument, 0, OPT_WARM},
     {"epochs", required_argument, 0, OPT_EPOCHS}, {"total-steps", required_argument, 0, OPT_TOTAL},
     {"val", required_argument, 0, OPT_VAL}, {"val-every", required_argument, 0, OPT_VALEVERY},
@@ -200,7 +203,7 @@ int main(int argc, char **argv)
                *log_path = NULL, *sched_spec = "cosine";
     losses L = {0};
     kd_loss_opts lo = {4096, 0.2f, 0.999f, 32, 0, 0, 0, 0};
-    kd_sgd_opts so = {0.9f, 1e-4f, 0, 0};
+    kd_sgd_opts so = {0.9f, 1e-4f, 0, 0, 0};
     double lr = 0.03, epochs = 0;
     long warmup = 0, total = 0, val_every = 0, ckpt_every = 0, log_every = 1;
     int64_t val_limit = 0, bank_limit = 10000;
@@ -224,6 +227,7 @@ int main(int argc, char **argv)
         case OPT_NEST: so.nesterov = 1; break;
         case OPT_WD: so.wd = (float)kd_parse_double("--wd", optarg, 0, 1); break;
         case OPT_WDX: so.wd_exclude = 1; break;
+        case OPT_LARS: so.lars_eta = (float)kd_parse_double("--lars", optarg, 1e-9, 1e3); break;
         case OPT_SCHED: sched_spec = optarg; break;
         case OPT_WARM: warmup = kd_parse_long("--warmup-steps", optarg, 0, 1L << 40); break;
         case OPT_EPOCHS: epochs = kd_parse_double("--epochs", optarg, 0, 1e7); break;

@@ -20,13 +20,22 @@ int kd_sgd_init(kd_sgd *s, kd_model *m, const kd_sgd_opts *o)
     }
     for (size_t i = 0; i < s->n; i++)
         s->wdscale[i] = 1;
-    if (o->wd_exclude)
-        for (int v = 0; v < kd_model_nparam_views(m); v++) {
-            const kd_pview *pv = kd_model_param_view(m, v);
-            if (pv->no_decay)
-                for (size_t i = 0; i < pv->n; i++)
-                    s->wdscale[pv->off + i] = 0;
+    int nv = kd_model_nparam_views(m);
+    if (o->lars_eta > 0 && !(s->adapt = malloc(sizeof *s->adapt * (size_t)(nv ? nv : 1)))) {
+        kd_sgd_free(s);
+        kd_err_set("optimizer: out of memory");
+        return -1;
+    }
+    for (int v = 0; v < nv; v++) {
+        const kd_pview *pv = kd_model_param_view(m, v);
+        if (pv->no_decay && o->wd_exclude)
+            for (size_t i = 0; i < pv->n; i++)
+                s->wdscale[pv->off + i] = 0;
+        if (!pv->no_decay && s->adapt) {
+            s->adapt[s->nadapt][0] = pv->off;
+            s->adapt[s->nadapt++][1] = pv->n;
         }
+    }
     return 0;
 }
 
@@ -34,20 +43,55 @@ void kd_sgd_free(kd_sgd *s)
 {
     free(s->buf);
     free(s->wdscale);
+    free(s->adapt);
     s->buf = s->wdscale = NULL;
+    s->adapt = NULL;
 }
 
-void kd_sgd_step(kd_sgd *s, float *p, const float *g, float lr)
+/* d = g + wd*p over [lo, hi), scaled by r. */
+static void sgd_range(kd_sgd *s, float *p, const float *g, float lr, size_t lo, size_t hi, float r)
 {
     float m = s->o.momentum, wd = s->o.wd;
-    for (size_t i = 0; i < s->n; i++) {
-        float d = g[i] + wd * s->wdscale[i] * p[i];
+    for (size_t i = lo; i < hi; i++) {
+        float d = r * (g[i] + wd * s->wdscale[i] * p[i]);
         if (m != 0) {
             s->buf[i] = m * s->buf[i] + d;
             d = s->o.nesterov ? d + m * s->buf[i] : s->buf[i];
         }
         p[i] -= lr * d;
     }
+}
+
+/* LARS trust ratio of one weight tensor, norms in double. */
+static float lars_ratio(const kd_sgd *s, const float *p, const float *g, size_t off, size_t n)
+{
+    double pn = 0, dn = 0;
+    for (size_t i = off; i < off + n; i++) {
+        double d = (double)g[i] + (double)s->o.wd * s->wdscale[i] * p[i];
+        pn += (double)p[i] * p[i];
+        dn += d * d;
+    }
+    if (pn <= 0 || dn <= 0)
+        return 1;
+    return (float)(s->o.lars_eta * sqrt(pn) / sqrt(dn));
+}
+
+void kd_sgd_step(kd_sgd *s, float *p, const float *g, float lr)
+{
+    if (!s->adapt) {
+        sgd_range(s, p, g, lr, 0, s->n, 1);
+        return;
+    }
+    /* Views tile the slab in order: the gaps between weight tensors are the
+     * BN parameters and biases, stepped with ratio 1. */
+    size_t at = 0;
+    for (int v = 0; v < s->nadapt; v++) {
+        size_t off = s->adapt[v][0], n = s->adapt[v][1];
+        sgd_range(s, p, g, lr, at, off, 1);
+        sgd_range(s, p, g, lr, off, off + n, lars_ratio(s, p, g, off, n));
+        at = off + n;
+    }
+    sgd_range(s, p, g, lr, at, s->n, 1);
 }
 
 double kd_sched_lr(const kd_sched *s, long step, double epoch)

@@ -2,7 +2,13 @@
  * torch.optim.SGD (dampening 0): d = g + wd*p; buf = m*buf + d;
  * d = nesterov ? d + m*buf : buf; p -= lr*d.  Weight decay may skip the
  * views flagged no_decay (BN weights and biases, all biases).  The momentum
- * buffer is one slab parallel to the parameters. */
+ * buffer is one slab parallel to the parameters.
+ *
+ * LARS (lars_eta > 0; You et al. 2017, as MoCo v3 and BYOL use it): before
+ * the momentum, each weight tensor's d is scaled by the trust ratio
+ * eta*|p|/|d| (1 where either norm is 0); BN parameters and biases keep
+ * ratio 1, so the large-batch recipes' "exclude BN and bias" is
+ * --wd-exclude-bn-bias plus this. */
 #ifndef KD_OPTIM_H
 #define KD_OPTIM_H
 
@@ -13,6 +19,7 @@
 typedef struct {
     float momentum, wd;
     int nesterov, wd_exclude;
+    float lars_eta; /* 0: plain SGD */
 } kd_sgd_opts;
 
 typedef struct {
@@ -20,6 +27,8 @@ typedef struct {
     size_t n;
     float *buf;      /* [n] momentum */
     float *wdscale;  /* [n] 1 or 0: where weight decay applies */
+    int nadapt;
+    size_t (*adapt)[2]; /* LARS: [nadapt] (offset, length) of the weight tensors */
 } kd_sgd;
 
 int kd_sgd_init(kd_sgd *s, kd_model *m, const kd_sgd_opts *o);

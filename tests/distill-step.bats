@@ -70,6 +70,21 @@ assert val[0] == 0 and val[-1] == steps and all(v % 10 == 0 for v in val[:-1]) a
     assert_success
 }
 
+@test "distill-step --lars: layer-wise trust ratios train, and step differently from plain SGD" {
+    stream 6 > s.kdt
+    run sh -c "'$DS' --method ce -m sup.h5 --lars 0.02 --lr 1 --wd 5e-4 --wd-exclude-bn-bias --schedule const -o lars.h5 < s.kdt"
+    assert_success
+    first=$(echo "$output" | grep '"loss"' | head -4 | "$BATS_TEST_DIRNAME/../scripts/jsonfield" loss | "$PY" -c "import sys; v=[float(x) for x in sys.stdin]; print(sum(v)/len(v))")
+    last=$(echo "$output" | grep '"loss"' | tail -4 | "$BATS_TEST_DIRNAME/../scripts/jsonfield" loss | "$PY" -c "import sys; v=[float(x) for x in sys.stdin]; print(sum(v)/len(v))")
+    "$PY" -c "import sys; a,b=map(float,sys.argv[1:]); print(a,b); sys.exit(0 if b < 0.8*a else 1)" "$first" "$last"
+    "$DS" --method ce -m sup.h5 --lr 1 --wd 5e-4 --wd-exclude-bn-bias --schedule const -o sgd.h5 < s.kdt > /dev/null
+    run same_weights lars.h5 sgd.h5
+    refute_output "identical"
+    run "$DS" --method ce -m sup.h5 --lars 0 -o x.h5
+    assert_failure 2
+    assert_output --partial "--lars"
+}
+
 @test "distill-step: resume gives weights bit-identical to an uninterrupted run" {
     stream 2 > full.kdt
     stream 1 > half.kdt

@@ -105,7 +105,7 @@ static void test_sgd_resnet(kd_h5 *h)
     kd_h5_attr_get_f64(h, "sgd", "momentum", &mom);
     kd_h5_attr_get_f64(h, "sgd", "wd", &wd);
     kd_sgd opt;
-    kd_sgd_opts so = {(float)mom, (float)wd, 0, 0};
+    kd_sgd_opts so = {(float)mom, (float)wd, 0, 0, 0};
     KD_CHECK(kd_sgd_init(&opt, m, &so) == 0, "sgd init");
     float x[N * H * W], dl[N * 10];
     int32_t y[N];
@@ -218,7 +218,7 @@ static void test_sgd_rules(void)
         g[i] = (float)pat(77, i);
     memcpy(p0, P, sizeof(float) * n);
     kd_sgd s;
-    kd_sgd_opts so = {0.9f, 0.01f, 1, 1};
+    kd_sgd_opts so = {0.9f, 0.01f, 1, 1, 0};
     KD_CHECK(kd_sgd_init(&s, m, &so) == 0, "nesterov sgd init");
     double worst = 0;
     int nd = 0;
@@ -238,6 +238,55 @@ static void test_sgd_rules(void)
         }
     }
     KD_CHECK(nd > 0 && worst < 1e-6, "Nesterov + wd excluding %d BN/bias tensors: worst rel err %.1e", nd, worst);
+    kd_sgd_free(&s);
+    free(g), free(p0), free(buf);
+    kd_model_free(m);
+}
+
+/* LARS against a double-precision reference of the rule: per weight tensor
+ * d = g + wd*p scaled by eta*|p|/|d|, BN and biases unscaled and undecayed. */
+static void test_lars(void)
+{
+    kd_arch_opts o = {"resnet20", 1, 10, 0, 0, 0, 0, 0};
+    kd_model *m = kd_model_new(&o, 5);
+    if (!m) {
+        KD_CHECK(0, "model");
+        return;
+    }
+    size_t n;
+    float *P = kd_model_params(m, &n);
+    float *g = malloc(sizeof(float) * n);
+    double *p0 = malloc(sizeof(double) * n), *buf = calloc(n, sizeof(double));
+    for (size_t i = 0; i < n; i++)
+        g[i] = (float)pat(91, i), p0[i] = P[i];
+    const float eta = 0.001f, wd = 5e-4f, lr = 2.0f;
+    kd_sgd s;
+    kd_sgd_opts so = {0.9f, wd, 0, 1, eta};
+    KD_CHECK(kd_sgd_init(&s, m, &so) == 0, "lars init");
+    double worst = 0, rmin = 1e9, rmax = 0;
+    for (int step = 0; step < 3; step++) {
+        kd_sgd_step(&s, P, g, lr);
+        for (int v = 0; v < kd_model_nparam_views(m); v++) {
+            const kd_pview *pv = kd_model_param_view(m, v);
+            double pn = 0, dn = 0, r = 1;
+            for (size_t j = pv->off; j < pv->off + pv->n; j++) {
+                double d = g[j] + (pv->no_decay ? 0 : wd * p0[j]);
+                pn += p0[j] * p0[j], dn += d * d;
+            }
+            if (!pv->no_decay && pn > 0 && dn > 0) {
+                r = eta * sqrt(pn) / sqrt(dn);
+                rmin = fmin(rmin, r), rmax = fmax(rmax, r);
+            }
+            for (size_t j = pv->off; j < pv->off + pv->n; j++) {
+                double d = r * (g[j] + (pv->no_decay ? 0 : wd * p0[j]));
+                buf[j] = 0.9 * buf[j] + d;
+                p0[j] -= lr * buf[j];
+                worst = fmax(worst, fabs(p0[j] - P[j]) / (fabs(p0[j]) + 1e-3));
+            }
+        }
+    }
+    KD_CHECK(rmax > 2 * rmin && worst < 1e-5, "LARS: 3 steps, trust ratios %.1e..%.1e, worst rel err %.1e", rmin,
+             rmax, worst);
     kd_sgd_free(&s);
     free(g), free(p0), free(buf);
     kd_model_free(m);
@@ -271,6 +320,7 @@ int main(void)
     kd_h5 h;
     test_sched();
     test_sgd_rules();
+    test_lars();
     if (kd_h5_open(&h, fixture, "fixture")) {
         KD_CHECK(0, "open %s: %s", fixture, kd_err_get());
         return KD_TEST_DONE();
