@@ -15,7 +15,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include "kd_aug_png.h"
+#include "kd_png.h"
 #include "kd_augment_policy.h"
 #include "kd_cli.h"
 #include "kd_err.h"
@@ -268,7 +268,7 @@ static int dump_png(const char *dir, const kd_aug_policy *pol, float **views, in
         }
     }
     snprintf(path, sizeof path, "%s/views.png", dir);
-    rc = kd_aug_png_grid(path, tiles, rows * cols, cols, pol->oc, pol->oh, pol->ow, scale, zero, one);
+    rc = kd_png_grid(path, tiles, rows * cols, cols, pol->oc, pol->oh, pol->ow, scale, zero, one);
     free(den);
     for (int v = 0; rc == 0 && v < V; v++) {
         int n = B < 256 ? B : 256, gc = 1;
@@ -277,7 +277,7 @@ static int dump_png(const char *dir, const kd_aug_policy *pol, float **views, in
         for (int i = 0; i < n; i++)
             tiles[i] = views[v] + (size_t)i * vsz;
         snprintf(path, sizeof path, "%s/view%d.png", dir, v);
-        rc = kd_aug_png_grid(path, tiles, n, gc, pol->oc, pol->oh, pol->ow, scale,
+        rc = kd_png_grid(path, tiles, n, gc, pol->oc, pol->oh, pol->ow, scale,
                              pol->normalize ? pol->mean : zero, pol->normalize ? pol->std : one);
     }
 out:

@@ -8,6 +8,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "kd_aug.h"
 #include "kd_cli.h"
 #include "kd_err.h"
 #include "kd_gemm.h"
@@ -388,13 +389,10 @@ static int features_mode(runner *r, const char *model_path, const char *ds, cons
                 lab[i] = -1;
         }
         /* HWC u8 -> CHW float, (p/255 - mean)/std as torchvision's ToTensor+Normalize */
-        for (int i = 0; i < b; i++)
-            for (int k = 0; k < C; k++) {
-                const uint8_t *src = px + (size_t)i * per + k;
-                float *dst = x + (size_t)i * per + (size_t)k * H * W;
-                for (int p = 0; p < H * W; p++)
-                    dst[p] = ((float)src[(size_t)p * C] / 255.0f - mean[k]) / sd[k];
-            }
+        for (int i = 0; i < b; i++) {
+            kd_aug_from_u8(px + (size_t)i * per, H, W, C, x + (size_t)i * per, C);
+            kd_aug_normalize(x + (size_t)i * per, C, H * W, mean, sd);
+        }
         outs ou = {NULL, feat, logits, NULL};
         if (run(r, x, b, C, H, W, &ou))
             goto fail;

@@ -6,7 +6,7 @@
 #include <string.h>
 #include <sys/stat.h>
 
-#include "kd_aug_png.h"
+#include "kd_png.h"
 #include "kd_cli.h"
 #include "kd_h5.h"
 #include "kd_stream.h"
@@ -144,7 +144,7 @@ static void png_float(const kd_tensor *t, const char *path)
     for (int b = 0; b < n; b++)
         tiles[b] = x + (size_t)b * C * H * W;
     int cols = n < 16 ? n : 16, sc = H < 64 ? 2 : 1;
-    if (kd_aug_png_grid(path, tiles, n, cols, C, H, W, sc, mean, scale))
+    if (kd_png_grid(path, tiles, n, cols, C, H, W, sc, mean, scale))
         kd_die_err();
     free(tiles);
 }
@@ -242,7 +242,7 @@ static int h5_dataset(const char *name, void *ctx)
             if (*q == '/')
                 *q = '_';
         snprintf(p, sizeof p, "%s/%s.png", png_dir, clean);
-        if (kd_aug_png_grid(p, tiles, n, n < 16 ? n : 16, C, H, W, H < 64 ? 2 : 1, NULL, NULL))
+        if (kd_png_grid(p, tiles, n, n < 16 ? n : 16, C, H, W, H < 64 ? 2 : 1, NULL, NULL))
             kd_die_err();
         free(px);
         free(fl);

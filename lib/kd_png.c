@@ -1,4 +1,4 @@
-#include "kd_aug_png.h"
+#include "kd_png.h"
 
 #include <png.h>
 #include <setjmp.h>
@@ -35,7 +35,7 @@ static int png_to_file(FILE *f, const uint8_t *pix, int h, int w, int C)
     return 0;
 }
 
-int kd_aug_png_write(const char *path, const uint8_t *pix, int h, int w, int C)
+int kd_png_write(const char *path, const uint8_t *pix, int h, int w, int C)
 {
     if ((C != 1 && C != 3) || h < 1 || w < 1) {
         kd_err_set("%s: cannot write a %dx%dx%d PNG", path, h, w, C);
@@ -52,7 +52,7 @@ int kd_aug_png_write(const char *path, const uint8_t *pix, int h, int w, int C)
     return kd_file_commit(&o);
 }
 
-int kd_aug_png_grid(const char *path, const float *const *tiles, int ntiles, int cols, int C, int th, int tw,
+int kd_png_grid(const char *path, const float *const *tiles, int ntiles, int cols, int C, int th, int tw,
                     int scale, const float *mean, const float *std)
 {
     const int gap = 2;
@@ -90,7 +90,7 @@ int kd_aug_png_grid(const char *path, const float *const *tiles, int ntiles, int
                     pix[((size_t)(y0 + y) * W + x0 + x) * C + c] = (uint8_t)(v * 255.0f + 0.5f);
                 }
     }
-    int rc = kd_aug_png_write(path, pix, H, W, C);
+    int rc = kd_png_write(path, pix, H, W, C);
     free(pix);
     return rc;
 }
