@@ -377,6 +377,10 @@ int main(void)
     test_conv(2, 8, 20, 19, 4, 3, 1, 0, 1);   /* ... without padding (flipped padding 2) */
     test_conv(2, 8, 16, 16, 4, 5, 1, 2, 1);   /* ... 5x5 */
     test_conv(3, 3, 33, 32, 4, 3, 2, 1, 1);   /* stride 2: col2im */
+    /* planes of more than 256 outputs: in bands of rows (a partial last band) */
+    test_conv(2, 8, 33, 31, 5, 3, 1, 1, 1);   /* shifted-plane im2col, flipped dx */
+    test_conv(2, 3, 45, 40, 4, 3, 2, 1, 1);   /* stride 2 */
+    test_conv(2, 16, 32, 32, 16, 3, 1, 1, 1); /* resnet20's first stage */
     test_conv(2, 5, 16, 16, 7, 1, 1, 0, 1);   /* pointwise */
     test_conv(11, 2, 16, 16, 3, 3, 1, 1, 1);  /* images not a multiple of the gradient parts */
     test_bn(6, 3, 10, 0);
@@ -391,6 +395,7 @@ int main(void)
     test_conv_workspace(2, 8, 20, 19, 4, 3, 1, 0, 1);
     test_conv_workspace(2, 3, 20, 19, 4, 3, 1, 0, 1);
     test_conv_workspace(3, 3, 33, 32, 4, 3, 2, 1, 1);
+    test_conv_workspace(2, 8, 33, 31, 5, 3, 1, 1, 1);
     test_conv_workspace(2, 5, 16, 16, 7, 1, 1, 0, 1);
     test_conv_workspace(2, 2, 1, 1, 64, 1, 1, 0, 1); /* dW^T [K,O] larger than the chunk's columns */
     test_conv_threads(11, 8, 16, 16, 4, 3, 1, 1);
