@@ -1039,13 +1039,26 @@ static void grad_seed(kd_model *m, int v, const float *g, int n)
 
 /* The gradient buffer of an input about to receive its first contribution
  * (from its last consumer, the first one seen going backwards) is zeroed. */
+/* Activation gradients are megabytes: zeroed on all cores, since the
+ * serial memset left the other core idle for ~3 % of a resnet20 step. */
+static void zero_floats(float *p, size_t n)
+{
+    enum { BLOCK = 1 << 16 };
+    long nb = (long)((n + BLOCK - 1) / BLOCK);
+#pragma omp parallel for schedule(static) if (nb > 1)
+    for (long b = 0; b < nb; b++) {
+        size_t lo = (size_t)b * BLOCK, len = n - lo < BLOCK ? n - lo : BLOCK;
+        memset(p + lo, 0, len * sizeof(float));
+    }
+}
+
 static float *grad_in(kd_model *m, int v, int node, int n)
 {
     if (v <= 0)
         return NULL;
     kd_value *x = &m->vals[v];
     if (!x->grad_live && x->last_use == node) {
-        memset(DVAL(v), 0, val_size(m, v, n) * sizeof(float));
+        zero_floats(DVAL(v), val_size(m, v, n));
         x->grad_live = 1;
     }
     return DVAL(v);
