@@ -272,7 +272,7 @@ int main(int argc, char **argv)
         snprintf(ckpt_buf, sizeof ckpt_buf, "%s.ckpt.h5", out);
         ckpt = ckpt_buf;
     }
-    kd_gemm_init(kd_cli_threads(&std));
+    kd_gemm_init(std.threads);
     FILE *logf = stdout;
     if (log_path && !(logf = fopen(log_path, "w")))
         kd_die(KD_EXIT_FAIL, "%s: cannot create the log", log_path);

@@ -32,7 +32,7 @@ static const char help[] =
     "  --score            no training: top-1/top-5 of the /logits stored in TEST\n"
     "  --limit N          use the first N rows of each file\n"
     "  --save FILE.h5     keep the trained classifier (kind 'classifier')\n"
-    "  --threads N        BLIS threads (default: all cores)\n"
+    "  --threads N        BLIS and OpenMP threads (default: all cores)\n"
     "  --seed S           SGD minibatch order (default 0)\n"
     "  --quiet, -h/--help, --version\n"
     "\n"
@@ -223,7 +223,7 @@ int main(int argc, char **argv)
         kd_usage("--no-linear without --knn leaves nothing to do");
     if (save_path && (!linear || score))
         kd_usage("--save needs the linear classifier to be trained");
-    kd_gemm_init(kd_cli_threads(&std));
+    kd_gemm_init(std.threads);
     double t0 = kd_now();
     table tr, te;
     load(argv[optind], limit, 0, &tr);

@@ -38,7 +38,7 @@ static const char help[] =
     "  --deflate             compress output frames\n"
     "  -o, --output FILE     output stream or features file ('-': stdout)\n"
     "Common options:\n"
-    "  --threads N           BLIS threads (default: all cores)\n"
+    "  --threads N           BLIS and OpenMP threads (default: all cores)\n"
     "  --quiet               no progress line;  --seed S  accepted, unused\n"
     "  -h, --help            this help;  --version  version\n"
     "See teacher-extract(1).\n";
@@ -472,7 +472,7 @@ int main(int argc, char **argv)
         kd_usage("one input stream expected, got %d arguments", argc - optind);
     if (features && (views || maps))
         kd_usage("--views and --maps apply to stream mode only");
-    kd_gemm_init(kd_cli_threads(&std));
+    kd_gemm_init(std.threads);
     kd_model *m = kd_model_load(model);
     if (!m)
         kd_die_err();

@@ -1,6 +1,7 @@
 #include "kd_gemm.h"
 
 #include <blis.h>
+#include <omp.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -57,7 +58,9 @@ void kd_gemm_init(int threads)
         bli_init();
         inited = 1;
     }
-    if (threads <= 0) {
+    if (threads > 0) /* the layers' OpenMP loops follow the same count */
+        omp_set_num_threads(threads);
+    else {
         long n = sysconf(_SC_NPROCESSORS_ONLN);
         threads = n > 0 ? (int)n : 1;
     }

@@ -100,6 +100,14 @@ assert val[0] == 0 and val[-1] == steps and all(v % 10 == 0 for v in val[:-1]) a
     refute_output "identical"
 }
 
+@test "distill-step: --threads 1 and 2 give bit-identical weights" {
+    stream 2 > s.kdt
+    "$DS" --method ce -m sup.h5 --lr 0.05 --epochs 2 --threads 1 -o t1.h5 < s.kdt > /dev/null
+    "$DS" --method ce -m sup.h5 --lr 0.05 --epochs 2 --threads 2 -o t2.h5 < s.kdt > /dev/null
+    run same_weights t1.h5 t2.h5
+    assert_output "identical"
+}
+
 @test "distill-step moco: a short run with queue, momentum encoder and shuffle-BN" {
     "$B/model-init" --arch resnet20 --in-channels 1 --head mlp:64:32 --seed 3 -o m.h5 >/dev/null
     run sh -c "'$B/augment' --policy mocov2 --views 2 --batch 16 --epochs 2 --quiet d.h5 | '$DS' --method moco -m m.h5 --queue 64 --shuffle-bn-group 8 --epochs 2 --val d.h5 --knn-bank d.h5 --val-every 8 -o moco.h5"

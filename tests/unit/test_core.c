@@ -1,5 +1,7 @@
 /* Unit tests of the foundation: GEMM against its naive reference, the RNG,
  * the stream codec, and the HDF5 helpers (round trips and refusals). */
+#include <blis.h>
+#include <omp.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
@@ -236,5 +238,12 @@ int main(void)
     test_rng();
     test_stream();
     test_h5();
+    /* --threads N reaches both BLIS and the layers' OpenMP loops */
+    kd_gemm_init(1);
+    KD_CHECK(omp_get_max_threads() == 1 && bli_thread_get_num_threads() == 1, "kd_gemm_init(1): OpenMP %d, BLIS %d",
+             omp_get_max_threads(), (int)bli_thread_get_num_threads());
+    kd_gemm_init(3);
+    KD_CHECK(omp_get_max_threads() == 3 && bli_thread_get_num_threads() == 3, "kd_gemm_init(3): OpenMP %d, BLIS %d",
+             omp_get_max_threads(), (int)bli_thread_get_num_threads());
     return KD_TEST_DONE();
 }
