@@ -202,20 +202,32 @@ static void test_sgd_resnet(kd_h5 *h)
     kd_model_free(m);
 }
 
+/* A resnet20's parameter slab P [n] and a patterned gradient g [n] for the
+ * optimiser tests (NULL if the model cannot be built). */
+static kd_model *slab_case(uint64_t seed, uint32_t gpat, float **P, float **g, size_t *n)
+{
+    kd_arch_opts o = {"resnet20", 1, 10, 0, 0, 0, 0, 0};
+    kd_model *m = kd_model_new(&o, seed);
+    if (!m) {
+        KD_CHECK(0, "model");
+        return NULL;
+    }
+    *P = kd_model_params(m, n);
+    *g = malloc(sizeof(float) * *n);
+    for (size_t i = 0; i < *n; i++)
+        (*g)[i] = (float)pat(gpat, i);
+    return m;
+}
+
 /* Nesterov and the weight-decay exclusion, by hand on a real model's slab */
 static void test_sgd_rules(void)
 {
-    kd_arch_opts o = {"resnet20", 1, 10, 0, 0, 0, 0, 0};
-    kd_model *m = kd_model_new(&o, 3);
-    if (!m) {
-        KD_CHECK(0, "model");
-        return;
-    }
     size_t n;
-    float *P = kd_model_params(m, &n);
-    float *g = malloc(sizeof(float) * n), *p0 = malloc(sizeof(float) * n), *buf = calloc(n, sizeof(float));
-    for (size_t i = 0; i < n; i++)
-        g[i] = (float)pat(77, i);
+    float *P, *g;
+    kd_model *m = slab_case(3, 77, &P, &g, &n);
+    if (!m)
+        return;
+    float *p0 = malloc(sizeof(float) * n), *buf = calloc(n, sizeof(float));
     memcpy(p0, P, sizeof(float) * n);
     kd_sgd s;
     kd_sgd_opts so = {0.9f, 0.01f, 1, 1, 0};
@@ -247,18 +259,14 @@ static void test_sgd_rules(void)
  * d = g + wd*p scaled by eta*|p|/|d|, BN and biases unscaled and undecayed. */
 static void test_lars(void)
 {
-    kd_arch_opts o = {"resnet20", 1, 10, 0, 0, 0, 0, 0};
-    kd_model *m = kd_model_new(&o, 5);
-    if (!m) {
-        KD_CHECK(0, "model");
-        return;
-    }
     size_t n;
-    float *P = kd_model_params(m, &n);
-    float *g = malloc(sizeof(float) * n);
+    float *P, *g;
+    kd_model *m = slab_case(5, 91, &P, &g, &n);
+    if (!m)
+        return;
     double *p0 = malloc(sizeof(double) * n), *buf = calloc(n, sizeof(double));
     for (size_t i = 0; i < n; i++)
-        g[i] = (float)pat(91, i), p0[i] = P[i];
+        p0[i] = P[i];
     const float eta = 0.001f, wd = 5e-4f, lr = 2.0f;
     kd_sgd s;
     kd_sgd_opts so = {0.9f, wd, 0, 1, eta};
