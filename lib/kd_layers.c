@@ -242,6 +242,16 @@ static void im2col_ld(const kd_conv *c, const float *xn, int c0, int cg, float *
     im2col_rows(c, xn, c0, cg, 0, c->Ho, col, ld);
 }
 
+/* The band of output rows from r0 (band_rows of them, fewer at the bottom)
+ * as col [C*kh*kw, *q]; returns the row after the band. */
+static int band_cols(const kd_conv *c, const float *xn, int r0, float *col, int *q)
+{
+    int r1 = r0 + band_rows(c) < c->Ho ? r0 + band_rows(c) : c->Ho;
+    *q = (r1 - r0) * c->Wo;
+    im2col_rows(c, xn, 0, c->C, r0, r1, col, (size_t)*q);
+    return r1;
+}
+
 static void im2col(const kd_conv *c, const float *xn, int c0, int cg, float *col)
 {
     im2col_ld(c, xn, c0, cg, col, (size_t)c->Ho * c->Wo);
@@ -536,10 +546,8 @@ static void conv_forward_per_core(const kd_conv *c, const float *x, const float 
                 kd_gemm_serial(0, 0, c->O, P, K, 1.0f, w, K, x + (size_t)n0 * c->C * P, P, b ? 1.0f : 0.0f, yn, P);
                 continue;
             }
-            int rb = band_rows(c);
-            for (int r0 = 0; r0 < c->Ho; r0 += rb) {
-                int r1 = r0 + rb < c->Ho ? r0 + rb : c->Ho, q = (r1 - r0) * c->Wo;
-                im2col_rows(c, x + (size_t)n0 * c->C * c->H * c->W, 0, c->C, r0, r1, col, (size_t)q);
+            for (int r0 = 0, r1, q; r0 < c->Ho; r0 = r1) {
+                r1 = band_cols(c, x + (size_t)n0 * c->C * c->H * c->W, r0, col, &q);
                 kd_gemm_serial(0, 0, c->O, q, K, 1.0f, w, K, col, q, b ? 1.0f : 0.0f, yn + (size_t)r0 * c->Wo, P);
             }
             continue;
@@ -601,10 +609,8 @@ static void conv_backward_per_core(const kd_conv *c, const float *x, const float
                 dyt = out;
             }
             if (dw && m == 1 && !pw) { /* as above, band by band */
-                int rb = band_rows(c);
-                for (int r0 = 0; r0 < c->Ho; r0 += rb) {
-                    int r1 = r0 + rb < c->Ho ? r0 + rb : c->Ho, q = (r1 - r0) * c->Wo;
-                    im2col_rows(c, x + (size_t)n0 * c->C * HW, 0, c->C, r0, r1, col, (size_t)q);
+                for (int r0 = 0, r1, q; r0 < c->Ho; r0 = r1) {
+                    r1 = band_cols(c, x + (size_t)n0 * c->C * HW, r0, col, &q);
                     kd_gemm_serial(0, 1, K, c->O, q, 1.0f, col, q, dyt + (size_t)r0 * c->Wo, P,
                                    n0 > p0 || r0 > 0 ? 1.0f : 0.0f, gw, c->O);
                 }
@@ -624,10 +630,8 @@ static void conv_backward_per_core(const kd_conv *c, const float *x, const float
                 if (m > 1)
                     group_add(c, col, m, dxn);
             } else if (flip && m == 1) {
-                int rb = band_rows(&t);
-                for (int r0 = 0; r0 < t.Ho; r0 += rb) {
-                    int r1 = r0 + rb < t.Ho ? r0 + rb : t.Ho, q = (r1 - r0) * t.Wo;
-                    im2col_rows(&t, dy + (size_t)n0 * c->O * P, 0, c->O, r0, r1, buf, (size_t)q);
+                for (int r0 = 0, r1, q; r0 < t.Ho; r0 = r1) {
+                    r1 = band_cols(&t, dy + (size_t)n0 * c->O * P, r0, buf, &q);
                     kd_gemm_serial(0, 0, c->C, q, c->O * kk, 1.0f, wt, c->O * kk, buf, q, 1.0f,
                                    dxn + (size_t)r0 * t.Wo, (int)HW);
                 }

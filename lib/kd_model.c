@@ -1022,23 +1022,6 @@ const float *kd_model_stage_map(const kd_model *m, int stage, int *c, int *h, in
 
 /* ---------------------------------------------------------------- backward */
 
-static void grad_seed(kd_model *m, int v, const float *g, int n)
-{
-    if (v < 0)
-        return;
-    float *d = DVAL(v);
-    size_t sz = val_size(m, v, n);
-    if (!m->vals[v].grad_live) {
-        memset(d, 0, sz * sizeof(float));
-        m->vals[v].grad_live = 1; /* zeroed: later contributions add */
-    }
-    if (g)
-        for (size_t i = 0; i < sz; i++)
-            d[i] += g[i];
-}
-
-/* The gradient buffer of an input about to receive its first contribution
- * (from its last consumer, the first one seen going backwards) is zeroed. */
 /* Activation gradients are megabytes: zeroed on all cores, since the
  * serial memset left the other core idle for ~3 % of a resnet20 step. */
 static void zero_floats(float *p, size_t n)
@@ -1052,6 +1035,23 @@ static void zero_floats(float *p, size_t n)
     }
 }
 
+static void grad_seed(kd_model *m, int v, const float *g, int n)
+{
+    if (v < 0)
+        return;
+    float *d = DVAL(v);
+    size_t sz = val_size(m, v, n);
+    if (!m->vals[v].grad_live) {
+        zero_floats(d, sz);
+        m->vals[v].grad_live = 1; /* zeroed: later contributions add */
+    }
+    if (g)
+        for (size_t i = 0; i < sz; i++)
+            d[i] += g[i];
+}
+
+/* The gradient buffer of an input about to receive its first contribution
+ * (from its last consumer, the first one seen going backwards) is zeroed. */
 static float *grad_in(kd_model *m, int v, int node, int n)
 {
     if (v <= 0)
