@@ -1,5 +1,7 @@
 # kdpipe — build, test, demo, bench, install.
-# Sources are discovered: lib/*.c make libkd.a, bin/*.c one program each,
+# Sources are discovered: lib/<family>/*.c make libkd.a (lib/*.h are the public
+# headers, the one include root, and the only ones installed; a family's private
+# headers sit beside its sources), bin/*.c one program each,
 # tests/unit/test_*.c one unit-test binary each, tests/*.bats the Bats suites.
 
 PREFIX  ?= /usr/local
@@ -19,7 +21,7 @@ ifeq ($(ASAN),1)
 SAN = -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined
 endif
 
-LIB_SRC  := $(sort $(wildcard lib/*.c))
+LIB_SRC  := $(sort $(wildcard lib/*/*.c))
 LIB_OBJ  := $(LIB_SRC:.c=.o)
 BIN_SRC  := $(sort $(wildcard bin/*.c))
 PROGS    := $(BIN_SRC:.c=)
@@ -76,6 +78,6 @@ install: all
 	install -m 644 man/man5/*.5 $(DESTDIR)$(PREFIX)/share/man/man5
 
 clean:
-	rm -f lib/*.o lib/*.d lib/libkd.a $(PROGS) $(UNITS) bin/*.d tests/unit/*.d
+	rm -f lib/*/*.o lib/*/*.d lib/libkd.a $(PROGS) $(UNITS) bin/*.d tests/unit/*.d
 
 -include $(LIB_OBJ:.o=.d)

@@ -16,7 +16,7 @@
 #include <unistd.h>
 
 #include "kd_png.h"
-#include "kd_augment_policy.h"
+#include "kd_aug_policy.h"
 #include "kd_cli.h"
 #include "kd_err.h"
 #include "kd_h5.h"

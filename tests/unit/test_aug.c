@@ -1,4 +1,4 @@
-/* test_aug — lib/kd_aug and lib/kd_augment_policy.
+/* test_aug — lib/kd_aug and lib/kd_aug_policy.
  *
  * 1. Every case of tests/fixtures/aug_ops.h5 (torchvision 0.14 functional
  *    API on tensors, tests/gen/aug.py) is recomputed in C with the same
@@ -12,7 +12,7 @@
 #include <string.h>
 
 #include "kd_aug.h"
-#include "kd_augment_policy.h"
+#include "kd_aug_policy.h"
 #include "kd_err.h"
 #include "kd_h5.h"
 #include "kd_rng.h"

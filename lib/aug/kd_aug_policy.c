@@ -1,4 +1,4 @@
-#include "kd_augment_policy.h"
+#include "kd_aug_policy.h"
 
 #include <math.h>
 #include <string.h>

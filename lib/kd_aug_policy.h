@@ -1,4 +1,4 @@
-/* kd_augment_policy — named augmentation recipes (MoCo v2, SimCLR,
+/* kd_aug_policy — named augmentation recipes (MoCo v2, SimCLR,
  * crop+flip, eval), the sampling of one view's parameters from a kd_rng, and
  * the application of those parameters to a u8 image with kd_aug.
  *
