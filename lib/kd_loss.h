@@ -1,49 +1,121 @@
-/* kd_loss — the registry of training losses of distill-step.
+/* kd_loss — the contract between the trainer (kd_train) and a training loss.
  *
- * A loss module sees each batch through kd_loss_batch: the frame, the
- * student's outputs on view0 after its training-mode forward, and gradient
- * buffers (zeroed by the trainer) into which it ADDS weight * dL/d(output).
- * The trainer then runs one backward and one optimiser step.  Hooks:
- *   init    parse options, allocate state (never during a step)
- *   pre     before the student's forward (MoCo: momentum update, keys)
- *   compute loss value and gradients
- *   post    after the optimiser step (MoCo: enqueue the keys)
- *   save/load  state into/from a checkpoint, under the group name
- * Adding a loss (DisCo, SEED, KD, CRD, MSD, SSA): write its kd_loss_module
- * in a file of its own and list it in kd_loss_modules[] (lib/kd_loss.c). */
+ * A loss is one file, lib/loss/kd_loss_NAME.c, defining
+ *     const kd_loss_module kd_loss_NAME = {.name = "NAME", ...};
+ * and one line KD_LOSS(NAME) in lib/loss/kd_losses.def.  Nothing else: the
+ * registry, `distill-step --help`, option parsing and checkpointing follow
+ * from the module's fields.  lib/loss/kd_loss_ce.c is the smallest example.
+ *
+ * What a module declares:
+ *   opts/opts_size  its options as a table over its own option struct; the
+ *                   trainer fills the struct with the defaults and the user's
+ *                   values (distill-step --NAME V, or --loss-opt LOSS.NAME=V)
+ *                   and hands it to init.
+ *   init            gets the student, the parsed options and the stream's
+ *                   FIRST frame; allocates everything it will ever need, and
+ *                   declares through the kd_loss_init context the student
+ *                   views it wants (training forward + gradient on each), the
+ *                   stream tensors every frame must carry, the stages whose
+ *                   maps it sends gradients into, and parameters of its own.
+ *   monitor         which validation monitor suits it (kNN for representation
+ *                   losses, top-1 for classifiers).
+ * Hooks of one step, in this order (kd_train.h):
+ *   pre(b)                   every loss, before any student forward
+ *   for each view v any loss asked for, ascending:
+ *       student training forward on view v (BN statistics updated)
+ *       compute(b, v) of every loss that asked for v: loss value, and
+ *            weight * dL/d(output) ADDED into b->d_* (zeroed per view)
+ *       student backward of v, accumulating into the gradient slab
+ *   optimiser step over the student's and the losses' own parameters
+ *   post(b)                  every loss (queues, banks)
+ *   save/load                state (queues, key encoders) under a group of
+ *                            the checkpoint; own parameters and their momentum
+ *                            are checkpointed by the trainer.
+ * A loss never prints and never exits: errors go through kd_err_set. */
 #ifndef KD_LOSS_H
 #define KD_LOSS_H
 
+#include <stddef.h>
 #include <stdint.h>
 
 #include "kd_h5.h"
 #include "kd_model.h"
+#include "kd_slab.h"
 #include "kd_tensor.h"
 
+/* ---- options ---- */
+typedef enum { KD_LOPT_INT, KD_LOPT_FLOAT, KD_LOPT_U64 } kd_lopt_type;
 typedef struct {
-    int queue;          /* MoCo queue length K */
-    float tau;          /* temperature */
-    float moco_m;       /* key encoder momentum */
-    int bn_group;       /* shuffle-BN group for the keys (0: whole batch) */
-    uint64_t seed;
-    int max_batch, h, w;
-} kd_loss_opts;
+    const char *name;  /* command-line spelling: --NAME V or --loss-opt LOSS.NAME=V */
+    kd_lopt_type type; /* int, float or uint64_t field at off */
+    size_t off;        /* offsetof(the module's option struct, field) */
+    const char *def;   /* default, as the user would type it */
+    double min, max;   /* accepted range */
+    const char *help;
+} kd_loss_opt;
 
+/* ---- what a loss sees of one step ---- */
 typedef struct {
     kd_frame *frame;
-    const float *view0, *view1; /* [n,C,H,W]; view1 may be NULL */
-    const int32_t *label;       /* [n] or NULL */
-    int n;
-    long step;
+    int n;              /* images in the batch */
+    long step;          /* steps done before this one */
+    long epoch;
+    const int32_t *label; /* [n] or NULL when the frame has none */
     kd_model *student;
-    const float *feat, *logits, *emb;  /* student outputs on view0 */
-    float *d_feat, *d_logits, *d_emb;  /* accumulate here */
+    /* compute() only: the current view and the student's outputs on it */
+    int view;
+    const float *x;     /* [n,C,H,W] the view's images */
+    const float *feat, *logits, *emb; /* [n,D] [n,K] [n,E]; logits/emb NULL if absent */
+    float *d_feat, *d_logits, *d_emb; /* add weight * dL/d(output) here */
+    float *d_map[KD_MAX_STAGES + 1];  /* d_map[s]: gradient at stage s, for declared stages only */
 } kd_loss_batch;
+
+/* The student's view i of the frame ([n,C,H,W], checked by the trainer). */
+const float *kd_loss_view(const kd_loss_batch *b, int i);
+/* A tensor of the frame the loss declared it needs (NULL if absent). */
+const kd_tensor *kd_loss_tensor(const kd_loss_batch *b, const char *name);
+
+/* ---- what a loss sees at init ---- */
+#define KD_LOSS_MAX_NEEDS 16
+typedef struct {
+    char name[KD_NAME_MAX];
+    kd_dtype dtype;
+    int rank;
+    char hint[96]; /* who writes it, e.g. "augment --views 2" */
+} kd_loss_need;
+
+typedef struct kd_loss_init {
+    kd_model *student;
+    const void *opts;        /* the module's option struct, filled */
+    const kd_frame *first;   /* the stream's first frame */
+    uint64_t seed;
+    int max_batch, c, h, w;  /* the student's planned input */
+    const char *instance;    /* "moco", or "moco.2" for a second instance: for messages */
+    /* declared by init: */
+    unsigned views;          /* bit v: a training forward on view v, compute(v) */
+    unsigned grad_stages;    /* bit s: d_map[s] is provided */
+    int nneeds;
+    kd_loss_need needs[KD_LOSS_MAX_NEEDS];
+    kd_slab *params;         /* the loss's own parameters, or NULL */
+} kd_loss_init;
+
+/* In init: every frame must carry NAME (dtype, rank; dims[0] = batch). */
+int kd_loss_need_tensor(kd_loss_init *c, const char *name, kd_dtype dt, int rank, const char *hint);
+/* In init: student view v with a training forward and gradient. */
+int kd_loss_want_view(kd_loss_init *c, int v);
+/* In init: a gradient into stage s's map (1..nstages). */
+int kd_loss_want_grad_stage(kd_loss_init *c, int s);
+
+typedef enum { KD_MONITOR_TOP1, KD_MONITOR_KNN } kd_monitor;
 
 typedef struct {
     const char *name;
-    const char *needs; /* human-readable: what the frame and model must have */
-    void *(*init)(kd_model *student, const kd_loss_opts *o);
+    const char *summary;  /* one line for --help */
+    const char *needs;    /* human-readable: what the frame and model must have */
+    kd_monitor monitor;
+    const kd_loss_opt *opts; /* terminated by {0}; NULL: none */
+    size_t opts_size;
+    void *(*init)(kd_loss_init *c);
     int (*pre)(void *st, kd_loss_batch *b);
     int (*compute)(void *st, kd_loss_batch *b, float weight, double *loss);
     int (*post)(void *st, kd_loss_batch *b);
@@ -54,6 +126,19 @@ typedef struct {
 
 extern const kd_loss_module *const kd_loss_modules[];
 const kd_loss_module *kd_loss_find(const char *name);
+/* Space-separated names of the registered losses. */
+const char *kd_loss_names(void);
+
+/* Options: fill a struct of mod->opts_size bytes with the defaults, then set
+ * one by name from text ("-1 with kd_err": unknown name, bad value, out of
+ * range), and find one by name (NULL if the module has no such option). */
+int kd_loss_opts_defaults(const kd_loss_module *mod, void *opts);
+int kd_loss_opts_set(const kd_loss_module *mod, void *opts, const char *name, const char *val);
+const kd_loss_opt *kd_loss_opt_find(const kd_loss_module *mod, const char *name);
+/* Every module with its summary, needs and options, for --help. */
+void kd_loss_help(FILE *f);
+
+/* ---- shared mathematics (lib/loss/kd_loss_math.c) ---- */
 
 /* Softmax cross-entropy of logits [n,K] against targets; adds
  * weight/n * (softmax - onehot) into d (may be NULL); returns the mean loss. */

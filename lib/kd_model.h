@@ -44,6 +44,8 @@ typedef struct {
     int no_decay; /* BN weights/biases and biases: for --wd-exclude-bn-bias */
 } kd_pview;
 
+#define KD_MAX_STAGES 8 /* backbone stages a model may declare */
+
 typedef struct kd_model kd_model;
 
 /* Build and initialise as PyTorch/torchvision initialise the same model,

@@ -32,6 +32,8 @@ typedef struct {
 } kd_sgd;
 
 int kd_sgd_init(kd_sgd *s, kd_model *m, const kd_sgd_opts *o);
+/* The same over any slab laid out by views (views tile [0,n) in order). */
+int kd_sgd_init_views(kd_sgd *s, size_t n, const kd_pview *views, int nv, const kd_sgd_opts *o);
 void kd_sgd_free(kd_sgd *s);
 void kd_sgd_step(kd_sgd *s, float *p, const float *g, float lr);
 

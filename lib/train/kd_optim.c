@@ -6,11 +6,11 @@
 
 #include "kd_err.h"
 
-int kd_sgd_init(kd_sgd *s, kd_model *m, const kd_sgd_opts *o)
+int kd_sgd_init_views(kd_sgd *s, size_t n, const kd_pview *views, int nv, const kd_sgd_opts *o)
 {
     memset(s, 0, sizeof *s);
     s->o = *o;
-    kd_model_params(m, &s->n);
+    s->n = n;
     s->buf = calloc(s->n ? s->n : 1, sizeof(float));
     s->wdscale = malloc(sizeof(float) * (s->n ? s->n : 1));
     if (!s->buf || !s->wdscale) {
@@ -20,14 +20,13 @@ int kd_sgd_init(kd_sgd *s, kd_model *m, const kd_sgd_opts *o)
     }
     for (size_t i = 0; i < s->n; i++)
         s->wdscale[i] = 1;
-    int nv = kd_model_nparam_views(m);
     if (o->lars_eta > 0 && !(s->adapt = malloc(sizeof *s->adapt * (size_t)(nv ? nv : 1)))) {
         kd_sgd_free(s);
         kd_err_set("optimizer: out of memory");
         return -1;
     }
     for (int v = 0; v < nv; v++) {
-        const kd_pview *pv = kd_model_param_view(m, v);
+        const kd_pview *pv = &views[v];
         if (pv->no_decay && o->wd_exclude)
             for (size_t i = 0; i < pv->n; i++)
                 s->wdscale[pv->off + i] = 0;
@@ -37,6 +36,23 @@ int kd_sgd_init(kd_sgd *s, kd_model *m, const kd_sgd_opts *o)
         }
     }
     return 0;
+}
+
+int kd_sgd_init(kd_sgd *s, kd_model *m, const kd_sgd_opts *o)
+{
+    size_t n;
+    kd_model_params(m, &n);
+    int nv = kd_model_nparam_views(m);
+    kd_pview *v = malloc(sizeof *v * (size_t)(nv ? nv : 1));
+    if (!v) {
+        kd_err_set("optimizer: out of memory");
+        return -1;
+    }
+    for (int i = 0; i < nv; i++)
+        v[i] = *kd_model_param_view(m, i);
+    int rc = kd_sgd_init_views(s, n, v, nv, o);
+    free(v);
+    return rc;
 }
 
 void kd_sgd_free(kd_sgd *s)

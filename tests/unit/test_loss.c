@@ -7,7 +7,9 @@
 
 #include "kd_loss.h"
 #include "kd_model.h"
+#include "kd_err.h"
 #include "kd_rng.h"
+#include "kd_tensor.h"
 #include "kd_test.h"
 
 int main(void)
@@ -30,18 +32,32 @@ int main(void)
     }
     KD_CHECK(l0 > 0 && worst < 1e-2, "CE gradient vs finite differences: worst rel err %.1e", worst);
 
-    kd_arch_opts o = {"resnet20", 1, 0, 0, 32, 16, 0, 0};
+    kd_arch_opts o = {.arch = "resnet20", .in_channels = 1, .head_hidden = 32, .head_out = 16};
     kd_model *m = kd_model_new(&o, 1);
     KD_CHECK(m && kd_model_prepare(m, N, 12, 12) == 0, "model with a head");
-    kd_loss_opts lo = {32, 0.2f, 0.99f, 4, 1, N, 12, 12};
     const kd_loss_module *mm = kd_loss_find("moco");
-    void *st = mm->init(m, &lo);
-    KD_CHECK(st != NULL, "moco init");
-    float *v0 = malloc(sizeof(float) * N * 144), *v1 = malloc(sizeof(float) * N * 144);
+    KD_CHECK(mm && mm->opts_size > 0, "moco is registered with options");
+    void *mo = calloc(1, mm->opts_size);
+    KD_CHECK(kd_loss_opts_defaults(mm, mo) == 0 && kd_loss_opts_set(mm, mo, "queue", "32") == 0 &&
+                 kd_loss_opts_set(mm, mo, "moco-m", "0.99") == 0 && kd_loss_opts_set(mm, mo, "shuffle-bn-group", "4") == 0,
+             "moco options: defaults, then queue 32, moco-m 0.99, shuffle-bn-group 4");
+    kd_frame f;
+    kd_frame_init(&f);
+    int64_t dims[4] = {N, 1, 12, 12};
+    kd_tensor *t0 = kd_frame_add(&f, "view0", KD_F32, 4, dims), *t1 = kd_frame_add(&f, "view1", KD_F32, 4, dims);
+    KD_CHECK(t0 && t1, "a frame with two views");
+    t0 = kd_frame_get(&f, "view0");
+    float *v0 = t0->data, *v1 = t1->data;
     for (int i = 0; i < N * 144; i++) v0[i] = kd_rng_normal(&r), v1[i] = kd_rng_normal(&r);
+    kd_loss_init c = {.student = m, .opts = mo, .first = &f, .seed = 1, .max_batch = N, .c = 1, .h = 12, .w = 12,
+                      .instance = "moco"};
+    void *st = mm->init(&c);
+    KD_CHECK(st != NULL, "moco init");
+    KD_CHECK(c.views == 1 && c.nneeds == 1 && !strcmp(c.needs[0].name, "view1") && c.needs[0].dtype == KD_F32,
+             "moco asks for the student on view0 and needs view1 f32 (views %#x, %d needs)", c.views, c.nneeds);
     float emb[N * 16], demb[N * 16] = {0}, dummy[N * 16];
     for (int i = 0; i < N * 16; i++) emb[i] = kd_rng_normal(&r);
-    kd_loss_batch b = {NULL, v0, v1, NULL, N, 0, m, NULL, NULL, emb, NULL, NULL, demb};
+    kd_loss_batch b = {.frame = &f, .n = N, .student = m, .view = 0, .x = v0, .emb = emb, .d_emb = demb};
     KD_CHECK(mm->pre(st, &b) == 0, "keys from the momentum encoder (shuffle-BN groups of 4)");
     double loss;
     mm->compute(st, &b, 1.0f, &loss);
@@ -68,6 +84,22 @@ int main(void)
     KD_CHECK(after < loss, "descending the gradient lowers the loss: %.4f -> %.4f", loss, after);
     mm->free(st);
     kd_model_free(m);
-    free(v0), free(v1);
+    kd_frame_free(&f);
+
+    /* the registry and the generic option parser */
+    KD_CHECK(!strcmp(kd_loss_names(), "ce moco"), "registry: '%s'", kd_loss_names());
+    KD_CHECK(kd_loss_opts_set(mm, mo, "queue", "0") == -1 && strstr(kd_err_get(), "queue: 0 is outside [1, "),
+             "out of range: %s", kd_err_get());
+    KD_CHECK(kd_loss_opts_set(mm, mo, "queue", "1.5") == -1 && strstr(kd_err_get(), "is not an integer"),
+             "not an integer: %s", kd_err_get());
+    KD_CHECK(kd_loss_opts_set(mm, mo, "tau", "x") == -1 && strstr(kd_err_get(), "'x' is not a number"),
+             "not a number: %s", kd_err_get());
+    KD_CHECK(kd_loss_opts_set(mm, mo, "nope", "1") == -1 &&
+                 !strcmp(kd_err_get(), "loss moco has no option 'nope' (it has: queue tau moco-m shuffle-bn-group)"),
+             "unknown option: %s", kd_err_get());
+    KD_CHECK(kd_loss_opts_set(kd_loss_find("ce"), NULL, "tau", "1") == -1 &&
+                 !strcmp(kd_err_get(), "loss ce has no option 'tau' (it has: none)"),
+             "ce has no options: %s", kd_err_get());
+    free(mo);
     return KD_TEST_DONE();
 }

@@ -1,0 +1,314 @@
+/* kd_train — the trainer's life and its step; checkpoints are in
+ * kd_train_ckpt.c, validation in kd_train_val.c. */
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "kd_err.h"
+#include "kd_names.h"
+#include "kd_train_impl.h"
+
+kd_trainer *kd_trainer_new(kd_model *m, const kd_train_opts *o)
+{
+    kd_trainer *t = calloc(1, sizeof *t);
+    if (!t) {
+        kd_err_set("trainer: out of memory");
+        return NULL;
+    }
+    t->o = *o;
+    t->m = m;
+    return t;
+}
+
+void kd_trainer_free(kd_trainer *t)
+{
+    if (!t)
+        return;
+    for (int i = 0; i < t->nl; i++) {
+        if (t->L[i].st && t->L[i].mod->free)
+            t->L[i].mod->free(t->L[i].st);
+        kd_sgd_free(&t->L[i].own);
+        free(t->L[i].opts);
+    }
+    kd_sgd_free(&t->opt);
+    kd_model_free(t->m);
+    free(t->dfeat), free(t->dlog), free(t->demb);
+    for (int s = 0; s <= KD_MAX_STAGES; s++)
+        free(t->dmap[s]);
+    kd_evalset_free(&t->vs);
+    kd_evalset_free(&t->bs);
+    free(t->vout), free(t->bout), free(t->pred);
+    free(t);
+}
+
+int kd_trainer_add_loss(kd_trainer *t, const kd_loss_module *mod, float weight, const void *opts, float own_wd)
+{
+    if (t->inited || t->nl == KD_TRAIN_MAX_LOSSES) {
+        kd_err_set(t->inited ? "trainer: losses are added before init" : "trainer: at most %d losses",
+                   KD_TRAIN_MAX_LOSSES);
+        return -1;
+    }
+    kd_train_loss *l = &t->L[t->nl];
+    memset(l, 0, sizeof *l);
+    l->mod = mod;
+    l->weight = weight;
+    l->own_wd = own_wd;
+    if (!(l->opts = calloc(1, mod->opts_size ? mod->opts_size : 1))) {
+        kd_err_set("trainer: out of memory");
+        return -1;
+    }
+    if (opts)
+        memcpy(l->opts, opts, mod->opts_size);
+    else if (kd_loss_opts_defaults(mod, l->opts)) {
+        free(l->opts);
+        return -1;
+    }
+    int k = 1;
+    for (int i = 0; i < t->nl; i++)
+        k += t->L[i].mod == mod;
+    if (k == 1)
+        snprintf(l->name, sizeof l->name, "%s", mod->name);
+    else
+        snprintf(l->name, sizeof l->name, "%s.%d", mod->name, k);
+    snprintf(l->group, sizeof l->group, "train/%s", l->name);
+    t->nl++;
+    return 0;
+}
+
+int kd_trainer_init(kd_trainer *t, kd_frame *first)
+{
+    if (!t->nl) {
+        kd_err_set("trainer: no loss");
+        return -1;
+    }
+    char v0[KD_NAME_MAX];
+    kd_name(v0, sizeof v0, KD_NAME_VIEW, NULL, 0);
+    kd_tensor *x = kd_frame_need(first, v0, KD_F32, 4);
+    if (!x) {
+        kd_err_prefix("frame 0");
+        return -1;
+    }
+    t->B = (int)x->dims[0], t->C = (int)x->dims[1], t->H = (int)x->dims[2], t->W = (int)x->dims[3];
+    if (t->C != kd_model_opts(t->m)->in_channels) {
+        kd_err_set("view0 has %d channels but the model takes %d", t->C, kd_model_opts(t->m)->in_channels);
+        return -1;
+    }
+    t->batches = (long)kd_frame_meta_i64(first, KD_META_BATCHES, 0);
+    t->epochs = (long)kd_frame_meta_i64(first, KD_META_EPOCHS, 0);
+    if (kd_model_prepare(t->m, t->B, t->H, t->W))
+        return -1;
+    kd_model_set_rng(t->m, t->o.seed, 0);
+    for (int i = 0; i < t->nl; i++) {
+        kd_train_loss *l = &t->L[i];
+        l->ctx = (kd_loss_init){.student = t->m, .opts = l->opts, .first = first, .seed = t->o.seed,
+                                .max_batch = t->B, .c = t->C, .h = t->H, .w = t->W, .instance = l->name};
+        if (!(l->st = l->mod->init(&l->ctx)))
+            return -1;
+        t->views |= l->ctx.views;
+        t->stages |= l->ctx.grad_stages;
+        if (l->ctx.params) {
+            kd_sgd_opts so = t->o.sgd;
+            if (l->own_wd >= 0)
+                so.wd = l->own_wd;
+            if (kd_sgd_init_views(&l->own, l->ctx.params->n, l->ctx.params->v, l->ctx.params->nv, &so))
+                return -1;
+        }
+    }
+    if (!t->views) {
+        kd_err_set("trainer: no loss asked for a student view");
+        return -1;
+    }
+    if (kd_sgd_init(&t->opt, t->m, &t->o.sgd))
+        return -1;
+    t->D = kd_model_feat_dim(t->m), t->K = kd_model_num_classes(t->m), t->E = kd_model_emb_dim(t->m);
+    size_t B = (size_t)t->B;
+    t->dfeat = calloc(B * t->D, sizeof(float));
+    t->dlog = calloc(B * (t->K ? t->K : 1), sizeof(float));
+    t->demb = calloc(B * (t->E ? t->E : 1), sizeof(float));
+    if (!t->dfeat || !t->dlog || !t->demb) {
+        kd_err_set("trainer: out of memory");
+        return -1;
+    }
+    int last = kd_model_nstages(t->m);
+    for (int s = 1; s <= last; s++)
+        if (t->stages & (1u << s)) {
+            int c, h, w;
+            if (s != last) {
+                kd_err_set("trainer: a gradient into stage %d (only the last, %d, is supported)", s, last);
+                return -1;
+            }
+            if (!kd_model_stage_map(t->m, s, &c, &h, &w) ||
+                !(t->dmap[s] = calloc(B * c * h * w, sizeof(float)))) {
+                kd_err_set("trainer: out of memory");
+                return -1;
+            }
+        }
+    kd_sched *sc = &t->sched;
+    if (kd_sched_parse(sc, t->o.schedule ? t->o.schedule : "cosine"))
+        return -1;
+    sc->base = t->o.lr * (t->o.lr_scale_batch ? t->B / 256.0 : 1);
+    sc->warmup = t->o.warmup_steps;
+    double ep = t->o.epochs > 0 ? t->o.epochs : (double)t->epochs;
+    sc->total = t->o.total_steps > 0 ? t->o.total_steps : (long)(ep * (double)t->batches);
+    t->inited = 1;
+    if (sc->kind == KD_SCHED_COSINE && sc->total <= 0) {
+        kd_err_set("the schedule needs the run's length: the stream's frames carry no '%s'/'%s' metadata",
+                   KD_META_EPOCHS, KD_META_BATCHES);
+        return KD_TRAIN_NO_LENGTH;
+    }
+    return 0;
+}
+
+/* Every tensor the losses declared, and the views, as the first frame had them. */
+static int check_frame(kd_trainer *t, kd_frame *f, long frame_no, int *n_out)
+{
+    char nm[KD_NAME_MAX];
+    kd_tensor *x0 = kd_frame_need(f, kd_name(nm, sizeof nm, KD_NAME_VIEW, NULL, 0), KD_F32, 4);
+    if (!x0) {
+        kd_err_prefix("frame %ld", frame_no);
+        return -1;
+    }
+    int n = (int)x0->dims[0];
+    if (n < 1 || n > t->B || x0->dims[1] != t->C || x0->dims[2] != t->H || x0->dims[3] != t->W) {
+        kd_err_set("frame %ld: view0 is [%d,%lld,%lld,%lld], the first frame's was [%d,%d,%d,%d]", frame_no, n,
+                   (long long)x0->dims[1], (long long)x0->dims[2], (long long)x0->dims[3], t->B, t->C, t->H, t->W);
+        return -1;
+    }
+    for (int v = 1; v < 8; v++)
+        if (t->views & (1u << v)) {
+            kd_tensor *xv = kd_frame_get(f, kd_name(nm, sizeof nm, KD_NAME_VIEW, NULL, v));
+            if (!xv) {
+                kd_err_set("frame %ld: the student trains on %s, which the frame lacks (augment --views %d)",
+                           frame_no, nm, v + 1);
+                return -1;
+            }
+        }
+    for (int i = 0; i < t->nl; i++)
+        for (int k = 0; k < t->L[i].ctx.nneeds; k++) {
+            const kd_loss_need *q = &t->L[i].ctx.needs[k];
+            kd_tensor *a = kd_frame_get(f, q->name);
+            if (!a) {
+                kd_err_set("frame %ld: loss %s needs tensor %s (%s)", frame_no, t->L[i].name, q->name, q->hint);
+                return -1;
+            }
+            if (a->dtype != q->dtype || (q->rank >= 0 && a->rank != q->rank) || a->dims[0] != n) {
+                kd_err_set("frame %ld: loss %s needs %s as %s of rank %d with %d rows, the frame has %s of rank %d "
+                           "with %lld", frame_no, t->L[i].name, q->name, kd_dtype_name(q->dtype), q->rank, n,
+                           kd_dtype_name(a->dtype), a->rank, (long long)a->dims[0]);
+                return -1;
+            }
+        }
+    for (int v = 1; v < 8; v++) {
+        kd_tensor *xv = kd_frame_get(f, kd_name(nm, sizeof nm, KD_NAME_VIEW, NULL, v));
+        if (xv && (xv->dtype != KD_F32 || xv->nbytes != x0->nbytes)) {
+            kd_err_set("frame %ld: %s does not match view0", frame_no, nm);
+            return -1;
+        }
+    }
+    kd_tensor *lab = kd_frame_get(f, KD_NAME_LABEL);
+    if (lab && (lab->dtype != KD_I32 || kd_tensor_numel(lab) != n)) {
+        kd_err_set("frame %ld: label is not i32 [%d]", frame_no, n);
+        return -1;
+    }
+    *n_out = n;
+    return 0;
+}
+
+int kd_trainer_step(kd_trainer *t, kd_frame *f, long frame_no)
+{
+    long fstep = (long)kd_frame_meta_i64(f, KD_META_STEP, frame_no);
+    if (fstep < t->step)
+        return 0; /* resume: already trained on */
+    int n;
+    if (check_frame(t, f, frame_no, &n))
+        return -1;
+    t->epoch = (long)kd_frame_meta_i64(f, KD_META_EPOCH, t->epoch);
+    kd_tensor *lab = kd_frame_get(f, KD_NAME_LABEL);
+    kd_loss_batch b = {.frame = f, .n = n, .step = t->step, .epoch = t->epoch,
+                       .label = lab ? lab->data : NULL, .student = t->m,
+                       .d_feat = t->dfeat, .d_logits = t->dlog, .d_emb = t->demb};
+    memcpy(b.d_map, t->dmap, sizeof b.d_map);
+    for (int i = 0; i < t->nl; i++)
+        if (t->L[i].mod->pre && t->L[i].mod->pre(t->L[i].st, &b))
+            return -1;
+    kd_model_zero_grad(t->m);
+    for (int i = 0; i < t->nl; i++)
+        if (t->L[i].ctx.params)
+            memset(t->L[i].ctx.params->g, 0, sizeof(float) * t->L[i].ctx.params->n);
+    double terms[KD_TRAIN_MAX_LOSSES] = {0}, total = 0;
+    int last = kd_model_nstages(t->m);
+    for (int v = 0; v < 8; v++) {
+        if (!(t->views & (1u << v)))
+            continue;
+        b.view = v;
+        b.x = kd_loss_view(&b, v);
+        if (kd_model_forward(t->m, b.x, n, 1, 0))
+            return -1;
+        t->fwd++;
+        b.feat = kd_model_features(t->m);
+        b.logits = kd_model_logits(t->m);
+        b.emb = kd_model_embedding(t->m);
+        memset(t->dfeat, 0, sizeof(float) * (size_t)n * t->D);
+        if (t->K)
+            memset(t->dlog, 0, sizeof(float) * (size_t)n * t->K);
+        if (t->E)
+            memset(t->demb, 0, sizeof(float) * (size_t)n * t->E);
+        if (t->dmap[last]) {
+            int c, h, w;
+            kd_model_stage_map(t->m, last, &c, &h, &w);
+            memset(t->dmap[last], 0, sizeof(float) * (size_t)n * c * h * w);
+        }
+        for (int i = 0; i < t->nl; i++) {
+            if (!(t->L[i].ctx.views & (1u << v)))
+                continue;
+            double l = 0;
+            if (t->L[i].mod->compute(t->L[i].st, &b, t->L[i].weight, &l))
+                return -1;
+            terms[i] += l;
+            total += t->L[i].weight * l;
+        }
+        if (!isfinite(total)) {
+            kd_err_set("step %ld: loss is not finite (%g)", t->step, total);
+            return -1;
+        }
+        if (kd_model_backward(t->m, t->dfeat, t->K ? t->dlog : NULL, t->E ? t->demb : NULL, t->dmap[last]))
+            return -1;
+    }
+    double epoch_f = t->batches > 0 ? (double)t->step / (double)t->batches : (double)t->epoch;
+    float lr = (float)kd_sched_lr(&t->sched, t->step, epoch_f);
+    size_t np, ng;
+    float *P = kd_model_params(t->m, &np), *G = kd_model_grads(t->m, &ng);
+    kd_sgd_step(&t->opt, P, G, lr);
+    for (int i = 0; i < t->nl; i++)
+        if (t->L[i].ctx.params)
+            kd_sgd_step(&t->L[i].own, t->L[i].ctx.params->p, t->L[i].ctx.params->g, lr);
+    for (int i = 0; i < t->nl; i++)
+        if (t->L[i].mod->post && t->L[i].mod->post(t->L[i].st, &b))
+            return -1;
+    t->step++;
+    t->last.loss = total;
+    memcpy(t->last.term, terms, sizeof terms);
+    t->last.lr = lr;
+    t->last.n = n;
+    return 1;
+}
+
+const kd_step_info *kd_trainer_last(const kd_trainer *t) { return &t->last; }
+kd_model *kd_trainer_model(kd_trainer *t) { return t->m; }
+long kd_trainer_steps(const kd_trainer *t) { return t->step; }
+long kd_trainer_epoch(const kd_trainer *t) { return t->epoch; }
+long kd_trainer_total(const kd_trainer *t) { return t->sched.total > 0 ? t->sched.total : 0; }
+long kd_trainer_epochs(const kd_trainer *t) { return t->o.epochs > 0 ? (long)ceil(t->o.epochs) : t->epochs; }
+int kd_trainer_nlosses(const kd_trainer *t) { return t->nl; }
+const char *kd_trainer_loss_name(const kd_trainer *t, int i) { return i >= 0 && i < t->nl ? t->L[i].name : NULL; }
+
+kd_monitor kd_trainer_monitor(const kd_trainer *t)
+{
+    if (!kd_model_num_classes(t->m))
+        return KD_MONITOR_KNN;
+    for (int i = 0; i < t->nl; i++)
+        if (t->L[i].mod->monitor == KD_MONITOR_KNN)
+            return KD_MONITOR_KNN;
+    return KD_MONITOR_TOP1;
+}
