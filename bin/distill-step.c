@@ -375,8 +375,7 @@ int main(int argc, char **argv)
         if (rc < 0) {
             if (!strncmp(kd_err_get(), "step ", 5))
                 kd_die(KD_EXIT_FAIL, "%s; the last checkpoint is %s", kd_err_get(), ckpt_every ? ckpt : "none");
-            kd_err_prefix("%s", in);
-            kd_die_err();
+            kd_die_err(); /* "frame N: ..." */
         }
         if (rc == 0)
             continue;
