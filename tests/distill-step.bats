@@ -167,3 +167,104 @@ assert val[0] == 0 and val[-1] == steps and all(v % 10 == 0 for v in val[:-1]) a
         assert_output --partial "kdpipe model file"
     done
 }
+
+@test "distill-step: two losses compose; the same loss twice with half weights is bit-identical to once" {
+    stream 1 > s.kdt
+    run sh -c "'$DS' --loss ce:0.5,ce:0.5 -m sup.h5 --lr 0.05 --epochs 1 -o half.h5 < s.kdt"
+    assert_success
+    assert_output --partial '"loss_ce.2"'
+    run sh -c "'$DS' --loss ce:1 -m sup.h5 --lr 0.05 --epochs 1 -o one.h5 < s.kdt"
+    assert_success
+    run same_weights half.h5 one.h5
+    assert_success
+    assert_output "identical"
+    # ce and moco on one model (classifier and head), weights summed
+    "$B/model-init" --arch resnet20 --in-channels 1 --num-classes 10 --head mlp:64:32 --seed 3 -o both.h5 >/dev/null
+    "$B/augment" --policy mocov2 --views 2 --batch 16 --epochs 1 --seed 5 --quiet d.h5 > m.kdt
+    run sh -c "'$DS' --loss ce:1,moco:0.5 --queue 32 --shuffle-bn-group 8 -m both.h5 --epochs 1 --log log.jsonl -o ce-moco.h5 < m.kdt"
+    assert_success
+    run "$PY" -c "
+import json
+rows = [json.loads(l) for l in open('log.jsonl') if '\"loss_moco\"' in l]
+assert len(rows) == 4, rows
+for r in rows:
+    assert abs(r['loss'] - (r['loss_ce'] + 0.5 * r['loss_moco'])) < 1e-5 * abs(r['loss']), r
+print('sum ok')"
+    assert_success
+    assert_output "sum ok"
+    run sh -c "'$DS' --loss ce:1 -m both.h5 --epochs 1 -o ce-only.h5 < m.kdt"
+    assert_success
+    run same_weights ce-moco.h5 ce-only.h5
+    assert_success
+    assert_output --partial "differ"
+}
+
+@test "distill-step: loss options are checked against the selected losses" {
+    stream 1 > s.kdt
+    run "$DS" --method ce --tau 0.1 -m sup.h5 -o x.h5
+    assert_failure 2
+    assert_line --index 0 "distill-step: --tau: none of the selected losses takes it (it is an option of: moco)"
+    run "$DS" --method moco --loss-opt moco.queue=0 -m sup.h5 -o x.h5
+    assert_failure 2
+    assert_line --index 0 "distill-step: --loss-opt: loss moco: queue: 0 is outside [1, 16777216]"
+    run "$DS" --method moco --loss-opt moco.nope=1 -m sup.h5 -o x.h5
+    assert_failure 2
+    assert_line --index 0 "distill-step: --loss-opt: loss moco has no option 'nope' (it has: queue tau moco-m shuffle-bn-group)"
+    run "$DS" --method ce --loss-opt moco.queue=8 -m sup.h5 -o x.h5
+    assert_failure 2
+    assert_line --index 0 "distill-step: --loss-opt: no loss 'moco' is selected"
+    run "$DS" --method ce --loss-opt ce -m sup.h5 -o x.h5
+    assert_failure 2
+    assert_line --index 0 "distill-step: --loss-opt: 'ce' is not LOSS.OPTION=VALUE"
+    run "$DS" --method ce:1 -m sup.h5 -o x.h5
+    assert_failure 2
+    assert_line --index 0 "distill-step: --method: one loss name, without weight ('ce:1'; several: --loss)"
+}
+
+@test "distill-step: --method takes every registered loss, and --help lists each loss's options as the man page does" {
+    run "$DS" --help
+    assert_success
+    help="$output"
+    names=$(echo "$help" | sed -n '/^The losses and their options:/,/^Optimiser/p' | awk '/^  [a-z]/ {print $1}')
+    [ "$(echo $names)" = "ce moco" ]
+    for n in $names; do
+        grep -q "^\.B $n\$" "$BATS_TEST_DIRNAME/../man/man1/distill-step.1"
+        run "$DS" --method "$n" -m sup.h5 -o x.h5 < /dev/null
+        assert_failure 1
+        assert_output --partial "the stream is empty"
+    done
+    opts=$(echo "$help" | sed -n '/^The losses and their options:/,/^Optimiser/p' | awk '/^    --/ {print $1}')
+    [ -n "$opts" ]
+    for o in $opts; do
+        esc=$(echo "$o" | sed 's/-/\\\\-/g')
+        grep -q "\\\\fB$esc\\\\fR" "$BATS_TEST_DIRNAME/../man/man1/distill-step.1" || { echo "man page lacks $o"; false; }
+    done
+}
+
+@test "distill-step: a frame without what a loss needs, a stream without its length, a resume with other losses" {
+    "$B/model-init" --arch resnet20 --in-channels 1 --head mlp:64:32 --seed 3 -o ssl.h5 >/dev/null
+    stream 1 > s.kdt
+    run sh -c "'$DS' --method moco -m ssl.h5 --epochs 1 -o x.h5 < s.kdt"
+    assert_failure 1
+    assert_output "distill-step: frame 0: loss moco needs tensor view1 (augment --views 2)"
+    [ ! -e x.h5 ]
+    # a stage of one's own that writes no metadata
+    "$PY" -c "
+import sys; sys.path.insert(0, '$BATS_TEST_DIRNAME/../examples')
+import kdt
+for meta, t in kdt.read_frames(open('s.kdt', 'rb')):
+    kdt.write_frame(sys.stdout.buffer, {}, t)" > bare.kdt
+    run sh -c "'$DS' --method ce -m sup.h5 -o x.h5 < bare.kdt"
+    assert_failure 2
+    assert_output --partial "--schedule cosine needs the run's length, and the stream does not say it"
+    assert_output --partial "give --epochs E or --total-steps N"
+    run sh -c "'$DS' --method ce -m sup.h5 --schedule const -o x.h5 < bare.kdt"
+    assert_success
+    run sh -c "'$DS' --method ce -m sup.h5 --total-steps 4 -o x.h5 < bare.kdt"
+    assert_success
+    run sh -c "'$DS' --method ce -m sup.h5 --epochs 1 --ckpt-every 2 -o c.h5 < s.kdt"
+    assert_success
+    run sh -c "'$DS' --loss ce:2 --resume c.h5.ckpt.h5 --epochs 1 -o r.h5 < s.kdt"
+    assert_failure 1
+    assert_output "distill-step: c.h5.ckpt.h5: the checkpoint was trained with --loss ce:1, not ce:2"
+}
