@@ -3,7 +3,10 @@
  * Every kdpipe file has two root attributes: kdpipe_format (integer, checked
  * on open: newer than KD_H5_FORMAT is refused) and kdpipe_kind ("dataset",
  * "features", "model", "detections", "classifier").  Datasets are chunked,
- * shuffle+deflate compressed, and extendible along axis 0.
+ * shuffle+deflate compressed with a Fletcher-32 checksum on every chunk (a
+ * flipped byte is an error, never a silently changed value), and extendible
+ * along axis 0; files use the HDF5 1.8 format, whose object headers are
+ * checksummed.  Attributes are in lib/io/kd_h5_attr.c.
  *
  * HDF5's own error printing is silenced; failures come back as -1 (or a
  * negative hid_t) with a kd_err message naming the file and the dataset.
