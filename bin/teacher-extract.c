@@ -10,6 +10,7 @@
 
 #include "kd_aug.h"
 #include "kd_cli.h"
+#include "kd_dataset.h"
 #include "kd_err.h"
 #include "kd_gemm.h"
 #include "kd_h5.h"
@@ -315,50 +316,26 @@ static int features_mode(runner *r, const char *model_path, const char *ds, cons
     int C = kd_model_opts(m)->in_channels, D = kd_model_feat_dim(m), K = kd_model_num_classes(m);
     if (!strcmp(out, "-"))
         kd_usage("--features needs -o FEATURES.h5 (HDF5 cannot go to a pipe)");
-    kd_h5 h;
-    if (kd_h5_open(&h, ds, "dataset"))
+    kd_dataset_info di;
+    kd_dataset_file *h = kd_dataset_open(ds, &di);
+    if (!h)
         kd_die_err();
-    int64_t want[4] = {-1, -1, -1, -1}, dims[KD_MAX_RANK];
-    kd_dtype dt;
-    int rank;
-    if (kd_h5_expect(&h, "images", 4, want, dims) || kd_h5_info(&h, "images", &dt, &rank, dims))
-        kd_die_err();
-    if (dt != KD_U8)
-        kd_die(KD_EXIT_FAIL, "%s: /images is %s, not u8", ds, kd_dtype_name(dt));
-    int64_t N = dims[0];
-    int H = (int)dims[1], W = (int)dims[2], IC = (int)dims[3];
-    if (IC != C)
-        kd_die(KD_EXIT_FAIL, "%s: images have %d channels, the model takes %d", ds, IC, C);
+    int64_t N = di.n;
+    int H = di.h, W = di.w;
+    if (di.c != C)
+        kd_die(KD_EXIT_FAIL, "%s: images have %d channels, the model takes %d", ds, di.c, C);
     if (limit > 0 && limit < N)
         N = limit;
-    if (N < 1)
-        kd_die(KD_EXIT_FAIL, "%s: no images", ds);
-    float mean[3] = {0, 0, 0}, sd[3] = {1, 1, 1};
-    for (int pass = 0; pass < 2; pass++) {
-        const char *an = pass ? "std" : "mean";
-        float *dst = pass ? sd : mean;
-        const float *ov = pass ? std_o : mean_o;
-        int no = pass ? nstd : nmean;
-        if (no) {
-            for (int k = 0; k < C; k++)
-                dst[k] = ov[no == 1 ? 0 : k];
-            continue;
-        }
-        if (!kd_h5_attr_has(&h, NULL, an))
-            kd_die(KD_EXIT_FAIL, "%s: no '%s' attribute; give --%s", ds, an, an);
-        float v[8];
-        int nv = kd_h5_attr_get_f32v(&h, NULL, an, v, 8);
-        if (nv < 0)
-            kd_die_err();
-        if (nv != 1 && nv != C)
-            kd_die(KD_EXIT_FAIL, "%s: attribute %s has %d values for %d channels", ds, an, nv, C);
-        for (int k = 0; k < C; k++)
-            dst[k] = v[nv == 1 ? 0 : k];
-    }
-    for (int k = 0; k < C; k++)
-        if (!(sd[k] > 0))
-            kd_die(KD_EXIT_FAIL, "%s: std %g is not positive", ds, sd[k]);
-    int has_labels = kd_h5_exists(&h, "labels") > 0;
+    float mean[3], sd[3];
+    kd_norm_overrides ov = {.nmean = nmean, .nstd = nstd};
+    memcpy(ov.mean, mean_o, sizeof(float) * (size_t)nmean);
+    memcpy(ov.std, std_o, sizeof(float) * (size_t)nstd);
+    int nrc = kd_dataset_norm(&di, C, &ov, mean, sd);
+    if (nrc == -2)
+        kd_usage("%s", kd_err_get());
+    if (nrc)
+        kd_die_err();
+    int has_labels = di.has_labels;
     int B = r->batch;
     if (runner_fit(r, B < N ? B : (int)N, H, W))
         kd_die_err();
@@ -379,12 +356,9 @@ static int features_mode(runner *r, const char *model_path, const char *ds, cons
     double t0 = kd_now();
     for (int64_t s = 0; s < N; s += B) {
         int b = (int)(N - s < B ? N - s : B);
-        if (kd_h5_read(&h, "images", KD_U8, s, b, px))
+        if (kd_dataset_read_rows(h, s, b, px, has_labels ? lab : NULL))
             goto fail;
-        if (has_labels) {
-            if (kd_h5_read(&h, "labels", KD_I32, s, b, lab))
-                goto fail;
-        } else {
+        if (!has_labels) {
             for (int i = 0; i < b; i++)
                 lab[i] = -1;
         }
@@ -411,7 +385,7 @@ static int features_mode(runner *r, const char *model_path, const char *ds, cons
         goto fail;
     if (kd_h5_commit(&o))
         kd_die_err();
-    kd_h5_close(&h);
+    kd_dataset_close(h);
     kd_json j;
     kd_json_begin(&j, stdout);
     kd_json_str(&j, "output", out);
