@@ -59,6 +59,7 @@ static const char help[] =
     "  --seed S            random seed (default 0)\n"
     "  --threads N         worker threads (default: all cores)\n"
     "  --quiet             no progress line\n"
+    "  --progress          the progress line even when stderr is not a terminal\n"
     "  -h, --help          this help;  --version  version\n"
     "See augment(1).\n";
 
@@ -371,7 +372,8 @@ int main(int argc, char **argv)
         kd_die(KD_EXIT_FAIL, "out of memory");
     kd_frame fr;
     kd_frame_init(&fr);
-    int64_t frames = 0, nviews = 0;
+    int64_t frames = 0, nviews = 0, done = 0;
+    const int64_t total = (drop_last ? nb * batch : N) * epochs; /* images this run augments */
     double t0 = kd_now();
     for (int64_t e = start_epoch; e < start_epoch + epochs; e++) {
         kd_augment_order(std.seed, e, shuffle, perm, N);
@@ -391,7 +393,10 @@ int main(int argc, char **argv)
             }
             frames++;
             nviews += (int64_t)b * views;
-            kd_progress(&std, "epoch %lld batch %lld/%lld", (long long)e, (long long)bi + 1, (long long)nb);
+            done += b;
+            kd_progress_run(&std, (long)done, (long)total, done / (kd_now() - t0 + 1e-9), "images",
+                            "epoch %lld/%lld batch %lld/%lld", (long long)e + 1, (long long)(start_epoch + epochs),
+                            (long long)bi + 1, (long long)nb);
         }
     }
     kd_progress_end(&std);
