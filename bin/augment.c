@@ -245,8 +245,9 @@ static uint8_t *load_images(kd_dataset_file *f, const kd_dataset_info *di, int64
             kd_warn("not enough memory to hold %lld images; reading them from the file", (long long)n);
         return NULL;
     }
-    if (madvise(images, bytes, MADV_HUGEPAGE) < 0 && errno != EINVAL)
-        errno = 0; /* advice only */
+    if (madvise(images, bytes, MADV_HUGEPAGE) < 0) {
+        /* advice only: without huge pages the load is merely slower */
+    }
     const int64_t chunk = 4096;
     for (int64_t s = 0; s < n; s += chunk)
         if (kd_dataset_read_rows(f, s, n - s < chunk ? n - s : chunk, images + (size_t)s * isz, NULL) < 0)
