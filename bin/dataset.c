@@ -6,6 +6,7 @@
 #include <string.h>
 #include <sys/stat.h>
 
+#include "kd_cifar.h"
 #include "kd_cli.h"
 #include "kd_dataset.h"
 #include "kd_idx.h"
@@ -47,8 +48,6 @@ static const struct option longopts[] = {
 
 static const char *fashion_classes[] = {"T-shirt/top", "Trouser", "Pullover", "Dress", "Coat",
                                         "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot"};
-static const char *cifar10_classes[] = {"airplane", "automobile", "bird", "cat", "deer",
-                                        "dog", "frog", "horse", "ship", "truck"};
 
 static int is_dir(const char *p)
 {
@@ -141,136 +140,6 @@ static void ingest_idx(const char *src, const char *split, int64_t limit, kd_dat
     d->source = src;
 }
 
-/* Class names from a CIFAR text file (batches.meta.txt, fine_label_names.txt):
- * the first n non-blank lines, trimmed.  NULL when the file is absent or has
- * fewer than n names (the built-in or numeric names are used then). */
-static char **read_names(const char *dir, const char *file, int n)
-{
-    char p[4200], line[256];
-    snprintf(p, sizeof p, "%s/%s", dir, file);
-    FILE *fp = fopen(p, "r");
-    if (!fp)
-        return NULL;
-    char **names = calloc((size_t)n, sizeof *names);
-    int k = 0;
-    while (names && k < n && fgets(line, sizeof line, fp)) {
-        char *b = line, *e = line + strlen(line);
-        while (*b == ' ' || *b == '\t')
-            b++;
-        while (e > b && (e[-1] == '\n' || e[-1] == '\r' || e[-1] == ' ' || e[-1] == '\t'))
-            *--e = 0;
-        if (*b && !(names[k++] = strdup(b)))
-            break;
-    }
-    fclose(fp);
-    if (names && k == n && names[n - 1])
-        return names;
-    if (names) {
-        kd_warn("%s: %d class names, expected %d; using %s names", p, k, n, n == 10 ? "CIFAR-10" : "numeric");
-        for (int i = 0; i < n; i++)
-            free(names[i]);
-        free(names);
-    }
-    return NULL;
-}
-
-/* CIFAR binary records: label byte(s) then 3072 bytes, channel-planar 32x32. */
-static void ingest_cifar(const char *src, const char *split, int64_t limit, kd_dataset *d)
-{
-    char files[8][4096];
-    int nf = 0, c100 = 0;
-    if (is_dir(src)) {
-        char p[4096];
-        if (!strcmp(split, "train")) {
-            for (int i = 1; i <= 5; i++) {
-                char name[32];
-                snprintf(name, sizeof name, "data_batch_%d.bin", i);
-                if (!find_file(p, sizeof p, src, name))
-                    snprintf(files[nf++], sizeof files[0], "%s", p);
-            }
-            if (!nf && !find_file(p, sizeof p, src, "train.bin")) {
-                snprintf(files[nf++], sizeof files[0], "%s", p);
-                c100 = 1;
-            }
-        } else {
-            if (!find_file(p, sizeof p, src, "test_batch.bin"))
-                snprintf(files[nf++], sizeof files[0], "%s", p);
-            else if (!find_file(p, sizeof p, src, "test.bin")) {
-                snprintf(files[nf++], sizeof files[0], "%s", p);
-                c100 = 1;
-            }
-        }
-        if (!nf)
-            kd_die(KD_EXIT_FAIL, "%s: no CIFAR %s batches", src, split);
-    } else {
-        snprintf(files[nf++], sizeof files[0], "%s", src);
-        const char *b = strrchr(src, '/');
-        b = b ? b + 1 : src;
-        c100 = !strncmp(b, "train.bin", 9) || !strncmp(b, "test.bin", 8);
-    }
-    const int rec = (c100 ? 2 : 1) + 3072;
-    int64_t cap = 0;
-    d->n = 0;
-    d->h = d->w = 32;
-    d->c = 3;
-    d->images = NULL;
-    d->labels = NULL;
-    int maxl = 0;
-    unsigned char *r = malloc((size_t)rec);
-    if (!r)
-        kd_die(KD_EXIT_FAIL, "out of memory");
-    for (int f = 0; f < nf && (limit <= 0 || d->n < limit); f++) {
-        FILE *fp = fopen(files[f], "rb");
-        if (!fp)
-            kd_die(KD_EXIT_FAIL, "%s: %s", files[f], strerror(errno));
-        long sz = fseek(fp, 0, SEEK_END) ? -1 : ftell(fp);
-        if (sz < 0 || fseek(fp, 0, SEEK_SET))
-            kd_die(KD_EXIT_FAIL, "%s: %s", files[f], strerror(errno));
-        if (sz <= 0 || sz % rec)
-            kd_die(KD_EXIT_FAIL, "%s: size %ld is not a whole number of %d-byte CIFAR records", files[f], sz, rec);
-        for (long k = 0; k < sz / rec && (limit <= 0 || d->n < limit); k++) {
-            if (fread(r, 1, (size_t)rec, fp) != (size_t)rec)
-                kd_die(KD_EXIT_FAIL, "%s: short read", files[f]);
-            if (d->n == cap) {
-                cap = cap ? 2 * cap : 10000;
-                d->images = realloc(d->images, (size_t)cap * 3072);
-                d->labels = realloc(d->labels, (size_t)cap * sizeof(int32_t));
-                if (!d->images || !d->labels)
-                    kd_die(KD_EXIT_FAIL, "out of memory");
-            }
-            int lab = r[c100 ? 1 : 0];
-            const unsigned char *px = r + (c100 ? 2 : 1);
-            uint8_t *out = d->images + d->n * 3072;
-            for (int i = 0; i < 1024; i++)
-                for (int ch = 0; ch < 3; ch++)
-                    out[i * 3 + ch] = px[ch * 1024 + i];
-            d->labels[d->n++] = lab;
-            if (lab > maxl)
-                maxl = lab;
-        }
-        fclose(fp);
-    }
-    free(r);
-    if (!d->n)
-        kd_die(KD_EXIT_FAIL, "%s: no images", src);
-    d->nclasses = c100 ? 100 : 10;
-    if (maxl >= d->nclasses)
-        kd_die(KD_EXIT_FAIL, "%s: label %d out of range for CIFAR-%d", src, maxl, d->nclasses);
-    char dir[4096];
-    snprintf(dir, sizeof dir, "%s", src);
-    if (!is_dir(src)) {
-        char *sl = strrchr(dir, '/');
-        if (sl)
-            *sl = 0;
-        else
-            snprintf(dir, sizeof dir, ".");
-    }
-    d->classes = read_names(dir, c100 ? "fine_label_names.txt" : "batches.meta.txt", d->nclasses);
-    if (!d->classes && !c100)
-        d->classes = (char **)cifar10_classes;
-    d->source = src;
-}
-
 int main(int argc, char **argv)
 {
     kd_std_opts std;
@@ -311,9 +180,18 @@ int main(int argc, char **argv)
     int f = format ? format[0] : detect(src);
     double t0 = kd_now();
     kd_dataset d = {0};
+    int cifar = 0;
     switch (f) {
     case 'i': ingest_idx(src, split, limit, &d); break;
-    case 'c': ingest_cifar(src, split, limit, &d); break;
+    case 'c': {
+        char warn[4400];
+        if (kd_cifar_read(src, split, limit, &d, warn, sizeof warn))
+            kd_die_err();
+        if (warn[0])
+            kd_warn("%s", warn);
+        cifar = 1;
+        break;
+    }
     case 'f':
         if (kd_imgfolder_read(src, limit, rh, rw, &d))
             kd_die_err();
@@ -332,9 +210,13 @@ int main(int argc, char **argv)
     kd_json_int(&j, "classes", d.nclasses);
     kd_json_num(&j, "seconds", kd_now() - t0);
     kd_json_end(&j);
+    if (cifar) {
+        kd_cifar_free(&d);
+        return 0;
+    }
     free(d.images);
     free(d.labels);
-    if (d.classes && d.classes != (char **)fashion_classes && d.classes != (char **)cifar10_classes) {
+    if (d.classes && d.classes != (char **)fashion_classes) {
         for (int i = 0; i < d.nclasses; i++)
             free(d.classes[i]);
         free(d.classes);

@@ -4,6 +4,7 @@
 #include <string.h>
 
 #include "kd_cli.h"
+#include "kd_dataset.h"
 #include "kd_gemm.h"
 #include "kd_h5.h"
 #include "kd_knn.h"
@@ -69,7 +70,36 @@ typedef struct {
     int nclass;  /* from the labels or the classes attribute */
 } table;
 
-/* Reads features (or flattened pixels / 255) and labels of one file. */
+/* A dataset file through kd_dataset: flattened pixels / 255 and labels. */
+static void load_dataset(const char *path, int64_t limit, table *t, int *nclasses)
+{
+    kd_dataset_info di;
+    kd_dataset_file *f = kd_dataset_open(path, &di);
+    if (!f)
+        kd_die_err();
+    if (!di.has_labels)
+        kd_die(KD_EXIT_FAIL, "%s: no /labels", path);
+    int64_t n = limit > 0 && limit < di.n ? limit : di.n, d = (int64_t)di.h * di.w * di.c;
+    if (d > (1 << 24))
+        kd_die(KD_EXIT_FAIL, "%s: %lld features per row is too many", path, (long long)d);
+    t->n = n;
+    t->d = (int)d;
+    t->x = malloc(sizeof(float) * (size_t)(n * d));
+    t->y = malloc(sizeof(int32_t) * (size_t)n);
+    uint8_t *px = malloc((size_t)(n * d));
+    if (!t->x || !t->y || !px)
+        kd_die(KD_EXIT_FAIL, "%s: out of memory for %lld x %lld features", path, (long long)n, (long long)d);
+    if (kd_dataset_read_rows(f, 0, n, px, t->y))
+        kd_die_err();
+    for (int64_t i = 0; i < n * d; i++)
+        t->x[i] = px[i] * (1.0f / 255.0f);
+    free(px);
+    *nclasses = di.nclasses;
+    kd_dataset_close(f);
+}
+
+/* Reads features (or, from a dataset file, flattened pixels / 255) and
+ * labels of one file; labels follow kd_dataset's rule. */
 static void load(const char *path, int64_t limit, int want_logits, table *t)
 {
     kd_h5 h;
@@ -80,67 +110,59 @@ static void load(const char *path, int64_t limit, int want_logits, table *t)
     int feats = !strcmp(kind, "features");
     if (!feats && strcmp(kind, "dataset"))
         kd_die(KD_EXIT_FAIL, "%s: is a kdpipe '%s' file, expected a 'features' or 'dataset' file", path, kind);
-    int64_t dims[KD_MAX_RANK];
-    kd_dtype dt;
-    int rank;
-    const char *xname = feats ? "features" : "images";
-    if (kd_h5_info(&h, xname, &dt, &rank, dims))
-        kd_die_err();
-    if ((feats && rank != 2) || (!feats && rank != 4))
-        kd_die(KD_EXIT_FAIL, "%s: /%s has rank %d, expected %d", path, xname, rank, feats ? 2 : 4);
-    int64_t n = dims[0], d = 1;
-    for (int i = 1; i < rank; i++)
-        d *= dims[i];
-    if (limit > 0 && limit < n)
-        n = limit;
-    if (n < 1)
-        kd_die(KD_EXIT_FAIL, "%s: /%s is empty", path, xname);
-    if (d > (1 << 24))
-        kd_die(KD_EXIT_FAIL, "%s: %lld features per row is too many", path, (long long)d);
-    int64_t ldims[KD_MAX_RANK];
-    if (kd_h5_expect(&h, "labels", 1, (int64_t[]){-1}, ldims))
-        kd_die_err();
-    if (ldims[0] < n)
-        kd_die(KD_EXIT_FAIL, "%s: %lld labels for %lld rows", path, (long long)ldims[0], (long long)n);
-    t->n = n;
-    t->d = (int)d;
-    t->x = malloc(sizeof(float) * (size_t)(n * d));
-    t->y = malloc(sizeof(int32_t) * (size_t)n);
-    if (!t->x || !t->y)
-        kd_die(KD_EXIT_FAIL, "%s: out of memory for %lld x %lld features", path, (long long)n, (long long)d);
-    if (feats) {
-        if (kd_h5_read(&h, "features", KD_F32, 0, n, t->x))
-            kd_die_err();
+    int nc = 0;
+    int64_t n = 0, ldims[KD_MAX_RANK];
+    if (!feats) {
+        kd_h5_close(&h);
+        if (want_logits)
+            kd_die(KD_EXIT_FAIL, "%s: a dataset file has no /logits", path);
+        load_dataset(path, limit, t, &nc);
+        n = t->n;
     } else {
-        uint8_t *px = malloc((size_t)(n * d));
-        if (!px)
-            kd_die(KD_EXIT_FAIL, "out of memory");
-        if (kd_h5_read(&h, "images", KD_U8, 0, n, px))
+        int64_t dims[KD_MAX_RANK];
+        kd_dtype dt;
+        int rank;
+        if (kd_h5_info(&h, "features", &dt, &rank, dims))
+            kd_die_err();
+        if (rank != 2)
+            kd_die(KD_EXIT_FAIL, "%s: /features has rank %d, expected 2", path, rank);
+        n = dims[0];
+        int64_t d = dims[1];
+        if (limit > 0 && limit < n)
+            n = limit;
+        if (n < 1)
+            kd_die(KD_EXIT_FAIL, "%s: /features is empty", path);
+        if (d > (1 << 24))
+            kd_die(KD_EXIT_FAIL, "%s: %lld features per row is too many", path, (long long)d);
+        if (kd_h5_expect(&h, "labels", 1, (int64_t[]){-1}, ldims))
+            kd_die_err();
+        if (ldims[0] < n)
+            kd_die(KD_EXIT_FAIL, "%s: %lld labels for %lld rows", path, (long long)ldims[0], (long long)n);
+        t->n = n;
+        t->d = (int)d;
+        t->x = malloc(sizeof(float) * (size_t)(n * d));
+        t->y = malloc(sizeof(int32_t) * (size_t)n);
+        if (!t->x || !t->y)
+            kd_die(KD_EXIT_FAIL, "%s: out of memory for %lld x %lld features", path, (long long)n, (long long)d);
+        if (kd_h5_read(&h, "features", KD_F32, 0, n, t->x) || kd_h5_read(&h, "labels", KD_I32, 0, n, t->y))
             kd_die_err();
         for (int64_t i = 0; i < n * d; i++)
-            t->x[i] = px[i] * (1.0f / 255.0f);
-        free(px);
+            if (!isfinite(t->x[i]))
+                kd_die(KD_EXIT_FAIL, "%s: row %lld has a non-finite feature", path, (long long)(i / d));
+        if (kd_h5_attr_has(&h, NULL, "classes")) {
+            char **cls;
+            nc = kd_h5_attr_get_strv(&h, NULL, "classes", &cls);
+            if (nc < 0)
+                kd_die_err();
+            kd_strv_free(cls, nc);
+        }
+        if (kd_dataset_check_labels(path, t->y, n, 0, nc))
+            kd_die_err();
     }
-    if (kd_h5_read(&h, "labels", KD_I32, 0, n, t->y))
-        kd_die_err();
-    for (int64_t i = 0; feats && i < n * d; i++)
-        if (!isfinite(t->x[i]))
-            kd_die(KD_EXIT_FAIL, "%s: row %lld has a non-finite feature", path, (long long)(i / d));
     int32_t maxl = 0;
-    for (int64_t i = 0; i < n; i++) {
-        if (t->y[i] < 0 || t->y[i] >= 100000)
-            kd_die(KD_EXIT_FAIL, "%s: row %lld: label %d is out of range", path, (long long)i, t->y[i]);
+    for (int64_t i = 0; i < n; i++)
         maxl = t->y[i] > maxl ? t->y[i] : maxl;
-    }
-    t->nclass = maxl + 1;
-    char **cls;
-    int nc = kd_h5_attr_has(&h, NULL, "classes") ? kd_h5_attr_get_strv(&h, NULL, "classes", &cls) : -1;
-    if (nc > 0) {
-        if (maxl >= nc)
-            kd_die(KD_EXIT_FAIL, "%s: label %d but only %d classes", path, maxl, nc);
-        t->nclass = nc;
-        kd_strv_free(cls, nc);
-    }
+    t->nclass = nc > 0 ? nc : maxl + 1;
     if (want_logits) {
         if (kd_h5_expect(&h, "logits", 2, (int64_t[]){-1, -1}, ldims))
             kd_die_err();
@@ -153,7 +175,8 @@ static void load(const char *path, int64_t limit, int want_logits, table *t)
         if (maxl >= t->k)
             kd_die(KD_EXIT_FAIL, "%s: label %d but only %d logits", path, maxl, t->k);
     }
-    kd_h5_close(&h);
+    if (feats)
+        kd_h5_close(&h);
 }
 
 static void save(const char *path, const kd_logreg *m, const float *mean, const float *std)

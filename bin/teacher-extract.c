@@ -10,10 +10,12 @@
 
 #include "kd_aug.h"
 #include "kd_cli.h"
+#include "kd_dataset.h"
 #include "kd_err.h"
 #include "kd_gemm.h"
 #include "kd_h5.h"
 #include "kd_model.h"
+#include "kd_names.h"
 #include "kd_stream.h"
 
 static const char help[] =
@@ -40,6 +42,7 @@ static const char help[] =
     "Common options:\n"
     "  --threads N           BLIS and OpenMP threads (default: all cores)\n"
     "  --quiet               no progress line;  --seed S  accepted, unused\n"
+    "  --progress            the progress line even when stderr is not a terminal\n"
     "  -h, --help            this help;  --version  version\n"
     "See teacher-extract(1).\n";
 
@@ -156,7 +159,7 @@ static int view_index(const char *name, int pos)
 }
 
 static int stream_mode(runner *r, const char *in, const char *out, const char *views, const char *prefix,
-                       int deflate, int want_feat, const kd_std_opts *std)
+                       int deflate, int want_feat, kd_std_opts *std)
 {
     kd_model *m = r->m;
     int C = kd_model_opts(m)->in_channels, D = kd_model_feat_dim(m), K = kd_model_num_classes(m),
@@ -187,6 +190,7 @@ static int stream_mode(runner *r, const char *in, const char *out, const char *v
             kd_usage("--views: empty list");
     }
     long long frames = 0, images = 0;
+    int64_t due = -1; /* frames the stream holds, from the first frame's metadata */
     double t0 = kd_now();
     int rc;
     while ((rc = kd_reader_next(rd, &f)) == 1) {
@@ -196,9 +200,11 @@ static int stream_mode(runner *r, const char *in, const char *out, const char *v
             nv = 0;
             for (int i = 0; i < f.n && nv < 64; i++) {
                 const char *nm = f.t[i].name;
-                if (!strncmp(nm, "view", 4) && nm[4]) {
+                const char *vf = kd_name_family_str(KD_NAME_VIEW);
+                size_t vl = strlen(vf);
+                if (!strncmp(nm, vf, vl) && nm[vl]) {
                     int digits = 1;
-                    for (const char *p = nm + 4; *p; p++)
+                    for (const char *p = nm + vl; *p; p++)
                         digits &= isdigit((unsigned char)*p) != 0;
                     if (digits)
                         snprintf(fv[nv++], KD_NAME_MAX, "%s", nm);
@@ -237,7 +243,7 @@ static int stream_mode(runner *r, const char *in, const char *out, const char *v
             int64_t d2[2] = {n, 0};
             /* adding tensors may move t's array: look the view up again after */
             if (E) {
-                snprintf(nm, sizeof nm, "%semb%d", prefix, idx);
+                kd_name(nm, sizeof nm, KD_NAME_EMB, prefix, idx);
                 d2[1] = E;
                 kd_tensor *a = kd_frame_add(&f, nm, KD_F32, 2, d2);
                 if (!a)
@@ -245,7 +251,7 @@ static int stream_mode(runner *r, const char *in, const char *out, const char *v
                 o.emb = a->data;
             }
             if (want_feat) {
-                snprintf(nm, sizeof nm, "%sfeat%d", prefix, idx);
+                kd_name(nm, sizeof nm, KD_NAME_FEAT, prefix, idx);
                 d2[1] = D;
                 kd_tensor *a = kd_frame_add(&f, nm, KD_F32, 2, d2);
                 if (!a)
@@ -253,7 +259,7 @@ static int stream_mode(runner *r, const char *in, const char *out, const char *v
                 o.feat = a->data;
             }
             if (K) {
-                snprintf(nm, sizeof nm, "%slogits%d", prefix, idx);
+                kd_name(nm, sizeof nm, KD_NAME_LOGITS, prefix, idx);
                 d2[1] = K;
                 kd_tensor *a = kd_frame_add(&f, nm, KD_F32, 2, d2);
                 if (!a)
@@ -264,7 +270,7 @@ static int stream_mode(runner *r, const char *in, const char *out, const char *v
                 int mc, mh, mw;
                 if (!kd_model_stage_map(m, r->maps, &mc, &mh, &mw))
                     goto fail;
-                snprintf(nm, sizeof nm, "%smap%d", prefix, idx);
+                kd_name(nm, sizeof nm, KD_NAME_MAP, prefix, idx);
                 int64_t d4[4] = {n, mc, mh, mw};
                 kd_tensor *a = kd_frame_add(&f, nm, KD_F32, 4, d4);
                 if (!a)
@@ -280,7 +286,14 @@ static int stream_mode(runner *r, const char *in, const char *out, const char *v
         if (kd_writer_put(wr, &f))
             goto fail;
         frames++;
-        kd_progress(std, "frame %lld, %lld images, %.0f img/s", frames, images, images / (kd_now() - t0 + 1e-9));
+        if (frames == 1) { /* the run's length, when the stream announces it */
+            int64_t ep = kd_frame_meta_i64(&f, KD_META_EPOCHS, -1), nb = kd_frame_meta_i64(&f, KD_META_BATCHES, -1);
+            int64_t e0 = kd_frame_meta_i64(&f, KD_META_EPOCH, 0), b0 = kd_frame_meta_i64(&f, KD_META_BATCH, 0);
+            due = ep > 0 && nb > 0 && e0 >= 0 && e0 < ep && b0 >= 0 ? (ep - e0) * nb - b0 : -1;
+        }
+        double dt = kd_now() - t0 + 1e-9;
+        kd_progress_run(std, (long)frames, (long)due, frames / dt, "frames", "%lld images, %.0f images/s", images,
+                        images / dt);
     }
     if (rc < 0)
         goto fail;
@@ -309,56 +322,32 @@ fail:
 /* ---------------------------------------------------------- features mode */
 
 static int features_mode(runner *r, const char *model_path, const char *ds, const char *out, const float *mean_o,
-                         int nmean, const float *std_o, int nstd, long long limit, const kd_std_opts *std)
+                         int nmean, const float *std_o, int nstd, long long limit, kd_std_opts *std)
 {
     kd_model *m = r->m;
     int C = kd_model_opts(m)->in_channels, D = kd_model_feat_dim(m), K = kd_model_num_classes(m);
     if (!strcmp(out, "-"))
         kd_usage("--features needs -o FEATURES.h5 (HDF5 cannot go to a pipe)");
-    kd_h5 h;
-    if (kd_h5_open(&h, ds, "dataset"))
+    kd_dataset_info di;
+    kd_dataset_file *h = kd_dataset_open(ds, &di);
+    if (!h)
         kd_die_err();
-    int64_t want[4] = {-1, -1, -1, -1}, dims[KD_MAX_RANK];
-    kd_dtype dt;
-    int rank;
-    if (kd_h5_expect(&h, "images", 4, want, dims) || kd_h5_info(&h, "images", &dt, &rank, dims))
-        kd_die_err();
-    if (dt != KD_U8)
-        kd_die(KD_EXIT_FAIL, "%s: /images is %s, not u8", ds, kd_dtype_name(dt));
-    int64_t N = dims[0];
-    int H = (int)dims[1], W = (int)dims[2], IC = (int)dims[3];
-    if (IC != C)
-        kd_die(KD_EXIT_FAIL, "%s: images have %d channels, the model takes %d", ds, IC, C);
+    int64_t N = di.n;
+    int H = di.h, W = di.w;
+    if (di.c != C)
+        kd_die(KD_EXIT_FAIL, "%s: images have %d channels, the model takes %d", ds, di.c, C);
     if (limit > 0 && limit < N)
         N = limit;
-    if (N < 1)
-        kd_die(KD_EXIT_FAIL, "%s: no images", ds);
-    float mean[3] = {0, 0, 0}, sd[3] = {1, 1, 1};
-    for (int pass = 0; pass < 2; pass++) {
-        const char *an = pass ? "std" : "mean";
-        float *dst = pass ? sd : mean;
-        const float *ov = pass ? std_o : mean_o;
-        int no = pass ? nstd : nmean;
-        if (no) {
-            for (int k = 0; k < C; k++)
-                dst[k] = ov[no == 1 ? 0 : k];
-            continue;
-        }
-        if (!kd_h5_attr_has(&h, NULL, an))
-            kd_die(KD_EXIT_FAIL, "%s: no '%s' attribute; give --%s", ds, an, an);
-        float v[8];
-        int nv = kd_h5_attr_get_f32v(&h, NULL, an, v, 8);
-        if (nv < 0)
-            kd_die_err();
-        if (nv != 1 && nv != C)
-            kd_die(KD_EXIT_FAIL, "%s: attribute %s has %d values for %d channels", ds, an, nv, C);
-        for (int k = 0; k < C; k++)
-            dst[k] = v[nv == 1 ? 0 : k];
-    }
-    for (int k = 0; k < C; k++)
-        if (!(sd[k] > 0))
-            kd_die(KD_EXIT_FAIL, "%s: std %g is not positive", ds, sd[k]);
-    int has_labels = kd_h5_exists(&h, "labels") > 0;
+    float mean[3], sd[3];
+    kd_norm_overrides ov = {.nmean = nmean, .nstd = nstd};
+    memcpy(ov.mean, mean_o, sizeof(float) * (size_t)nmean);
+    memcpy(ov.std, std_o, sizeof(float) * (size_t)nstd);
+    int nrc = kd_dataset_norm(&di, C, &ov, mean, sd);
+    if (nrc == -2)
+        kd_usage("%s", kd_err_get());
+    if (nrc)
+        kd_die_err();
+    int has_labels = di.has_labels;
     int B = r->batch;
     if (runner_fit(r, B < N ? B : (int)N, H, W))
         kd_die_err();
@@ -379,12 +368,9 @@ static int features_mode(runner *r, const char *model_path, const char *ds, cons
     double t0 = kd_now();
     for (int64_t s = 0; s < N; s += B) {
         int b = (int)(N - s < B ? N - s : B);
-        if (kd_h5_read(&h, "images", KD_U8, s, b, px))
+        if (kd_dataset_read_rows(h, s, b, px, has_labels ? lab : NULL))
             goto fail;
-        if (has_labels) {
-            if (kd_h5_read(&h, "labels", KD_I32, s, b, lab))
-                goto fail;
-        } else {
+        if (!has_labels) {
             for (int i = 0; i < b; i++)
                 lab[i] = -1;
         }
@@ -399,8 +385,7 @@ static int features_mode(runner *r, const char *model_path, const char *ds, cons
         if (kd_h5_append(&o, "features", KD_F32, feat, b) || (K && kd_h5_append(&o, "logits", KD_F32, logits, b)) ||
             kd_h5_append(&o, "labels", KD_I32, lab, b))
             goto fail;
-        kd_progress(std, "%lld/%lld images, %.0f img/s", (long long)(s + b), (long long)N,
-                    (s + b) / (kd_now() - t0 + 1e-9));
+        kd_progress_run(std, (long)(s + b), (long)N, (s + b) / (kd_now() - t0 + 1e-9), "images", "features");
     }
     kd_progress_end(std);
     const kd_arch_opts *ao = kd_model_opts(m);
@@ -411,7 +396,7 @@ static int features_mode(runner *r, const char *model_path, const char *ds, cons
         goto fail;
     if (kd_h5_commit(&o))
         kd_die_err();
-    kd_h5_close(&h);
+    kd_dataset_close(h);
     kd_json j;
     kd_json_begin(&j, stdout);
     kd_json_str(&j, "output", out);
@@ -436,7 +421,7 @@ int main(int argc, char **argv)
 {
     kd_std_opts std;
     kd_cli_init(argv[0], help, &std);
-    const char *model = NULL, *views = NULL, *prefix = "t.", *maps = NULL, *features = NULL, *out = "-";
+    const char *model = NULL, *views = NULL, *prefix = KD_TEACHER_PREFIX, *maps = NULL, *features = NULL, *out = "-";
     int batch = 128, deflate = 0, want_feat = 1, nmean = 0, nstd = 0;
     long long limit = -1;
     float mean[3], sd[3];

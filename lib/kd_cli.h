@@ -1,6 +1,6 @@
 /* kd_cli — the conventions every kdpipe program shares (DESIGN.md §3):
  * --help to stdout, --version (with the BLIS kernels chosen), --quiet,
- * --threads N, --seed S, usage errors with exit 2, a progress line on stderr
+ * --threads N, --seed S, --progress, usage errors with exit 2, a progress line on stderr
  * when it is a TTY, and results as JSON lines on stdout.
  *
  * A program's getopt_long table ends with KD_STD_LONGOPTS, and its switch
@@ -21,6 +21,7 @@ enum {
     KD_OPT_THREADS,
     KD_OPT_SEED,
     KD_OPT_QUIET,
+    KD_OPT_PROGRESS,
     KD_OPT_PROG = 0x1100 /* first value free for a program's own long options */
 };
 
@@ -29,12 +30,15 @@ enum {
     {"version", no_argument, 0, KD_OPT_VERSION},          \
     {"threads", required_argument, 0, KD_OPT_THREADS},    \
     {"seed", required_argument, 0, KD_OPT_SEED},          \
-    {"quiet", no_argument, 0, KD_OPT_QUIET}
+    {"quiet", no_argument, 0, KD_OPT_QUIET},             \
+    {"progress", no_argument, 0, KD_OPT_PROGRESS}
 
 typedef struct {
     int threads;   /* 0 = all cores */
     uint64_t seed; /* default 0 */
     int quiet;
+    int progress;      /* --progress: the progress line even when stderr is not a terminal */
+    double progress_t; /* when kd_progress_run last wrote (kd_now); 0: never */
 } kd_std_opts;
 
 /* Sets kd_progname from argv0 and the help text printed by --help. */
@@ -57,10 +61,23 @@ uint64_t kd_parse_u64(const char *opt, const char *s);
 /* "HxW" or "S" (square). */
 void kd_parse_size(const char *opt, const char *s, int *h, int *w);
 
-/* Progress on stderr, overwriting one line; only when stderr is a TTY and
- * not --quiet.  kd_progress_end() finishes the line. */
+/* Progress on stderr, overwriting one line: when stderr is a TTY, or
+ * always with --progress; never with --quiet.  kd_progress_end() finishes
+ * the line. */
 void kd_progress(const kd_std_opts *std, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 void kd_progress_end(const kd_std_opts *std);
+
+/* A progress line on stderr, rewritten in place, at most ~5 times a second:
+ *   "<prog>: <text>  <done>/<total> <pct>%  <rate> <unit>/s  <eta> left".
+ * done, total and rate count the same unit (images, frames, ...): rate is
+ * units per second, so the time left is (total - done) / rate seconds,
+ * written as 42s, 3m05s or 2h07m.  total <= 0 (length unknown): no
+ * percentage and no time left; rate <= 0: no rate and no time left.  The
+ * line is written when stderr is a terminal, or always with --progress,
+ * never with --quiet; a call with done >= total > 0 always writes (the
+ * last line is complete).  End it with kd_progress_end(). */
+void kd_progress_run(kd_std_opts *s, long done, long total, double rate, const char *unit, const char *fmt, ...)
+    __attribute__((format(printf, 6, 7)));
 
 /* Monotonic seconds. */
 double kd_now(void);

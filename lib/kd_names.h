@@ -34,7 +34,7 @@ typedef enum {
 
 /* Frame metadata. */
 #define KD_META_EPOCH "epoch"     /* 0-based epoch of the frame */
-#define KD_META_EPOCHS "epochs"   /* epochs the whole stream holds */
+#define KD_META_EPOCHS "epochs"   /* the run's total epochs: last frame's epoch + 1 (augment: --start-epoch + --epochs) */
 #define KD_META_STEP "step"       /* 0-based frame number over the run */
 #define KD_META_BATCH "batch"     /* 0-based batch within the epoch */
 #define KD_META_BATCHES "batches" /* batches per epoch */

@@ -90,7 +90,7 @@ setup() {
     run "$SUM" --summary "$T/v.kdt"
     assert_success
     assert_line "frames 3"
-    assert_line --partial "frame 0 epoch=0 step=0 batch=0 batches=3 seed=3 policy=mocov2"
+    assert_line --partial "frame 0 epoch=0 step=0 batch=0 batches=3 epochs=1 seed=3 policy=mocov2"
     assert_line --partial "frame 2 epoch=0 step=2 batch=2"
     assert_line --partial "  view0 f32 [32,1,28,28]"
     assert_line --partial "  view1 f32 [32,1,28,28]"
@@ -214,4 +214,28 @@ setup() {
     fi
     "$AUG" --batch 32 "$FM" -o /dev/null
     [ -c /dev/null ]
+}
+
+@test "every frame carries the run's length: epochs (with --start-epoch: the total) and batches" {
+    run "$AUG" --batch 40 --epochs 2 --seed 1 "$FM" -o "$T/e.kdt"
+    assert_success
+    run "$SUM" --summary "$T/e.kdt"
+    assert_success
+    assert_line "frames 6"
+    [ "$(echo "$output" | grep -c '^frame .* batches=3 epochs=2 ')" = 6 ]
+    assert_line --partial "frame 5 epoch=1 step=5 batch=2 batches=3 epochs=2"
+    run "$AUG" --batch 40 --epochs 1 --start-epoch 1 --seed 1 "$FM" -o "$T/r.kdt"
+    assert_success
+    run "$SUM" --summary "$T/r.kdt"
+    assert_line --partial "frame 0 epoch=1 step=3 batch=0 batches=3 epochs=2"
+}
+
+@test "--progress: a readable progress line on a non-terminal stderr; none without it" {
+    "$AUG" --progress --batch 16 --epochs 2 "$FM" -o "$T/p.kdt" 2>"$T/err" >/dev/null
+    grep -q "augment: epoch 2/2 batch 6/6  192/192 100%" "$T/err"
+    grep -q "images/s  0s left" "$T/err"
+    "$AUG" --batch 16 "$FM" -o "$T/p.kdt" 2>"$T/err" >/dev/null
+    [ ! -s "$T/err" ]
+    "$AUG" --progress --quiet --batch 16 "$FM" -o "$T/p.kdt" 2>"$T/err" >/dev/null
+    [ ! -s "$T/err" ]
 }

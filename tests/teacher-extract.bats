@@ -173,3 +173,14 @@ assert set(a)==set(b) and all(torch.equal(a[k],b[k]) for k in a)" "$T/tv.pt" "$T
     grep -q '^  t.emb0  *f32  \[32,16\]' "$T/out.txt"
     grep -q '^  t.feat1  *f32  \[32,64\]' "$T/out.txt"
 }
+
+@test "--progress: frames of the announced length and time left; stderr empty without it" {
+    "$TE" -m "$T/r20.h5" --progress "$T/s.kdt" -o "$T/o.kdt" 2>"$T/err" >/dev/null
+    grep -q "teacher-extract: 64 images, .* images/s  2/2 100%  .* frames/s  0s left" "$T/err"
+    "$TE" -m "$T/r20.h5" "$T/s.kdt" -o "$T/o.kdt" 2>"$T/err" >/dev/null
+    [ ! -s "$T/err" ]
+    "$TE" -m "$T/r20.h5" --progress --features "$FM" --limit 40 --batch 16 -o "$T/f.h5" 2>"$T/err" >/dev/null
+    grep -q "teacher-extract: features  40/40 100%  .* images/s  0s left" "$T/err"
+    "$TE" -m "$T/r20.h5" --features "$FM" --limit 40 -o "$T/f.h5" 2>"$T/err" >/dev/null
+    [ ! -s "$T/err" ]
+}

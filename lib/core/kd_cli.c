@@ -20,6 +20,8 @@ void kd_cli_init(const char *argv0, const char *help, kd_std_opts *std)
     std->threads = 0;
     std->seed = 0;
     std->quiet = 0;
+    std->progress = 0;
+    std->progress_t = 0;
 }
 
 void kd_usage(const char *fmt, ...)
@@ -50,6 +52,9 @@ int kd_cli_std(int opt, const char *arg, kd_std_opts *std)
         return 1;
     case KD_OPT_QUIET:
         std->quiet = 1;
+        return 1;
+    case KD_OPT_PROGRESS:
+        std->progress = 1;
         return 1;
     case '?': /* getopt_long already printed what was wrong */
         fprintf(stderr, "Try '%s --help' for more information.\n", kd_progname);
@@ -121,9 +126,14 @@ void kd_parse_size(const char *opt, const char *s, int *h, int *w)
     *w = (int)b;
 }
 
+static int progress_on(const kd_std_opts *std)
+{
+    return !std->quiet && (std->progress || isatty(2));
+}
+
 void kd_progress(const kd_std_opts *std, const char *fmt, ...)
 {
-    if (std->quiet || !isatty(2))
+    if (!progress_on(std))
         return;
     va_list ap;
     fprintf(stderr, "\r%s: ", kd_progname);
@@ -135,8 +145,50 @@ void kd_progress(const kd_std_opts *std, const char *fmt, ...)
 
 void kd_progress_end(const kd_std_opts *std)
 {
-    if (!std->quiet && isatty(2))
+    if (progress_on(std))
         fputc('\n', stderr);
+}
+
+/* 42s, 3m05s, 2h07m */
+static void fmt_secs(char *buf, size_t len, double t)
+{
+    long s = t < 0 ? 0 : t > 1e8 ? 100000000L : (long)(t + 0.5);
+    if (s < 60)
+        snprintf(buf, len, "%lds", s);
+    else if (s < 3600)
+        snprintf(buf, len, "%ldm%02lds", s / 60, s % 60);
+    else
+        snprintf(buf, len, "%ldh%02ldm", s / 3600, s / 60 % 60);
+}
+
+void kd_progress_run(kd_std_opts *s, long done, long total, double rate, const char *unit, const char *fmt, ...)
+{
+    if (!progress_on(s))
+        return;
+    double now = kd_now();
+    int last = total > 0 && done >= total;
+    if (s->progress_t > 0 && now - s->progress_t < 0.2 && !last)
+        return;
+    s->progress_t = now;
+    va_list ap;
+    fprintf(stderr, "\r%s: ", kd_progname);
+    va_start(ap, fmt);
+    vfprintf(stderr, fmt, ap);
+    va_end(ap);
+    if (total > 0)
+        fprintf(stderr, "  %ld/%ld %.0f%%", done, total, 100.0 * (double)done / (double)total);
+    else
+        fprintf(stderr, "  %ld", done);
+    if (rate > 0 && isfinite(rate)) {
+        fprintf(stderr, "  %.0f %s/s", rate, unit ? unit : "");
+        if (total > 0) {
+            char eta[32];
+            fmt_secs(eta, sizeof eta, (double)(total > done ? total - done : 0) / rate);
+            fprintf(stderr, "  %s left", eta);
+        }
+    }
+    if (isatty(2))
+        fputs("\033[K", stderr); /* clear what a longer line left */
 }
 
 double kd_now(void)

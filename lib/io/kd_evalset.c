@@ -5,32 +5,31 @@
 
 #include "kd_aug.h"
 #include "kd_err.h"
-#include "kd_h5.h"
+#include "kd_dataset.h"
 
 int kd_evalset_load(kd_evalset *e, const char *path, int64_t limit, int h, int w)
 {
     memset(e, 0, sizeof *e);
-    kd_h5 f;
-    if (kd_h5_open(&f, path, "dataset"))
+    kd_dataset_info di;
+    kd_dataset_file *f = kd_dataset_open(path, &di);
+    if (!f)
         return -1;
-    int64_t d[KD_MAX_RANK];
     int rc = -1;
     uint8_t *px = NULL;
     float *tmp = NULL;
-    if (kd_h5_expect(&f, "images", 4, (int64_t[]){-1, -1, -1, -1}, d) ||
-        kd_h5_expect(&f, "labels", 1, (int64_t[]){d[0]}, NULL))
+    int64_t n = limit > 0 && limit < di.n ? limit : di.n;
+    int H = di.h, W = di.w, C = di.c;
+    float mean[3], sd[3];
+    if (!di.has_labels) {
+        kd_err_set("%s: no /labels", path);
         goto out;
-    int64_t n = limit > 0 && limit < d[0] ? limit : d[0];
-    int H = (int)d[1], W = (int)d[2], C = (int)d[3];
+    }
     if (C != 1 && C != 3) {
         kd_err_set("%s: images have %d channels", path, C);
         goto out;
     }
-    float mean[3] = {0, 0, 0}, sd[3] = {1, 1, 1};
-    if (kd_h5_attr_get_f32v(&f, NULL, "mean", mean, 3) != C || kd_h5_attr_get_f32v(&f, NULL, "std", sd, 3) != C) {
-        kd_err_prefix("%s: mean/std", path);
+    if (kd_dataset_norm(&di, C, NULL, mean, sd))
         goto out;
-    }
     if (h <= 0 || w <= 0)
         h = H, w = W;
     e->n = n, e->c = C, e->h = h, e->w = w;
@@ -42,7 +41,7 @@ int kd_evalset_load(kd_evalset *e, const char *path, int64_t limit, int h, int w
         kd_err_set("%s: out of memory for %lld images", path, (long long)n);
         goto out;
     }
-    if (kd_h5_read(&f, "images", KD_U8, 0, n, px) || kd_h5_read(&f, "labels", KD_I32, 0, n, e->y))
+    if (kd_dataset_read_rows(f, 0, n, px, e->y))
         goto out;
     for (int64_t i = 0; i < n; i++) {
         float *dst = e->x + (size_t)i * C * h * w;
@@ -57,7 +56,7 @@ int kd_evalset_load(kd_evalset *e, const char *path, int64_t limit, int h, int w
 out:
     free(px);
     free(tmp);
-    kd_h5_close(&f);
+    kd_dataset_close(f);
     if (rc)
         kd_evalset_free(e);
     return rc;
