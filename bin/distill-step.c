@@ -397,8 +397,8 @@ int main(int argc, char **argv)
             snprintf(ep, sizeof ep, "epoch %ld/%ld", kd_trainer_epoch(t) + 1, epochs);
         else
             snprintf(ep, sizeof ep, "epoch %ld", kd_trainer_epoch(t) + 1);
-        kd_progress(&std, "%s step %ld/%ld loss %.4f %.0f img/s (%.1f step/s)", ep, step, total, loss_avg,
-                    trun > 0 ? imgs_run / trun : 0.0, rate); /* MERGE: kd_progress_run */
+        kd_progress_run(&std, step, total, rate, "step", "%s loss %.4f %.0f img/s", ep, loss_avg,
+                        trun > 0 ? imgs_run / trun : 0.0);
         if (val && val_every && step % val_every == 0) {
             log_val(t, logf);
             tlast = kd_now();
