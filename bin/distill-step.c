@@ -10,6 +10,7 @@
 #include "kd_knn.h"
 #include "kd_loss.h"
 #include "kd_model.h"
+#include "kd_model_io.h"
 #include "kd_optim.h"
 #include "kd_stream.h"
 

@@ -14,6 +14,7 @@
 #include "kd_gemm.h"
 #include "kd_h5.h"
 #include "kd_model.h"
+#include "kd_model_io.h"
 #include "kd_stream.h"
 
 static const char help[] =
