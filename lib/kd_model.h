@@ -1,5 +1,6 @@
 /* kd_model — a network: architecture, parameter/gradient/buffer slabs with
- * PyTorch-named views, forward and backward over a batch, and model files.
+ * PyTorch-named views, forward and backward over a batch.  Model files are
+ * in kd_model_io.h (the only part that needs HDF5).
  *
  * CONTRACT between the engine (layers, architectures) and its users
  * (model-init, teacher-extract, distill-step).  Change it only together.

@@ -55,7 +55,7 @@ struct kd_model {
     kd_arch_opts o;
     char arch[32];
     uint64_t seed;
-    int build_err;
+    int build_err; /* a builder failed (kd_err holds the first failure) */
 
     kd_node *nodes;
     int nn, capn;
@@ -90,8 +90,9 @@ struct kd_model {
     int use_dropout, use_droppath;
 };
 
-/* Builders: return the new value id (or -1 after an allocation failure,
- * remembered in build_err).  Names are PyTorch module paths; the parameter
+/* Builders: return the new value id (or -1 after a failure: out of memory,
+ * bad channels, a failed input; the first one is recorded with kd_err_set
+ * and remembered in build_err, after which every builder does nothing).  Names are PyTorch module paths; the parameter
  * names get ".weight"/".bias" appended. */
 /* Convolutions get padding (k-1)/2 and kaiming normal fan_out init (gain
  * sqrt(2), bias 0): what torchvision and the CRD models all do. */
