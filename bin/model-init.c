@@ -9,6 +9,7 @@
 #include "kd_err.h"
 #include "kd_file.h"
 #include "kd_model.h"
+#include "kd_model_io.h"
 
 static const char help[] =
     "Usage: model-init --arch NAME [OPTION]... -o MODEL.h5\n"

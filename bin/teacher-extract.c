@@ -15,6 +15,7 @@
 #include "kd_gemm.h"
 #include "kd_h5.h"
 #include "kd_model.h"
+#include "kd_model_io.h"
 #include "kd_names.h"
 #include "kd_stream.h"
 

@@ -1,5 +1,6 @@
 /* kd_model — a network: architecture, parameter/gradient/buffer slabs with
- * PyTorch-named views, forward and backward over a batch, and model files.
+ * PyTorch-named views, forward and backward over a batch.  Model files are
+ * in kd_model_io.h (the only part that needs HDF5).
  *
  * CONTRACT between the engine (layers, architectures) and its users
  * (model-init, teacher-extract, distill-step).  Change it only together.
@@ -18,8 +19,6 @@
 
 #include <stddef.h>
 #include <stdint.h>
-
-#include "kd_h5.h"
 
 typedef struct {
     const char *arch;  /* resnet18 resnet34 resnet50 resnet20 resnet56 resnet8x4
@@ -44,9 +43,10 @@ typedef struct {
     int no_decay; /* BN weights/biases and biases: for --wd-exclude-bn-bias */
 } kd_pview;
 
-#define KD_MAX_STAGES 8 /* backbone stages a model may declare */
-
 typedef struct kd_model kd_model;
+
+/* Most backbone stages a model has (kd_model_nstages() <= KD_MAX_STAGES). */
+#define KD_MAX_STAGES 8
 
 /* Build and initialise as PyTorch/torchvision initialise the same model,
  * deterministically from seed.  NULL with kd_err on an unknown arch or bad
@@ -55,14 +55,7 @@ kd_model *kd_model_new(const kd_arch_opts *o, uint64_t seed);
 void kd_model_free(kd_model *m);
 const kd_arch_opts *kd_model_opts(const kd_model *m);
 
-/* Model files: arch options as root attributes, parameters and buffers as
- * float datasets under their PyTorch names (num_batches_tracked as i64).
- * save writes into an open file so that a checkpoint can add optimiser
- * state before committing. */
-int kd_model_save_h5(const kd_model *m, kd_h5 *h);
-kd_model *kd_model_load_h5(const kd_h5 *h);
-int kd_model_save(const kd_model *m, const char *path);  /* atomic */
-kd_model *kd_model_load(const char *path);
+/* Model files: kd_model_io.h. */
 
 /* Slabs.  Parameters (trainable) and their gradients share one layout;
  * buffers (BN running mean/var as float; num_batches_tracked kept as float
@@ -98,9 +91,25 @@ const float *kd_model_embedding(const kd_model *m);/* [n,E] or NULL */
 int kd_model_nstages(const kd_model *m);
 const float *kd_model_stage_map(const kd_model *m, int stage, int *c, int *h, int *w);
 
-/* Backward of the last forward (which must have been train mode).  Any
- * gradient may be NULL.  d_map adds a gradient at the last stage's map
- * (for the spatial distillation losses).  Accumulates into the grads slab. */
+/* Before kd_model_prepare: stage s (1..nstages) will receive a gradient
+ * in backward (its map is then also kept intact through the forward).  The
+ * last stage always may; declaring another one makes the gradient arena
+ * hold that stage's gradient from the start of backward. */
+int kd_model_grad_stage(kd_model *m, int stage);
+
+/* Gradients of the outputs of the last forward, each NULL for none. */
+typedef struct {
+    const float *features, *logits, *embedding; /* [n,D] [n,K] [n,E] or NULL */
+    const float *map[KD_MAX_STAGES + 1];        /* map[s]: [n,C_s,H_s,W_s] gradient at stage s, or NULL */
+} kd_model_dout;
+
+/* Backward of the last forward (which must have been train mode).
+ * Accumulates into the grads slab.  A map gradient for a stage other than
+ * the last needs kd_model_grad_stage() before prepare; map[0] must be NULL. */
+int kd_model_backward_dout(kd_model *m, const kd_model_dout *g);
+
+/* The same with positional gradients, any of them NULL; d_map is the last
+ * stage's map gradient (for the spatial distillation losses). */
 int kd_model_backward(kd_model *m, const float *d_features, const float *d_logits,
                       const float *d_embedding, const float *d_map);
 

@@ -1,6 +1,7 @@
-/* kd_model_build — the inside of a kd_model, shared by lib/kd_model.c (the
- * engine: planning, forward, backward, files) and lib/kd_arch_*.c (the
- * architecture builders).  Not a public header.
+/* kd_model_build — the inside of a kd_model, shared by the engine
+ * (lib/nn/kd_model*.c: registry, building, planning, forward/backward,
+ * files) and lib/nn/kd_arch_*.c (the architecture builders).  Not a public
+ * header.
  *
  * A model is a list of nodes over values.  A value is one activation tensor
  * [N,C,H,W] (value 0 is the input); a node reads one or two values and
@@ -50,13 +51,11 @@ typedef struct {
     int grad_live;   /* backward: gradient holds something non-zero */
 } kd_value;
 
-#define KD_MAX_STAGES 8
-
 struct kd_model {
     kd_arch_opts o;
     char arch[32];
     uint64_t seed;
-    int build_err;
+    int build_err; /* a builder failed (kd_err holds the first failure) */
 
     kd_node *nodes;
     int nn, capn;
@@ -74,6 +73,7 @@ struct kd_model {
     int stages[KD_MAX_STAGES];
     int nstages;
     int keep_stage[KD_MAX_STAGES + 1];
+    int grad_stage[KD_MAX_STAGES + 1]; /* receives a gradient in backward (the last always may) */
     int feat, logits, emb; /* value ids, -1: none */
 
     /* plan */
@@ -90,8 +90,9 @@ struct kd_model {
     int use_dropout, use_droppath;
 };
 
-/* Builders: return the new value id (or -1 after an allocation failure,
- * remembered in build_err).  Names are PyTorch module paths; the parameter
+/* Builders: return the new value id (or -1 after a failure: out of memory,
+ * bad channels, a failed input; the first one is recorded with kd_err_set
+ * and remembered in build_err, after which every builder does nothing).  Names are PyTorch module paths; the parameter
  * names get ".weight"/".bias" appended. */
 /* Convolutions get padding (k-1)/2 and kaiming normal fan_out init (gain
  * sqrt(2), bias 0): what torchvision and the CRD models all do. */
@@ -126,5 +127,31 @@ int kd_arch_mobilenet_v3_large(kd_model *m);
 
 /* torchvision's _make_divisible(v, 8). */
 int kd_make_divisible(double v, int divisor);
+
+/* ---- between the engine's files (kd_model*.c) ---- */
+
+/* kd_model_build.c.  The input value (value 0) with C channels. */
+int kd_b_input(kd_model *m, int C);
+/* The projection head on m->feat (m->o.head_*); sets m->emb. */
+int kd_build_head(kd_model *m);
+/* PyTorch-like initialisation of every parameter from seed; buffers reset. */
+void kd_init_params(kd_model *m, uint64_t seed);
+
+/* kd_model.c.  Graph and slabs for the options (parameters not
+ * initialised); NULL with kd_err. */
+kd_model *kd_model_build_graph(const kd_arch_opts *o);
+
+/* kd_model_plan.c.  Shapes of every value for n images of h x w, written
+ * into vals (m's value table or a copy of it; only H and W change); nodes,
+ * when not NULL, receives the conv/pool descriptors (m->nodes when
+ * planning).  The model itself is not written.  0 or -1 with kd_err. */
+int kd_model_plan_shapes(const kd_model *m, int n, int h, int w, kd_value *vals, kd_node *nodes);
+
+/* Floats of value v for n images (as planned). */
+static inline size_t kd_val_size(const kd_model *m, int v, int n)
+{
+    const kd_value *x = &m->vals[v];
+    return (size_t)n * x->C * x->H * x->W;
+}
 
 #endif

@@ -130,16 +130,23 @@ int kd_trainer_init(kd_trainer *t, kd_frame *first)
         kd_err_set("trainer: out of memory");
         return -1;
     }
-    int last = kd_model_nstages(t->m);
-    for (int s = 1; s <= last; s++)
+    /* stages that receive a gradient are planned for it: prepare again */
+    int ns = kd_model_nstages(t->m), replan = 0;
+    for (int s = 1; s <= ns; s++)
+        if (t->stages & (1u << s)) {
+            if (kd_model_grad_stage(t->m, s))
+                return -1;
+            replan |= s != ns;
+        }
+    if (replan && kd_model_prepare(t->m, t->B, t->H, t->W))
+        return -1;
+    for (int s = 1; s <= ns; s++)
         if (t->stages & (1u << s)) {
             int c, h, w;
-            if (s != last) {
-                kd_err_set("trainer: a gradient into stage %d (only the last, %d, is supported)", s, last);
+            if (!kd_model_stage_map(t->m, s, &c, &h, &w))
                 return -1;
-            }
-            if (!kd_model_stage_map(t->m, s, &c, &h, &w) ||
-                !(t->dmap[s] = calloc(B * c * h * w, sizeof(float)))) {
+            t->mapsz[s] = (size_t)c * h * w;
+            if (!(t->dmap[s] = calloc(B * t->mapsz[s], sizeof(float)))) {
                 kd_err_set("trainer: out of memory");
                 return -1;
             }
@@ -237,7 +244,6 @@ int kd_trainer_step(kd_trainer *t, kd_frame *f, long frame_no)
         if (t->L[i].ctx.params)
             memset(t->L[i].ctx.params->g, 0, sizeof(float) * t->L[i].ctx.params->n);
     double terms[KD_TRAIN_MAX_LOSSES] = {0}, total = 0;
-    int last = kd_model_nstages(t->m);
     for (int v = 0; v < 8; v++) {
         if (!(t->views & (1u << v)))
             continue;
@@ -254,11 +260,9 @@ int kd_trainer_step(kd_trainer *t, kd_frame *f, long frame_no)
             memset(t->dlog, 0, sizeof(float) * (size_t)n * t->K);
         if (t->E)
             memset(t->demb, 0, sizeof(float) * (size_t)n * t->E);
-        if (t->dmap[last]) {
-            int c, h, w;
-            kd_model_stage_map(t->m, last, &c, &h, &w);
-            memset(t->dmap[last], 0, sizeof(float) * (size_t)n * c * h * w);
-        }
+        for (int s = 1; s <= KD_MAX_STAGES; s++)
+            if (t->dmap[s])
+                memset(t->dmap[s], 0, sizeof(float) * (size_t)n * t->mapsz[s]);
         for (int i = 0; i < t->nl; i++) {
             if (!(t->L[i].ctx.views & (1u << v)))
                 continue;
@@ -272,7 +276,10 @@ int kd_trainer_step(kd_trainer *t, kd_frame *f, long frame_no)
             kd_err_set("step %ld: loss is not finite (%g)", t->step, total);
             return -1;
         }
-        if (kd_model_backward(t->m, t->dfeat, t->K ? t->dlog : NULL, t->E ? t->demb : NULL, t->dmap[last]))
+        kd_model_dout g = {.features = t->dfeat, .logits = t->K ? t->dlog : NULL, .embedding = t->E ? t->demb : NULL};
+        for (int s = 1; s <= KD_MAX_STAGES; s++)
+            g.map[s] = t->dmap[s];
+        if (kd_model_backward_dout(t->m, &g))
             return -1;
     }
     double epoch_f = t->batches > 0 ? (double)t->step / (double)t->batches : (double)t->epoch;

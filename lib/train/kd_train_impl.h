@@ -31,6 +31,7 @@ struct kd_trainer {
     long step, epoch;
     uint64_t fwd;     /* training forwards so far: the model's RNG position */
     float *dfeat, *dlog, *demb, *dmap[KD_MAX_STAGES + 1];
+    size_t mapsz[KD_MAX_STAGES + 1]; /* floats per image of each stage map */
     kd_step_info last;
     int inited;
     /* validation */

@@ -20,6 +20,7 @@
 #include "kd_err.h"
 #include "kd_h5.h"
 #include "kd_model.h"
+#include "kd_model_io.h"
 #include "kd_rng.h"
 #include "kd_fixture_weights.h"
 #include "kd_test.h"

@@ -30,6 +30,7 @@ typedef struct {
     int own;        /* owns parameters */
     int need_extra; /* needs tensor "t.extra" */
     float target;
+    int stage;      /* > 0: also sum(map_stage . R2), a gradient into that stage */
 } probe_opts;
 
 static const kd_loss_opt probe_optv[] = {
@@ -37,6 +38,7 @@ static const kd_loss_opt probe_optv[] = {
     {"own", KD_LOPT_INT, offsetof(probe_opts, own), "0", 0, 1, "own parameters"},
     {"need-extra", KD_LOPT_INT, offsetof(probe_opts, need_extra), "0", 0, 1, "needs t.extra"},
     {"target", KD_LOPT_FLOAT, offsetof(probe_opts, target), "1", -10, 10, "target of w"},
+    {"stage", KD_LOPT_INT, offsetof(probe_opts, stage), "0", 0, 8, "stage gradient"},
     {0}};
 
 static char events[1024];
@@ -52,6 +54,8 @@ typedef struct {
     char name[48];
     kd_slab slab;
     float R[N * D];
+    float *R2;
+    size_t nmap;
     const float *last_x[8];
 } probe_state;
 
@@ -76,6 +80,16 @@ static void *probe_init(kd_loss_init *c)
     kd_rng r = kd_rng_make(77, 0, 0);
     for (int i = 0; i < N * D; i++)
         s->R[i] = kd_rng_normal(&r);
+    if (s->o.stage) {
+        int mc, mh, mw;
+        if (kd_loss_want_grad_stage(c, s->o.stage) || !kd_model_stage_map(c->student, s->o.stage, &mc, &mh, &mw))
+            return NULL;
+        s->nmap = (size_t)N * mc * mh * mw;
+        s->R2 = malloc(sizeof(float) * s->nmap);
+        kd_rng r2 = kd_rng_make(78, 0, 0);
+        for (size_t i = 0; i < s->nmap; i++)
+            s->R2[i] = kd_rng_normal(&r2);
+    }
     ev("init:%s", s->name, 0);
     return s;
 }
@@ -95,6 +109,14 @@ static int probe_compute(void *st, kd_loss_batch *b, float weight, double *loss)
     for (int i = 0; i < b->n * D; i++) {
         l += (double)b->feat[i] * s->R[i];
         b->d_feat[i] += weight * s->R[i];
+    }
+    if (s->o.stage) {
+        int c, h, w;
+        const float *map = kd_model_stage_map(b->student, s->o.stage, &c, &h, &w);
+        for (size_t i = 0; i < (size_t)b->n * c * h * w; i++) {
+            l += (double)map[i] * s->R2[i];
+            b->d_map[s->o.stage][i] += weight * s->R2[i];
+        }
     }
     if (s->o.own && b->view == 0)
         for (int i = 0; i < NW; i++) {
@@ -116,6 +138,7 @@ static void probe_free(void *st)
 {
     probe_state *s = st;
     kd_slab_free(&s->slab);
+    free(s->R2);
     free(s);
 }
 
@@ -369,11 +392,54 @@ static void test_frames_and_length(void)
     kd_frame_free(&f);
 }
 
+/* A gradient into stage 1 (and the features), as kd_model_backward_dout by hand. */
+static void test_stage_gradient(void)
+{
+    kd_frame f;
+    kd_frame_init(&f);
+    make_frame(&f, 0, 0, 0);
+    kd_train_opts to = plain();
+    kd_trainer *a = kd_trainer_new(student(), &to);
+    void *o = opts_with("stage", "1", NULL, NULL);
+    kd_trainer_add_loss(a, &probe, 1, o, -1);
+    free(o);
+    KD_CHECK(kd_trainer_init(a, &f) == 0 && kd_trainer_step(a, &f, 0) == 1, "a step with a stage-1 gradient: %s",
+             kd_err_get());
+    kd_model *m = student();
+    KD_CHECK(kd_model_grad_stage(m, 1) == 0 && kd_model_prepare(m, N, S, S) == 0, "by hand: stage 1 declared");
+    int c, h, w;
+    kd_model_stage_map(m, 1, &c, &h, &w);
+    size_t nm = (size_t)N * c * h * w;
+    float *R2 = malloc(sizeof(float) * nm), R[N * D];
+    kd_rng r = kd_rng_make(77, 0, 0), r2 = kd_rng_make(78, 0, 0);
+    for (int i = 0; i < N * D; i++)
+        R[i] = kd_rng_normal(&r);
+    for (size_t i = 0; i < nm; i++)
+        R2[i] = kd_rng_normal(&r2);
+    kd_model_zero_grad(m);
+    kd_model_forward(m, kd_frame_get(&f, "view0")->data, N, 1, 0);
+    kd_model_dout g = {.features = R};
+    g.map[1] = R2;
+    KD_CHECK(kd_model_backward_dout(m, &g) == 0, "backward with the stage gradient");
+    size_t np, ng, na;
+    float *p = kd_model_params(m, &np), *gr = kd_model_grads(m, &ng);
+    for (size_t i = 0; i < np; i++)
+        p[i] -= 0.1f * gr[i];
+    const float *pa = kd_model_params(kd_trainer_model(a), &na);
+    KD_CHECK(na == np && !memcmp(pa, p, sizeof(float) * np), "the trainer's step with a stage gradient equals the "
+             "hand-made one bit for bit");
+    free(R2);
+    kd_model_free(m);
+    kd_trainer_free(a);
+    kd_frame_free(&f);
+}
+
 int main(void)
 {
     const char *dir = getenv("TMPDIR") ? getenv("TMPDIR") : "/tmp";
     test_order_and_views();
     test_resume_and_own_params(dir);
     test_frames_and_length();
+    test_stage_gradient();
     return KD_TEST_DONE();
 }
