@@ -11,7 +11,7 @@
  *    compare the optimised kernels against, value and gradient; the other
  *    kernels (activations, pools, scale, add, dropout) are themselves such
  *    plain loops, tested against finite differences, closed forms and
- *    PyTorch's outputs;
+ *    PyTorch's outputs (dropout: its statistics);
  *  - matrix products go through kd_gemm (lib/kd_gemm.h) only. */
 #ifndef KD_LAYERS_H
 #define KD_LAYERS_H
