@@ -6,8 +6,12 @@
  *    any gradient pointer may be NULL when it is not wanted;
  *  - no function allocates: scratch comes from a caller's workspace whose
  *    size the matching *_workspace() function gives (in floats);
- *  - every kernel has a *_ref twin (naive loops, double accumulation) that
- *    the unit tests compare against;
+ *  - convolution, batch norm and linear have a *_ref twin (naive loops,
+ *    double accumulation; lib/nn/kd_layers_ref.c) that the unit tests
+ *    compare the optimised kernels against, value and gradient; the other
+ *    kernels (activations, pools, scale, add, dropout) are themselves such
+ *    plain loops, tested against finite differences, closed forms and
+ *    PyTorch's outputs (dropout: its statistics);
  *  - matrix products go through kd_gemm (lib/kd_gemm.h) only. */
 #ifndef KD_LAYERS_H
 #define KD_LAYERS_H
@@ -18,7 +22,8 @@
 #include "kd_rng.h"
 
 /* ---- conv2d: x [N,C,H,W] -> y [N,O,Ho,Wo]; w [O, C/groups, kh, kw]; b [O] or NULL.
- * groups == C == O is depthwise (direct loops); 1x1 stride 1 pad 0 is a plain GEMM. */
+ * groups == C == O is depthwise (direct loops); 1x1 stride 1 pad 0 needs no
+ * im2col; the paths are described in lib/nn/kd_conv.c. */
 typedef struct {
     int N, C, H, W;
     int O, kh, kw, stride, pad, groups;
@@ -76,7 +81,8 @@ typedef struct {
 int kd_pool_init(kd_pool *p, int N, int C, int H, int W, int k, int stride, int pad);
 void kd_maxpool_forward(const kd_pool *p, const float *x, float *y, int32_t *idx);
 void kd_maxpool_backward(const kd_pool *p, const int32_t *idx, const float *dy, float *dx);
-/* avg pool with count_include_pad=True (PyTorch default). */
+/* avg pool with count_include_pad=True (PyTorch default); no engine op uses
+ * it (there is no average-pool node), only the unit tests. */
 void kd_avgpool_forward(const kd_pool *p, const float *x, float *y);
 void kd_avgpool_backward(const kd_pool *p, const float *dy, float *dx);
 /* adaptive average pool to oh x ow, PyTorch's bin edges
@@ -88,6 +94,9 @@ void kd_adaptive_avgpool_backward(int N, int C, int H, int W, int oh, int ow, co
 void kd_linear_forward(int N, int I, int O, const float *x, const float *W, const float *b, float *y);
 void kd_linear_backward(int N, int I, int O, const float *x, const float *W, const float *dy,
                         float *dx, float *dW, float *db);
+void kd_linear_forward_ref(int N, int I, int O, const float *x, const float *W, const float *b, float *y);
+void kd_linear_backward_ref(int N, int I, int O, const float *x, const float *W, const float *dy,
+                            float *dx, float *dW, float *db);
 
 /* ---- channel scaling (squeeze-excite's last step): y[n,c,:] = x[n,c,:] * s[n,c]. */
 void kd_scale_forward(int N, int C, int HW, const float *x, const float *s, float *y);

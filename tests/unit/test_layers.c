@@ -108,7 +108,7 @@ static void test_bn(int N, int C, int HW, int group)
     free(rm1), free(rv1), free(rm2), free(rv2), free(dx), free(dxr), free(dg), free(dgr), free(db), free(dbr);
 }
 
-static void test_pool_act_linear(void)
+static void test_pool_act(void)
 {
     /* average pool with padding counts the padding (count_include_pad) */
     kd_pool p;
@@ -142,29 +142,51 @@ static void test_pool_act_linear(void)
         }
         KD_CHECK(worst < 5e-3, "%s derivative vs central differences: %.1e", names[t], worst);
     }
-    /* linear (GEMM) against loops */
-    int N = 7, I = 13, O = 5;
-    float *xx = rnd((size_t)N * I), *W = rnd((size_t)O * I), *b = rnd(O), *yy = zeros((size_t)N * O);
-    float *dy = rnd((size_t)N * O), *dx = zeros((size_t)N * I), *dW = zeros((size_t)O * I), *db = zeros(O);
-    kd_linear_forward(N, I, O, xx, W, b, yy);
-    kd_linear_backward(N, I, O, xx, W, dy, dx, dW, db);
-    double e = 0;
-    for (int n = 0; n < N; n++)
-        for (int o2 = 0; o2 < O; o2++) {
-            double s = b[o2];
-            for (int i = 0; i < I; i++)
-                s += (double)xx[n * I + i] * W[o2 * I + i];
-            e = fmax(e, fabs(s - yy[n * O + o2]));
+}
+
+/* linear (kd_gemm) against its reference, value and gradient (x, W, b),
+ * both accumulating into gradients that start non-zero; then the reference
+ * gradient against central differences. */
+static void test_linear(int N, int I, int O, int bias)
+{
+    size_t nx = (size_t)N * I, nw = (size_t)O * I, ny = (size_t)N * O;
+    float *x = rnd(nx), *W = rnd(nw), *b = bias ? rnd(O) : NULL, *dy = rnd(ny), *y = zeros(ny), *yr = zeros(ny);
+    float *dx = rnd(nx), *dW = rnd(nw), *db = rnd(O), *dxr = zeros(nx), *dWr = zeros(nw), *dbr = zeros(O);
+    memcpy(dxr, dx, sizeof(float) * nx), memcpy(dWr, dW, sizeof(float) * nw), memcpy(dbr, db, sizeof(float) * O);
+    kd_linear_forward(N, I, O, x, W, b, y);
+    kd_linear_forward_ref(N, I, O, x, W, b, yr);
+    kd_linear_backward(N, I, O, x, W, dy, dx, dW, db);
+    kd_linear_backward_ref(N, I, O, x, W, dy, dxr, dWr, dbr);
+    double ef = kd_test_relerr(y, yr, (long)ny, 1e-3), ex = kd_test_relerr(dx, dxr, (long)nx, 1e-3),
+           ew = kd_test_relerr(dW, dWr, (long)nw, 1e-3), eb = kd_test_relerr(db, dbr, O, 1e-3);
+    KD_CHECK(ef < 1e-5 && ex < 1e-5 && ew < 1e-5 && eb < 1e-5,
+             "linear N%d I%d O%d%s vs ref: y %.1e dx %.1e dW %.1e db %.1e", N, I, O, bias ? "" : " no bias", ef, ex,
+             ew, eb);
+    /* the reference's gradient (from zero) against finite differences of sum(y * dy) */
+    float *gx = zeros(nx), *gw = zeros(nw), *gb = zeros(O);
+    kd_linear_backward_ref(N, I, O, x, W, dy, gx, gw, gb);
+    double worst = 0;
+    for (int t = 0; t < 6 + 2 * bias; t++) {
+        int k = t % (2 + bias);
+        float *v = k == 0 ? x : k == 1 ? W : b, *gv = k == 0 ? gx : k == 1 ? gw : gb;
+        size_t n = k == 0 ? nx : k == 1 ? nw : (size_t)O, i = (size_t)kd_rng_below(&rng, n);
+        float save = v[i], h = 1e-2f;
+        double f[2];
+        for (int sgn = 0; sgn < 2; sgn++) {
+            v[i] = save + (sgn ? -h : h);
+            kd_linear_forward_ref(N, I, O, x, W, b, yr);
+            double sum = 0;
+            for (size_t j = 0; j < ny; j++)
+                sum += (double)yr[j] * dy[j];
+            f[sgn] = sum;
         }
-    for (int o2 = 0; o2 < O; o2++)
-        for (int i = 0; i < I; i++) {
-            double s = 0;
-            for (int n = 0; n < N; n++)
-                s += (double)dy[n * O + o2] * xx[n * I + i];
-            e = fmax(e, fabs(s - dW[o2 * I + i]));
-        }
-    KD_CHECK(e < 1e-4, "linear forward and dW against loops: %.1e", e);
-    free(xx), free(W), free(b), free(yy), free(dy), free(dx), free(dW), free(db);
+        v[i] = save;
+        double fd = (f[0] - f[1]) / (2 * h), e = fabs(fd - gv[i]) / (fabs(gv[i]) + 1e-2);
+        worst = e > worst ? e : worst;
+    }
+    KD_CHECK(worst < 1e-2, "linear reference finite differences: worst rel err %.1e", worst);
+    free(x), free(W), free(b), free(dy), free(y), free(yr), free(dx), free(dW), free(db), free(dxr), free(dWr);
+    free(dbr), free(gx), free(gw), free(gb);
 }
 
 /* loss = sum(y * r) for a forward f over x; central differences on every
@@ -386,7 +408,10 @@ int main(void)
     test_bn(6, 3, 10, 0);
     test_bn(8, 4, 5, 2);
     test_bn(5, 7, 1, 0); /* BatchNorm1d */
-    test_pool_act_linear();
+    test_pool_act();
+    test_linear(7, 13, 5, 1);
+    test_linear(3, 40, 9, 0); /* no bias */
+    test_linear(130, 64, 10, 1); /* a classifier head on a batch */
     test_pool_scale_fd();
     test_dropout();
     test_conv_workspace(3, 4, 9, 9, 6, 3, 2, 1, 1);

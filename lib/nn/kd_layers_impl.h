@@ -1,0 +1,38 @@
+/* kd_layers_impl — internals shared by the layer kernel files of lib/nn
+ * (kd_conv.c, kd_conv_dw.c, kd_bn.c); private, not installed. */
+#ifndef KD_LAYERS_IMPL_H
+#define KD_LAYERS_IMPL_H
+
+#include "kd_layers.h"
+
+/* Plane sums (batch norm, bias gradients) in double, whose precision the
+ * batch-norm gradient (a difference of such sums) needs; omp simd lets the
+ * compiler split them into vector lanes at every optimisation level. */
+static inline double plane_sum(const float *x, int n)
+{
+    double s = 0;
+#pragma omp simd reduction(+ : s)
+    for (int i = 0; i < n; i++)
+        s += x[i];
+    return s;
+}
+
+/* Output columns j whose input column j*s - p + v lies inside [0, W): the
+ * inner loops then run branch-free over [*lo, *hi) and vectorise. */
+static inline void col_range(const kd_conv *c, int v, int *lo, int *hi)
+{
+    int s = c->stride, off = v - c->pad, a = off >= 0 ? 0 : (-off + s - 1) / s;
+    int b = c->W - 1 - off < 0 ? 0 : (c->W - 1 - off) / s + 1;
+    *lo = a;
+    *hi = b < c->Wo ? b : c->Wo;
+    if (*hi < *lo)
+        *hi = *lo;
+}
+
+/* Depthwise convolution (groups == C == O, kernel up to 8x8: kd_conv.c
+ * decides), by direct loops without workspace (kd_conv_dw.c). */
+void kd_conv_dw_forward(const kd_conv *c, const float *x, const float *w, const float *b, float *y);
+void kd_conv_dw_backward(const kd_conv *c, const float *x, const float *w, const float *dy, float *dx, float *dw,
+                         float *db);
+
+#endif
