@@ -79,7 +79,8 @@ assert val[0] == 0 and val[-1] == steps and all(v % 10 == 0 for v in val[:-1]) a
     "$PY" -c "import sys; a,b=map(float,sys.argv[1:]); print(a,b); sys.exit(0 if b < 0.8*a else 1)" "$first" "$last"
     "$DS" --method ce -m sup.h5 --lr 1 --wd 5e-4 --wd-exclude-bn-bias --schedule const -o sgd.h5 < s.kdt > /dev/null
     run same_weights lars.h5 sgd.h5
-    refute_output "identical"
+    assert_success
+    assert_output --regexp '^differ: ' 
     run "$DS" --method ce -m sup.h5 --lars 0 -o x.h5
     assert_failure 2
     assert_output --partial "--lars"
@@ -94,10 +95,12 @@ assert val[0] == 0 and val[-1] == steps and all(v % 10 == 0 for v in val[:-1]) a
     assert_success
     assert_output --partial '"steps": 8'
     run same_weights a.h5 b.h5
+    assert_success
     assert_output "identical"
     # and the half run alone is not the same
     run same_weights a.h5 b1.h5
-    refute_output "identical"
+    assert_success
+    assert_output --regexp '^differ: ' 
 }
 
 @test "distill-step: --threads 1 and 2 give bit-identical weights" {
@@ -105,6 +108,7 @@ assert val[0] == 0 and val[-1] == steps and all(v % 10 == 0 for v in val[:-1]) a
     "$DS" --method ce -m sup.h5 --lr 0.05 --epochs 2 --threads 1 -o t1.h5 < s.kdt > /dev/null
     "$DS" --method ce -m sup.h5 --lr 0.05 --epochs 2 --threads 2 -o t2.h5 < s.kdt > /dev/null
     run same_weights t1.h5 t2.h5
+    assert_success
     assert_output "identical"
 }
 
@@ -149,22 +153,41 @@ assert val[0] == 0 and val[-1] == steps and all(v % 10 == 0 for v in val[:-1]) a
 @test "distill-step: SIGKILL while checkpointing every step never leaves a corrupt checkpoint" {
     stream 20 > long.kdt
     # wait for the first checkpoint (a loaded machine may take seconds to get
-    # there), then kill at different moments of the following ones
+    # there), then, at different moments of the following ones, wait for the
+    # next checkpoint's temporary file (.c.h5.tmp.PID, renamed to c.h5 when
+    # complete) and kill while the process is alive and writing it.  A kill
+    # that lands after the rename is retried: a landed kill leaves the
+    # temporary file behind, since only the process renames it.
     for delay in 0 0.15 0.4; do
-        rm -f c.h5
-        "$DS" --method ce -m sup.h5 --epochs 20 --ckpt-every 1 --ckpt c.h5 -o out.h5 < long.kdt > /dev/null 2>&1 &
-        pid=$!
-        for i in $(seq 600); do
-            [ -e c.h5 ] && break
-            sleep 0.1
+        landed=0
+        for try in 1 2 3 4 5; do
+            rm -f c.h5 .c.h5.tmp.*
+            "$DS" --method ce -m sup.h5 --epochs 20 --ckpt-every 1 --ckpt c.h5 -o out.h5 < long.kdt > /dev/null 2>&1 &
+            pid=$!
+            tmp=".c.h5.tmp.$pid"
+            for i in $(seq 600); do
+                [ -e c.h5 ] && break
+                sleep 0.1
+            done
+            [ -e c.h5 ]
+            sleep $delay
+            seen=0 i=0
+            while [ $i -lt 2000000 ]; do
+                if [ -e "$tmp" ]; then seen=1; break; fi
+                i=$((i + 1))
+            done
+            [ "$seen" = 1 ]
+            kill -0 $pid       # alive, right before the kill
+            kill -9 $pid
+            wait $pid 2>/dev/null || true
+            # the previous checkpoint is intact
+            run "$B/tensor-info" c.h5
+            assert_success
+            assert_output --partial "kdpipe model file"
+            if [ -e "$tmp" ]; then landed=1; break; fi
         done
-        sleep $delay
-        kill -9 $pid 2>/dev/null || true
-        wait $pid 2>/dev/null || true
-        [ -e c.h5 ]
-        run "$B/tensor-info" c.h5
-        assert_success
-        assert_output --partial "kdpipe model file"
+        echo "delay $delay: kill landed during a checkpoint write on try $try"
+        [ "$landed" = 1 ]
     done
 }
 

@@ -39,7 +39,27 @@ static void test_gemm(void)
                 KD_CHECK(e < 1e-5, "gemm_serial %dx%dx%d ta=%d tb=%d relerr %.2e", M, N, K, ta, tb, e);
                 free(A); free(B); free(C); free(R);
             }
-    KD_CHECK(strcmp(kd_gemm_arch(), "") != 0, "BLIS kernels: %s (%s)", kd_gemm_arch(), kd_gemm_arch_source());
+    /* auto-selected (no BLIS_ARCH_TYPE): exactly kd_gemm's choice from the
+     * CPU's features; set by the environment: one of BLIS's x86/arm names */
+    const char *arch = kd_gemm_arch(), *want = "generic";
+    __builtin_cpu_init();
+    if (__builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512dq") &&
+        __builtin_cpu_supports("avx512bw") && __builtin_cpu_supports("avx512vl"))
+        want = "skx";
+    else if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma"))
+        want = "haswell";
+    static const char *known[] = {"skx", "knl", "knc", "haswell", "sandybridge", "penryn", "zen", "zen2", "zen3",
+                                  "zen4", "zen5", "excavator", "steamroller", "piledriver", "bulldozer", "armsve",
+                                  "a64fx", "firestorm", "thunderx2", "cortexa57", "cortexa53", "cortexa15",
+                                  "cortexa9", "power10", "power9", "power7", "bgq", "generic"};
+    int isknown = 0;
+    for (size_t i = 0; i < sizeof known / sizeof known[0]; i++)
+        isknown |= !strcmp(arch, known[i]);
+    if (!strcmp(kd_gemm_arch_source(), "auto"))
+        KD_CHECK(!strcmp(arch, want), "BLIS kernels: %s, auto-selected from the CPU's features (%s expected)", arch,
+                 want);
+    else
+        KD_CHECK(isknown, "BLIS kernels: %s (%s), one of BLIS's names", arch, kd_gemm_arch_source());
 }
 
 static void test_rng(void)

@@ -82,9 +82,14 @@ static void test_bn(int N, int C, int HW, int group)
     kd_bn_backward(N, C, HW, group, x, m1, r1, ga, dy, dx, dg, db);
     kd_bn_backward_ref(N, C, HW, group, x, m2, r2, ga, dy, dxr, dgr, dbr);
     double e1 = kd_test_relerr(y, yr, (long)n, 1e-3), e2 = kd_test_relerr(rv1, rv2, C, 1e-3),
-           e3 = kd_test_relerr(dx, dxr, (long)n, 1e-3), e4 = kd_test_relerr(dg, dgr, C, 1e-3);
+           e3 = kd_test_relerr(dx, dxr, (long)n, 1e-3), e4 = kd_test_relerr(dg, dgr, C, 1e-3),
+           e5 = kd_test_relerr(db, dbr, C, 1e-3), e6 = kd_test_relerr(rm1, rm2, C, 1e-3),
+           e7 = kd_test_relerr(m1, m2, (long)G * C, 1e-3), e8 = kd_test_relerr(r1, r2, (long)G * C, 1e-3);
     KD_CHECK(e1 < 1e-5 && e2 < 1e-5 && e3 < 1e-4 && e4 < 1e-4,
              "bn N%d C%d HW%d group %d vs ref: y %.1e run_var %.1e dx %.1e dgamma %.1e", N, C, HW, group, e1, e2, e3, e4);
+    KD_CHECK(e5 < 1e-5 && e6 < 1e-5 && e7 < 1e-5 && e8 < 1e-5,
+             "bn N%d C%d HW%d group %d vs ref: dbeta %.1e run_mean %.1e saved mean %.1e saved rstd %.1e", N, C, HW,
+             group, e5, e6, e7, e8);
     /* finite differences through the batch statistics */
     double worst = 0;
     for (int t = 0; t < 5; t++) {

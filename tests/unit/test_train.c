@@ -120,6 +120,8 @@ static void test_sgd_resnet(kd_h5 *h)
     memcpy(init, P, sizeof(float) * np);
     long nl;
     double *wl = rd(h, "sgd/losses", &nl);
+    int have_wl = KD_REQUIRE(wl && nl == 3, "dataset sgd/losses: PyTorch's loss at each of 3 steps (%ld values)",
+                             wl ? nl : -1L);
     int ok = 1;
     for (int s = 0; s < 3; s++) {
         kd_model_zero_grad(m);
@@ -134,7 +136,7 @@ static void test_sgd_resnet(kd_h5 *h)
             break;
         }
         kd_sgd_step(&opt, P, G, (float)lr);
-        if (wl && nl == 3)
+        if (have_wl)
             KD_CHECK(fabs(l - wl[s]) <= 1e-4 * fabs(wl[s]), "step %d: loss %.7f vs PyTorch %.7f", s + 1, l, wl[s]);
     }
     KD_CHECK(ok, "three training steps ran");
@@ -168,15 +170,19 @@ static void test_sgd_resnet(kd_h5 *h)
             worst_d = e3, dname = v->name;
     }
     KD_CHECK(worst_w <= 1e-4, "weights after 3 SGD steps vs PyTorch: worst rel err %.2e (%s)", worst_w, wname);
-    KD_CHECK(worst_d <= 1e-2, "size of the 3-step update vs PyTorch: worst rel err %.2e (%s)", worst_d, dname);
+    /* measured 1.8e-6 (layer2.1.bn2.weight, BLIS haswell kernels): float32
+     * rounding over three steps; 2e-5 leaves a 10x margin for other kernels */
+    KD_CHECK(worst_d <= 2e-5, "size of the 3-step update vs PyTorch: worst rel err %.2e (%s)", worst_d, dname);
     long nfc = 0;
     float *fcw = rf(h, "sgd/fc_weight", &nfc);
-    for (int i = 0; fcw && i < kd_model_nparam_views(m); i++) {
-        const kd_pview *v = kd_model_param_view(m, i);
-        if (!strcmp(v->name, "fc.weight") && (long)v->n == nfc) {
-            double e = kd_test_relerr(P + v->off, fcw, nfc, 1e-6);
-            KD_CHECK(e <= 1e-4, "fc.weight elementwise vs PyTorch: rel err %.2e", e);
-        }
+    const kd_pview *fv = NULL;
+    for (int i = 0; i < kd_model_nparam_views(m); i++)
+        if (!strcmp(kd_model_param_view(m, i)->name, "fc.weight"))
+            fv = kd_model_param_view(m, i);
+    if (KD_REQUIRE(fcw && fv && (long)fv->n == nfc, "dataset sgd/fc_weight (%ld values) and the model's fc.weight (%ld)",
+                   fcw ? nfc : -1L, fv ? (long)fv->n : -1L)) {
+        double e = kd_test_relerr(P + fv->off, fcw, nfc, 1e-6);
+        KD_CHECK(e <= 1e-4, "fc.weight elementwise vs PyTorch: rel err %.2e", e);
     }
     /* running statistics after three training-mode forwards */
     float *B = kd_model_buffers(m, NULL);
@@ -308,18 +314,30 @@ static void test_sched(void)
     KD_CHECK(fabs(kd_sched_lr(&s, 0, 0) - 0.1) < 1e-12, "cosine starts at the base lr");
     KD_CHECK(fabs(kd_sched_lr(&s, 50, 0) - 0.05) < 1e-9, "cosine halfway is half (%g)", kd_sched_lr(&s, 50, 0));
     KD_CHECK(kd_sched_lr(&s, 99, 0) < 0.001, "cosine ends near 0");
-    KD_CHECK(kd_sched_parse(&s, "step:150,180,210") == 0 && s.nmile == 3, "step milestones parse");
+    memset(&s, 0, sizeof s); /* kd_sched_parse must set gamma itself */
+    KD_CHECK(kd_sched_parse(&s, "step:150,180,210") == 0 && s.nmile == 3 && s.milestones[0] == 150 &&
+                 s.milestones[1] == 180 && s.milestones[2] == 210,
+             "step milestones parse");
+    KD_CHECK(s.gamma == 0.1, "step schedule's gamma defaults to 0.1 (%g)", s.gamma);
     s.base = 0.05, s.total = 1000, s.warmup = 0;
-    if (s.gamma == 0)
-        s.gamma = 0.1;
     KD_CHECK(fabs(kd_sched_lr(&s, 0, 149.9) - 0.05) < 1e-12 && fabs(kd_sched_lr(&s, 0, 150) - 0.005) < 1e-9 &&
                  fabs(kd_sched_lr(&s, 0, 215) - 0.00005) < 1e-10,
              "step schedule x0.1 at epochs 150/180/210");
     KD_CHECK(kd_sched_parse(&s, "const") == 0, "const parses");
     s.base = 0.2, s.warmup = 10, s.total = 100;
-    double w0 = kd_sched_lr(&s, 0, 0), w9 = kd_sched_lr(&s, 9, 0), w20 = kd_sched_lr(&s, 20, 0);
-    KD_CHECK(w0 > 0 && w0 < 0.05 && w9 <= 0.2 && w9 > 0.15 && fabs(w20 - 0.2) < 1e-12,
-             "linear warmup rises to the base lr (%g %g %g)", w0, w9, w20);
+    /* lr = base * (step + 1) / warmup for step < warmup, then base */
+    double wworst = 0;
+    for (long st = 0; st < 30; st++) {
+        double want = st < 10 ? 0.2 * (double)(st + 1) / 10.0 : 0.2;
+        wworst = fmax(wworst, fabs(kd_sched_lr(&s, st, 0) - want));
+    }
+    KD_CHECK(wworst <= 1e-15, "linear warmup base*(step+1)/warmup over 10 steps, then the base lr (%.1e; %g %g %g)",
+             wworst, kd_sched_lr(&s, 0, 0), kd_sched_lr(&s, 4, 0), kd_sched_lr(&s, 9, 0));
+    /* and it scales the cosine, which runs over the total steps */
+    KD_CHECK(kd_sched_parse(&s, "cosine") == 0, "cosine parses again");
+    s.base = 0.2, s.warmup = 10, s.total = 100;
+    KD_CHECK(fabs(kd_sched_lr(&s, 4, 0) - 0.2 * 0.5 * (1 + cos(M_PI * 4 / 100)) * 5 / 10) <= 1e-15,
+             "warmup multiplies the cosine (%.17g)", kd_sched_lr(&s, 4, 0));
     KD_CHECK(kd_sched_parse(&s, "step:x") != 0 && kd_sched_parse(&s, "wobble") != 0, "bad schedules refused");
 }
 
