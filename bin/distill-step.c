@@ -167,6 +167,7 @@ static void resolve_settings(choice *L)
 /* getopt_long's table: the program's options, then one flag per distinct
  * loss option name of the registry. */
 static const char *flags[128];
+static char flag_text[128][56]; /* "--NAME", for messages */
 static struct option longopts[sizeof prog_opts / sizeof prog_opts[0] + 129];
 
 static void build_longopts(void)
@@ -181,7 +182,14 @@ static void build_longopts(void)
                 j++;
             if (j < nf || nf == 128)
                 continue;
+            /* a loss option must not shadow the program's own (getopt
+             * would take the first): a registry bug, caught at start-up */
+            for (size_t k = 0; k < n; k++)
+                if (!strcmp(longopts[k].name, o->name))
+                    kd_die(KD_EXIT_FAIL, "loss %s: option --%s collides with distill-step's own", kd_loss_modules[i]->name,
+                           o->name);
             flags[nf] = o->name;
+            snprintf(flag_text[nf], sizeof flag_text[nf], "--%s", o->name);
             longopts[n++] = (struct option){o->name, required_argument, 0, OPT_LOSSFLAG + (int)nf};
             nf++;
         }
@@ -250,7 +258,7 @@ int main(int argc, char **argv)
     int opt;
     while ((opt = getopt_long(argc, argv, "hm:o:", longopts, NULL)) != -1) {
         if (opt >= OPT_LOSSFLAG && opt < OPT_LOSSFLAG + 128) {
-            add_setting(&L, "", flags[opt - OPT_LOSSFLAG], optarg, flags[opt - OPT_LOSSFLAG]);
+            add_setting(&L, "", flags[opt - OPT_LOSSFLAG], optarg, flag_text[opt - OPT_LOSSFLAG]);
             continue;
         }
         switch (opt) {
@@ -315,6 +323,10 @@ int main(int argc, char **argv)
             kd_usage("--schedule: %s", kd_err_get());
     }
     resolve_settings(&L);
+    if (val && !bank)
+        for (int i = 0; i < L.n; i++)
+            if (L.mod[i]->monitor == KD_MONITOR_KNN)
+                kd_usage("--val with loss %s needs --knn-bank TRAIN.h5 for its kNN monitor", L.mod[i]->name);
     to.seed = std.seed;
     char ckpt_buf[4200];
     if (!ckpt) {
@@ -347,6 +359,9 @@ int main(int argc, char **argv)
         if (kd_trainer_add_loss(t, L.mod[i], L.w[i], L.opts[i], L.own_wd[i]))
             kd_die_err();
     rc = kd_trainer_init(t, &f);
+    if (rc == KD_TRAIN_NO_LENGTH && to.epochs > 0)
+        kd_usage("--epochs needs the stream's 'batches' metadata (batches per epoch, which augment writes) to make "
+                 "steps of epochs: give --total-steps N");
     if (rc == KD_TRAIN_NO_LENGTH)
         kd_usage("--schedule %s needs the run's length, and the stream does not say it (augment writes 'epochs' "
                  "and 'batches' into every frame): give --epochs E or --total-steps N",
@@ -355,6 +370,9 @@ int main(int argc, char **argv)
         kd_err_prefix("%s", in);
         kd_die_err();
     }
+    for (int i = 0; i < L.n; i++)
+        if (L.own_wd[i] >= 0 && !kd_trainer_loss_owns_params(t, i))
+            kd_usage("--loss-opt %s.wd: loss %s owns no parameters", L.mod[i]->name, L.mod[i]->name);
     if (resume && kd_trainer_resume(t, resume))
         kd_die_err();
     if (val && kd_trainer_set_val(t, val, val_limit, bank, bank_limit, knn_k, knn_t)) {
@@ -373,7 +391,7 @@ int main(int argc, char **argv)
         double ts = kd_now();
         rc = kd_trainer_step(t, &f, frames++);
         if (rc < 0) {
-            if (!strncmp(kd_err_get(), "step ", 5))
+            if (rc == KD_TRAIN_NOT_FINITE)
                 kd_die(KD_EXIT_FAIL, "%s; the last checkpoint is %s", kd_err_get(), ckpt_every ? ckpt : "none");
             kd_die_err(); /* "frame N: ..." */
         }
@@ -414,7 +432,8 @@ int main(int argc, char **argv)
         kd_die(KD_EXIT_FAIL, "%s: no frame after step %ld: nothing trained", in, start);
     if (val && !(val_every && steps % val_every == 0))
         log_val(t, logf);
-    if (kd_trainer_save(t, out))
+    /* the deployed model, and the state to continue from */
+    if (kd_trainer_save(t, ckpt) || kd_model_save(kd_trainer_model(t), out))
         kd_die_err();
     kd_json j;
     kd_json_begin(&j, logf);

@@ -31,7 +31,9 @@
  *   save/load                state (queues, key encoders) under a group of
  *                            the checkpoint; own parameters and their momentum
  *                            are checkpointed by the trainer.
- * A loss never prints and never exits: errors go through kd_err_set. */
+ * A loss never prints and never exits: errors go through kd_err_set.
+ * Pointers into the student (outputs, stage maps) are valid inside the
+ * hooks only: the trainer may plan the model again after every init. */
 #ifndef KD_LOSS_H
 #define KD_LOSS_H
 

@@ -55,6 +55,8 @@ typedef struct kd_trainer kd_trainer;
 /* Status of kd_trainer_init beyond -1: the schedule needs a length that
  * neither the options nor the stream give. */
 #define KD_TRAIN_NO_LENGTH (-2)
+/* Status of kd_trainer_step: the loss is not finite (nothing was stepped). */
+#define KD_TRAIN_NOT_FINITE (-3)
 
 kd_trainer *kd_trainer_new(kd_model *m, const kd_train_opts *o);
 void kd_trainer_free(kd_trainer *t);
@@ -66,14 +68,17 @@ int kd_trainer_init(kd_trainer *t, kd_frame *first);
 /* The training state of a checkpoint written by kd_trainer_save: the
  * optimiser's momentum, the losses' parameters and state, step, epoch and
  * the RNG position.  The model's own parameters are those of the model
- * given to kd_trainer_new (load it from the checkpoint: it is a model file). */
+ * given to kd_trainer_new (load it from the checkpoint: it is a model file).
+ * Refused when the checkpoint was made with other losses, weights or seed. */
 int kd_trainer_resume(kd_trainer *t, const char *ckpt);
 
 /* 1: trained on the frame; 0: skipped (its step precedes the resumed
- * step); -1 with kd_err ("frame N: ...", or "step S: loss is not finite"). */
+ * step); -1 with kd_err "frame N: ..."; KD_TRAIN_NOT_FINITE with kd_err
+ * "step S: loss is not finite (...)". */
 int kd_trainer_step(kd_trainer *t, kd_frame *f, long frame_no);
 
-/* Model + training state, atomically (temporary name, fsync, rename). */
+/* Model + training state, atomically (temporary name, fsync, rename): the
+ * checkpoint.  The deployed model is kd_model_save(kd_trainer_model(t)). */
 int kd_trainer_save(const kd_trainer *t, const char *path);
 
 typedef struct {
@@ -90,6 +95,8 @@ long kd_trainer_epoch(const kd_trainer *t);   /* epoch of the last frame */
 long kd_trainer_total(const kd_trainer *t);   /* the schedule's length, 0 if none */
 long kd_trainer_epochs(const kd_trainer *t);  /* epochs of the run, 0 if unknown */
 int kd_trainer_nlosses(const kd_trainer *t);
+/* Whether loss i declared parameters of its own (after init). */
+int kd_trainer_loss_owns_params(const kd_trainer *t, int i);
 /* "ce", or "ce.2" for the second instance of the same loss. */
 const char *kd_trainer_loss_name(const kd_trainer *t, int i);
 /* The monitor the losses call for: kNN if any loss asks for it or the

@@ -118,8 +118,11 @@ assert val[0] == 0 and val[-1] == steps and all(v % 10 == 0 for v in val[:-1]) a
     assert_success
     assert_output --partial '"loss_moco"'
     assert_output --partial '"val_knn_top1"'
-    run "$B/tensor-info" moco.h5
+    run "$B/tensor-info" moco.h5.ckpt.h5
     assert_output --partial "train/moco/queue"
+    run "$B/tensor-info" moco.h5
+    refute_output --partial "train/"
+    assert_output --partial "head.0.weight"
     # no head: refused
     run sh -c "'$B/augment' --views 2 --batch 16 --quiet d.h5 | '$DS' --method moco -m sup.h5 --epochs 1 -o x.h5"
     assert_failure 1
@@ -290,4 +293,54 @@ for meta, t in kdt.read_frames(open('s.kdt', 'rb')):
     run sh -c "'$DS' --loss ce:2 --resume c.h5.ckpt.h5 --epochs 1 -o r.h5 < s.kdt"
     assert_failure 1
     assert_output "distill-step: c.h5.ckpt.h5: the checkpoint was trained with --loss ce:1, not ce:2"
+}
+
+@test "distill-step moco: resume is bit-identical (model, queue, key encoder), and refuses another seed" {
+    "$B/model-init" --arch resnet20 --in-channels 1 --head mlp:32:16 --seed 3 -o ssl.h5 >/dev/null
+    "$B/augment" --policy mocov2 --views 2 --batch 8 --epochs 2 --seed 5 --quiet d.h5 > m2.kdt
+    "$B/augment" --policy mocov2 --views 2 --batch 8 --epochs 1 --seed 5 --quiet d.h5 > m1.kdt
+    mo="--method moco --queue 16 --shuffle-bn-group 4 --seed 7"
+    run sh -c "'$DS' $mo -m ssl.h5 -o full.h5 < m2.kdt"
+    assert_success
+    run sh -c "'$DS' $mo -m ssl.h5 --epochs 2 -o half.h5 < m1.kdt"
+    assert_success
+    run sh -c "'$DS' $mo --resume half.h5.ckpt.h5 -o res.h5 < m2.kdt"
+    assert_success
+    assert_output --partial '"steps": 16'
+    run "$PY" -c "
+import h5py, numpy as np
+a, b = h5py.File('full.h5.ckpt.h5'), h5py.File('res.h5.ckpt.h5')
+names = []
+a.visit(lambda n: names.append(n) if isinstance(a[n], h5py.Dataset) else None)
+assert 'train/moco/queue' in names and 'train/moco/key_params' in names
+bad = [n for n in names if not np.array_equal(a[n][()], b[n][()])]
+assert a['train/moco/queue'].attrs['ptr'] == b['train/moco/queue'].attrs['ptr']
+print('identical' if not bad else 'differ: %s' % bad[:3])"
+    assert_success
+    assert_output "identical"
+    run sh -c "'$DS' --method moco --queue 16 --shuffle-bn-group 4 --resume half.h5.ckpt.h5 -o x.h5 < m2.kdt"
+    assert_failure 1
+    assert_output "distill-step: half.h5.ckpt.h5: the checkpoint was trained with --seed 7, not 0"
+}
+
+@test "distill-step: option errors name the flag; usage errors come before the stream is read" {
+    run "$DS" --method moco --tau x -m sup.h5 -o x.h5
+    assert_failure 2
+    assert_line --index 0 "distill-step: --tau: loss moco: tau: 'x' is not a number"
+    run sh -c "'$DS' --method moco --val d.h5 -m sup.h5 -o x.h5 < /dev/null"
+    assert_failure 2
+    assert_line --index 0 "distill-step: --val with loss moco needs --knn-bank TRAIN.h5 for its kNN monitor"
+    stream 1 > s.kdt
+    run sh -c "'$DS' --method ce --loss-opt ce.wd=0.1 -m sup.h5 --epochs 1 -o x.h5 < s.kdt"
+    assert_failure 2
+    assert_line --index 0 "distill-step: --loss-opt ce.wd: loss ce owns no parameters"
+    "$PY" -c "
+import sys; sys.path.insert(0, '$BATS_TEST_DIRNAME/../examples')
+import kdt
+for meta, t in kdt.read_frames(open('s.kdt', 'rb')):
+    kdt.write_frame(sys.stdout.buffer, {}, t)" > bare.kdt
+    run sh -c "'$DS' --method ce -m sup.h5 --epochs 2 -o x.h5 < bare.kdt"
+    assert_failure 2
+    assert_line --index 0 "distill-step: --epochs needs the stream's 'batches' metadata (batches per epoch, which augment writes) to make steps of epochs: give --total-steps N"
+    [ ! -e x.h5 ]
 }

@@ -52,7 +52,7 @@ static int opt_set(const kd_loss_module *mod, const kd_loss_opt *o, void *opts, 
     char *end;
     errno = 0;
     double v = o->type == KD_LOPT_U64 ? (double)strtoull(val, &end, 0) : strtod(val, &end);
-    if (end == val || *end || errno || !isfinite(v)) {
+    if (end == val || *end || errno || !isfinite(v) || (o->type == KD_LOPT_U64 && strchr(val, '-'))) {
         kd_err_set("loss %s: %s: '%s' is not a number", mod->name, o->name, val);
         return -1;
     }

@@ -64,8 +64,10 @@ static void *moco_init(kd_loss_init *c)
         kd_loss_need_tensor(c, kd_name(v1, sizeof v1, KD_NAME_VIEW, NULL, 1), KD_F32, 4, "augment --views 2"))
         return NULL;
     moco_state *s = calloc(1, sizeof *s);
-    if (!s)
+    if (!s) {
+        kd_err_set("loss %s: out of memory", c->instance);
         return NULL;
+    }
     s->o = *o;
     s->seed = c->seed;
     s->E = kd_model_emb_dim(m);
@@ -138,6 +140,9 @@ static int moco_pre(void *st, kd_loss_batch *b)
     kd_rng_permute(&r, s->perm, n);
     for (int i = 0; i < n; i++)
         memcpy(s->kin + (size_t)i * per, view1 + (size_t)s->perm[i] * per, sizeof(float) * per);
+    /* the key encoder's dropout / drop-path draws: keyed by the step (so
+     * resume needs no state) and apart from the student's */
+    kd_model_set_rng(s->key, s->seed ^ 0x6b6579656e63ULL, (uint64_t)b->step);
     if (kd_model_forward(s->key, s->kin, n, 1, G))
         return -1;
     const float *ke = kd_model_embedding(s->key);

@@ -78,6 +78,10 @@ int kd_trainer_add_loss(kd_trainer *t, const kd_loss_module *mod, float weight, 
 
 int kd_trainer_init(kd_trainer *t, kd_frame *first)
 {
+    if (t->inited) {
+        kd_err_set("trainer: init twice");
+        return -1;
+    }
     if (!t->nl) {
         kd_err_set("trainer: no loss");
         return -1;
@@ -199,10 +203,11 @@ static int check_frame(kd_trainer *t, kd_frame *f, long frame_no, int *n_out)
                 kd_err_set("frame %ld: loss %s needs tensor %s (%s)", frame_no, t->L[i].name, q->name, q->hint);
                 return -1;
             }
-            if (a->dtype != q->dtype || (q->rank >= 0 && a->rank != q->rank) || a->dims[0] != n) {
+            if (a->dtype != q->dtype || (q->rank >= 0 && a->rank != q->rank) || a->rank < 1 || a->dims[0] != n) {
                 kd_err_set("frame %ld: loss %s needs %s as %s of rank %d with %d rows, the frame has %s of rank %d "
-                           "with %lld", frame_no, t->L[i].name, q->name, kd_dtype_name(q->dtype), q->rank, n,
-                           kd_dtype_name(a->dtype), a->rank, (long long)a->dims[0]);
+                           "with %lld rows", frame_no, t->L[i].name, q->name, kd_dtype_name(q->dtype),
+                           q->rank >= 0 ? q->rank : a->rank, n, kd_dtype_name(a->dtype), a->rank,
+                           a->rank >= 1 ? (long long)a->dims[0] : 0LL);
                 return -1;
             }
         }
@@ -237,8 +242,10 @@ int kd_trainer_step(kd_trainer *t, kd_frame *f, long frame_no)
                        .d_feat = t->dfeat, .d_logits = t->dlog, .d_emb = t->demb};
     memcpy(b.d_map, t->dmap, sizeof b.d_map);
     for (int i = 0; i < t->nl; i++)
-        if (t->L[i].mod->pre && t->L[i].mod->pre(t->L[i].st, &b))
+        if (t->L[i].mod->pre && t->L[i].mod->pre(t->L[i].st, &b)) {
+            kd_err_prefix("frame %ld", frame_no);
             return -1;
+        }
     kd_model_zero_grad(t->m);
     for (int i = 0; i < t->nl; i++)
         if (t->L[i].ctx.params)
@@ -267,14 +274,16 @@ int kd_trainer_step(kd_trainer *t, kd_frame *f, long frame_no)
             if (!(t->L[i].ctx.views & (1u << v)))
                 continue;
             double l = 0;
-            if (t->L[i].mod->compute(t->L[i].st, &b, t->L[i].weight, &l))
+            if (t->L[i].mod->compute(t->L[i].st, &b, t->L[i].weight, &l)) {
+                kd_err_prefix("frame %ld", frame_no);
                 return -1;
+            }
             terms[i] += l;
             total += t->L[i].weight * l;
         }
         if (!isfinite(total)) {
             kd_err_set("step %ld: loss is not finite (%g)", t->step, total);
-            return -1;
+            return KD_TRAIN_NOT_FINITE;
         }
         kd_model_dout g = {.features = t->dfeat, .logits = t->K ? t->dlog : NULL, .embedding = t->E ? t->demb : NULL};
         for (int s = 1; s <= KD_MAX_STAGES; s++)
@@ -291,8 +300,10 @@ int kd_trainer_step(kd_trainer *t, kd_frame *f, long frame_no)
         if (t->L[i].ctx.params)
             kd_sgd_step(&t->L[i].own, t->L[i].ctx.params->p, t->L[i].ctx.params->g, lr);
     for (int i = 0; i < t->nl; i++)
-        if (t->L[i].mod->post && t->L[i].mod->post(t->L[i].st, &b))
+        if (t->L[i].mod->post && t->L[i].mod->post(t->L[i].st, &b)) {
+            kd_err_prefix("frame %ld", frame_no);
             return -1;
+        }
     t->step++;
     t->last.loss = total;
     memcpy(t->last.term, terms, sizeof terms);
@@ -308,6 +319,7 @@ long kd_trainer_epoch(const kd_trainer *t) { return t->epoch; }
 long kd_trainer_total(const kd_trainer *t) { return t->sched.total > 0 ? t->sched.total : 0; }
 long kd_trainer_epochs(const kd_trainer *t) { return t->o.epochs > 0 ? (long)ceil(t->o.epochs) : t->epochs; }
 int kd_trainer_nlosses(const kd_trainer *t) { return t->nl; }
+int kd_trainer_loss_owns_params(const kd_trainer *t, int i) { return i >= 0 && i < t->nl && t->L[i].ctx.params; }
 const char *kd_trainer_loss_name(const kd_trainer *t, int i) { return i >= 0 && i < t->nl ? t->L[i].name : NULL; }
 
 kd_monitor kd_trainer_monitor(const kd_trainer *t)

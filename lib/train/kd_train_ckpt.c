@@ -92,6 +92,18 @@ int kd_trainer_resume(kd_trainer *t, const char *ckpt)
     }
     if (kd_h5_attr_has(&h, "train", "rng_step") && kd_h5_attr_get_i64(&h, "train", "rng_step", &r))
         goto fail;
+    if (kd_h5_attr_has(&h, "train", "seed")) {
+        int64_t seed;
+        if (kd_h5_attr_get_i64(&h, "train", "seed", &seed))
+            goto fail;
+        /* the seed keys the stream's views, MoCo's shuffles and dropout:
+         * another one would continue a different run */
+        if ((uint64_t)seed != t->o.seed) {
+            kd_err_set("%s: the checkpoint was trained with --seed %llu, not %llu", ckpt, (unsigned long long)seed,
+                       (unsigned long long)t->o.seed);
+            goto fail;
+        }
+    }
     if (read_f32(&h, "train", "momentum", t->opt.buf, t->opt.n))
         goto fail;
     for (int i = 0; i < t->nl; i++) {

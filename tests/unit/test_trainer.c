@@ -94,9 +94,23 @@ static void *probe_init(kd_loss_init *c)
     return s;
 }
 
+/* A checksum of the student's parameters: the optimiser step must fall
+ * between the last compute and post. */
+static double psum(kd_model *m)
+{
+    size_t n;
+    const float *p = kd_model_params(m, &n);
+    double s = 0;
+    for (size_t i = 0; i < n; i++)
+        s += p[i] * (double)(i % 7 + 1);
+    return s;
+}
+static double sum_pre, sum_compute, sum_post;
+
 static int probe_pre(void *st, kd_loss_batch *b)
 {
     ev("pre:%s", ((probe_state *)st)->name, 0);
+    sum_pre = psum(b->student);
     return 0;
 }
 
@@ -104,6 +118,7 @@ static int probe_compute(void *st, kd_loss_batch *b, float weight, double *loss)
 {
     probe_state *s = st;
     ev("c%2$d:%1$s", s->name, b->view);
+    sum_compute = psum(b->student);
     s->last_x[b->view] = b->x;
     double l = 0;
     for (int i = 0; i < b->n * D; i++) {
@@ -131,6 +146,7 @@ static int probe_compute(void *st, kd_loss_batch *b, float weight, double *loss)
 static int probe_post(void *st, kd_loss_batch *b)
 {
     ev("post:%s", ((probe_state *)st)->name, 0);
+    sum_post = psum(b->student);
     return 0;
 }
 
@@ -210,6 +226,9 @@ static void test_order_and_views(void)
     const char *want = "init:probe init:probe.2 pre:probe pre:probe.2 c0:probe c0:probe.2 c1:probe post:probe "
                        "post:probe.2";
     KD_CHECK(!strcmp(events, want), "hook order: %s", events);
+    KD_CHECK(sum_pre == sum_compute && sum_compute != sum_post,
+             "the parameters change between the last compute and post only (%.9g %.9g %.9g)", sum_pre, sum_compute,
+             sum_post);
     KD_CHECK(kd_trainer_last(t)->n == N && kd_trainer_steps(t) == 1, "step info: n %d, steps %ld",
              kd_trainer_last(t)->n, kd_trainer_steps(t));
     free(o1), free(o2);
@@ -299,6 +318,9 @@ static void test_resume_and_own_params(const char *dir)
     size_t na, nc;
     const float *pa = kd_model_params(kd_trainer_model(a), &na), *pc = kd_model_params(kd_trainer_model(c), &nc);
     KD_CHECK(na == nc && !memcmp(pa, pc, sizeof(float) * na), "resumed model parameters bit-identical");
+    size_t nba, nbc;
+    const float *ba = kd_model_buffers(kd_trainer_model(a), &nba), *bc = kd_model_buffers(kd_trainer_model(c), &nbc);
+    KD_CHECK(nba == nbc && !memcmp(ba, bc, sizeof(float) * nba), "resumed BN running statistics bit-identical");
     kd_h5 ha, hc;
     char ca[512];
     snprintf(ca, sizeof ca, "%s/a.h5", dir);
@@ -381,7 +403,7 @@ static void test_frames_and_length(void)
     kd_tensor *e = kd_frame_add(&f, "t.extra", KD_I32, 2, (int64_t[]){N, 2});
     KD_CHECK(e && kd_trainer_step(t, &f, 3) == -1 &&
                  !strcmp(kd_err_get(), "frame 3: loss probe needs t.extra as f32 of rank 2 with 4 rows, the frame has "
-                                       "i32 of rank 2 with 4"),
+                                       "i32 of rank 2 with 4 rows"),
              "a tensor of the wrong dtype: %s", kd_err_get());
     kd_frame_remove(&f, "view1");
     kd_frame_add(&f, "t.extra", KD_F32, 2, (int64_t[]){N, 2});
