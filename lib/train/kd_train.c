@@ -237,8 +237,10 @@ int kd_trainer_step(kd_trainer *t, kd_frame *f, long frame_no)
                        .d_feat = t->dfeat, .d_logits = t->dlog, .d_emb = t->demb};
     memcpy(b.d_map, t->dmap, sizeof b.d_map);
     for (int i = 0; i < t->nl; i++)
-        if (t->L[i].mod->pre && t->L[i].mod->pre(t->L[i].st, &b))
+        if (t->L[i].mod->pre && t->L[i].mod->pre(t->L[i].st, &b)) {
+            kd_err_prefix("frame %ld", frame_no); /* a loss knows its batch, not the frame's place in the stream */
             return -1;
+        }
     kd_model_zero_grad(t->m);
     for (int i = 0; i < t->nl; i++)
         if (t->L[i].ctx.params)
@@ -267,8 +269,10 @@ int kd_trainer_step(kd_trainer *t, kd_frame *f, long frame_no)
             if (!(t->L[i].ctx.views & (1u << v)))
                 continue;
             double l = 0;
-            if (t->L[i].mod->compute(t->L[i].st, &b, t->L[i].weight, &l))
+            if (t->L[i].mod->compute(t->L[i].st, &b, t->L[i].weight, &l)) {
+                kd_err_prefix("frame %ld", frame_no);
                 return -1;
+            }
             terms[i] += l;
             total += t->L[i].weight * l;
         }
@@ -291,8 +295,10 @@ int kd_trainer_step(kd_trainer *t, kd_frame *f, long frame_no)
         if (t->L[i].ctx.params)
             kd_sgd_step(&t->L[i].own, t->L[i].ctx.params->p, t->L[i].ctx.params->g, lr);
     for (int i = 0; i < t->nl; i++)
-        if (t->L[i].mod->post && t->L[i].mod->post(t->L[i].st, &b))
+        if (t->L[i].mod->post && t->L[i].mod->post(t->L[i].st, &b)) {
+            kd_err_prefix("frame %ld", frame_no);
             return -1;
+        }
     t->step++;
     t->last.loss = total;
     memcpy(t->last.term, terms, sizeof terms);
