@@ -100,18 +100,24 @@ double kd_disco_term(const float *emb_raw, const float *t, int n, int E, float w
                      float *qnorm, float *dqn)
 {
     kd_l2norm_forward(emb_raw, qn, qnorm, n, E);
+    /* q - t in double from the raw embedding: a float q carries 6e-8 of
+     * rounding, which is all of a distance once the student is near */
     double l = 0;
-    for (size_t i = 0; i < (size_t)n * E; i++) {
-        double d = (double)qn[i] - t[i];
-        l += d * d;
+    float sc = 2.0f * weight / n; /* d/dq of mean_b |q_b - t_b|^2 is 2 (q - t) / n */
+    for (int i = 0; i < n; i++) {
+        double nr2 = 0;
+        for (int j = 0; j < E; j++)
+            nr2 += (double)emb_raw[(size_t)i * E + j] * emb_raw[(size_t)i * E + j];
+        double nr = sqrt(nr2) > 1e-12 ? sqrt(nr2) : 1e-12;
+        for (int j = 0; j < E; j++) {
+            size_t k = (size_t)i * E + j;
+            double d = emb_raw[k] / nr - t[k];
+            l += d * d;
+            dqn[k] = (float)(sc * d);
+        }
     }
-    if (d_emb) {
-        /* d/dq of mean_b |q_b - t_b|^2 is 2 (q - t) / n */
-        float sc = 2.0f * weight / n;
-        for (size_t i = 0; i < (size_t)n * E; i++)
-            dqn[i] = sc * (qn[i] - t[i]);
+    if (d_emb)
         kd_l2norm_backward(qn, qnorm, dqn, d_emb, n, E);
-    }
     return l / n;
 }
 
