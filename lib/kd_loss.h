@@ -157,4 +157,20 @@ void kd_l2norm_backward(const float *y, const float *norm, const float *dy, floa
 double kd_infonce_queue(const float *q_raw, const float *k, const float *queue, int n, int E, int K, float tau,
                         float weight, float *dq_raw, float *qn, float *qnorm, float *lg, float *dqn);
 
+/* DisCo's distillation term on one view: mean_b |t_b - n(emb_raw_b)|^2
+ * (squared distance summed over E), t [n,E] the teacher's normalised
+ * embeddings, taken as they are.  Adds weight * dL/d(emb_raw) into d_emb
+ * (NULL: loss only).  Scratch: qn [n,E], qnorm [n], dqn [n,E]. */
+double kd_disco_term(const float *emb_raw, const float *t, int n, int E, float weight, float *d_emb, float *qn,
+                     float *qnorm, float *dqn);
+
+/* SEED's soft cross-entropy: s = n(s_raw) [n,E], t [n,E] and queue [K,E]
+ * normalised teacher embeddings; p_T = softmax([t.t, t.Q]/tau_t),
+ * p_S = softmax([s.t, s.Q]/tau_s), returns mean_b -sum p_T log p_S and adds
+ * weight * dL/d(s_raw) into d_s_raw (NULL: loss only).  Scratch: sn [n,E],
+ * snorm [n], pt and ps [n,1+K] double, dsn [n,E], acc [E] double. */
+double kd_seed_loss(const float *s_raw, const float *t, const float *queue, int n, int E, int K, float tau_s,
+                    float tau_t, float weight, float *d_s_raw, float *sn, float *snorm, double *pt, double *ps,
+                    float *dsn, double *acc);
+
 #endif

@@ -91,3 +91,115 @@ double kd_infonce_queue(const float *q_raw, const float *k, const float *queue, 
     return l / n;
 }
 
+
+/* DisCo's distillation term on one view: q = n(emb_raw), the teacher's t
+ * already normalised (teacher-extract does it; renormalising here would
+ * hide a stream that is not).  The squared distance is accumulated in
+ * double: for close embeddings it is a small difference of O(1) terms. */
+double kd_disco_term(const float *emb_raw, const float *t, int n, int E, float weight, float *d_emb, float *qn,
+                     float *qnorm, float *dqn)
+{
+    kd_l2norm_forward(emb_raw, qn, qnorm, n, E);
+    /* q - t in double from the raw embedding: a float q carries 6e-8 of
+     * rounding, which is all of a distance once the student is near */
+    double l = 0;
+    float sc = 2.0f * weight / n; /* d/dq of mean_b |q_b - t_b|^2 is 2 (q - t) / n */
+    for (int i = 0; i < n; i++) {
+        double nr2 = 0;
+        for (int j = 0; j < E; j++)
+            nr2 += (double)emb_raw[(size_t)i * E + j] * emb_raw[(size_t)i * E + j];
+        double nr = sqrt(nr2) > 1e-12 ? sqrt(nr2) : 1e-12;
+        for (int j = 0; j < E; j++) {
+            size_t k = (size_t)i * E + j;
+            double d = emb_raw[k] / nr - t[k];
+            l += d * d;
+            dqn[k] = (float)(sc * d);
+        }
+    }
+    if (d_emb)
+        kd_l2norm_backward(qn, qnorm, dqn, d_emb, n, E);
+    return l / n;
+}
+
+/* Row i of [a.t_i, a.Q] in double accumulation: the teacher's logits are
+ * divided by tau_T = 1e-4, so a float dot product's rounding (~1e-7) would
+ * move them by ~1e-3 and p_T visibly whenever two entries nearly tie. */
+static void seed_logits_f64(const float *a, const float *t, const float *queue, int E, int K, double inv_tau,
+                            double *z)
+{
+    double d = 0;
+    for (int j = 0; j < E; j++)
+        d += (double)a[j] * t[j];
+    z[0] = d * inv_tau;
+    for (int k = 0; k < K; k++) {
+        const float *q = queue + (size_t)k * E;
+        d = 0;
+        for (int j = 0; j < E; j++)
+            d += (double)a[j] * q[j];
+        z[1 + k] = d * inv_tau;
+    }
+}
+
+/* softmax in place, max subtracted: at tau_T = 1e-4 the logits reach 1e4. */
+static void softmax_f64(double *z, int L)
+{
+    double mx = z[0], s = 0;
+    for (int c = 1; c < L; c++)
+        mx = z[c] > mx ? z[c] : mx;
+    for (int c = 0; c < L; c++)
+        s += (z[c] = exp(z[c] - mx));
+    for (int c = 0; c < L; c++)
+        z[c] /= s;
+}
+
+/* SEED: p_T = softmax([t.t, t.Q]/tau_t), p_S = softmax([s.t, s.Q]/tau_s),
+ * s = n(s_raw), L = mean_b -sum_c p_T log p_S.  Both sides in double
+ * accumulation (the student's logits are only /0.2, but the 1e-5 agreement
+ * with PyTorch in float64 is the contract, and the cost is a B x K x E
+ * product, small beside the student's forward). */
+double kd_seed_loss(const float *s_raw, const float *t, const float *queue, int n, int E, int K, float tau_s,
+                    float tau_t, float weight, float *d_s_raw, float *sn, float *snorm, double *pt, double *ps,
+                    float *dsn, double *acc)
+{
+    int L = 1 + K;
+    kd_l2norm_forward(s_raw, sn, snorm, n, E);
+    double loss = 0;
+    for (int i = 0; i < n; i++) {
+        const float *ti = t + (size_t)i * E, *si = sn + (size_t)i * E;
+        double *zt = pt + (size_t)i * L, *zs = ps + (size_t)i * L;
+        seed_logits_f64(ti, ti, queue, E, K, 1.0 / tau_t, zt);
+        softmax_f64(zt, L);
+        seed_logits_f64(si, ti, queue, E, K, 1.0 / tau_s, zs);
+        double mx = zs[0], sum = 0;
+        for (int c = 1; c < L; c++)
+            mx = zs[c] > mx ? zs[c] : mx;
+        for (int c = 0; c < L; c++)
+            sum += exp(zs[c] - mx);
+        double lse = mx + log(sum), li = 0;
+        for (int c = 0; c < L; c++) {
+            if (zt[c] > 0) /* 0 * log p_S is 0, also where p_S underflows */
+                li -= zt[c] * (zs[c] - lse);
+            zs[c] = exp(zs[c] - lse) - zt[c]; /* dL_i/dz_S, since sum p_T = 1 */
+        }
+        loss += li;
+    }
+    if (d_s_raw) {
+        /* ds = (w/n/tau_s) (dz_0 t + dz_rest . Q); the teacher gets none */
+        double sc = (double)weight / n / tau_s;
+        for (int i = 0; i < n; i++) {
+            const double *dz = ps + (size_t)i * L;
+            const float *ti = t + (size_t)i * E;
+            for (int j = 0; j < E; j++)
+                acc[j] = dz[0] * ti[j];
+            for (int k = 0; k < K; k++) { /* row by row: the queue is read contiguously */
+                const float *q = queue + (size_t)k * E;
+                for (int j = 0; j < E; j++)
+                    acc[j] += dz[1 + k] * q[j];
+            }
+            for (int j = 0; j < E; j++)
+                dsn[(size_t)i * E + j] = (float)(sc * acc[j]);
+        }
+        kd_l2norm_backward(sn, snorm, dsn, d_s_raw, n, E);
+    }
+    return loss / n;
+}
