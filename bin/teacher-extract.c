@@ -545,6 +545,8 @@ int main(int argc, char **argv)
                      "--no-feat, --batch, --mean, --std and --limit need a model");
         return cache_mode(from_cache, optind < argc ? argv[optind] : "-", out, deflate, &std);
     }
+    if (!model && save_cache)
+        kd_usage("--save-cache needs -m MODEL.h5: it stores what the model computes");
     if (!model)
         kd_usage("-m MODEL.h5 (or --from-cache CACHE.h5) is required");
     if (save_cache && features)
