@@ -203,13 +203,20 @@ static int64_t frames_due(const kd_frame *f)
 }
 
 static int stream_mode(runner *r, const char *in, const char *out, const char *views, const char *prefix,
-                       int deflate, int want_feat, kd_tcache *cache, kd_std_opts *std)
+                       int deflate, int want_feat, const char *save_cache, const kd_tcache_prov *prov,
+                       kd_std_opts *std)
 {
     kd_model *m = r->m;
     int C = kd_model_opts(m)->in_channels, D = kd_model_feat_dim(m), K = kd_model_num_classes(m),
         E = kd_model_emb_dim(m);
     kd_reader *rd;
     kd_writer *wr = open_output(out, deflate, &rd, in);
+    kd_tcache *cache = NULL; /* created after the stream opened: a usage error leaves no temporary behind */
+    if (save_cache && !(cache = kd_tcache_create(save_cache, prov))) {
+        kd_writer_abort(wr);
+        kd_reader_close(rd);
+        kd_die_err();
+    }
     kd_frame f;
     kd_frame_init(&f);
     char names[64][KD_NAME_MAX];
@@ -570,19 +577,14 @@ int main(int argc, char **argv)
         kd_model_keep_stage(m, r.maps);
     }
     kd_model_set_eval_only(m, 1);
-    kd_tcache *cache = NULL;
-    if (save_cache) {
-        int64_t crc = -1;
-        if (kd_file_crc32(model, &crc))
-            kd_die_err();
-        kd_tcache_prov p = {.model = model, .arch = kd_model_opts(m)->arch, .prefix = prefix,
-                            .program = "teacher-extract " KD_VERSION, .model_crc32 = crc};
-        if (!(cache = kd_tcache_create(save_cache, &p)))
-            kd_die_err();
-    }
+    int64_t crc = -1;
+    if (save_cache && kd_file_crc32(model, &crc))
+        kd_die_err();
+    kd_tcache_prov prov = {.model = model, .arch = kd_model_opts(m)->arch, .prefix = prefix,
+                           .program = "teacher-extract " KD_VERSION, .model_crc32 = crc};
     int rc = features ? features_mode(&r, model, features, out, mean, nmean, sd, nstd, limit, &std)
                       : stream_mode(&r, optind < argc ? argv[optind] : "-", out, views, prefix, deflate, want_feat,
-                                    cache, &std);
+                                    save_cache, &prov, &std);
     kd_model_free(m);
     return rc;
 }

@@ -129,6 +129,8 @@ EOF
     run "$TE" -m "$T/r20.h5" --save-cache "$T/int/c.h5" "$T/int/cut.kdt" -o "$T/int/o.kdt"
     assert_failure 1
     assert_output --partial "truncated payload"
+    run "$TE" -m "$T/r20.h5" --save-cache "$T/int/c.h5" "$T/int/none.kdt" -o "$T/int/o.kdt"
+    assert_failure 1
     run ls -A "$T/int"
     assert_output "cut.kdt"
 }
