@@ -41,6 +41,10 @@ for k in sorted(st):
     print(f"  {k:22s} {str(f[k].shape):16s} {st[k]:>11d} bytes stored, {f[k].size * f[k].dtype.itemsize:>11d} raw")
 print(f"emb_only_bytes_per_epoch {total - feat}  (t.emb0 + t.emb1 {emb} + keys {keys} + metadata)")
 print(f"with_feat_bytes_per_epoch {total}")
+n = int(f.attrs['rows'])
+print(f"bytes_per_image {total / n:.0f} with feat, {(total - feat) / n:.0f} emb only; "
+      f"20000 images: {total / n * 20000 / 1e6:.1f} MB, {(total - feat) / n * 20000 / 1e6:.1f} MB per epoch")
+
 EOF
 
 # ---- speed: augment | teacher | distill-step --method moco, live vs cache
