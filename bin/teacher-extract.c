@@ -18,9 +18,11 @@
 #include "kd_model_io.h"
 #include "kd_names.h"
 #include "kd_stream.h"
+#include "kd_tcache.h"
 
 static const char help[] =
     "Usage: teacher-extract -m MODEL.h5 [OPTION]... [STREAM] [-o STREAM]\n"
+    "  or:  teacher-extract --from-cache CACHE.h5 [STREAM] [-o STREAM]\n"
     "  or:  teacher-extract -m MODEL.h5 --features DATASET.h5 -o FEATURES.h5\n"
     "Run a frozen model in eval mode.  Stream filter: for every view tensor of\n"
     "every frame add, under the prefix, emb{i} (L2-normalised head embedding, if\n"
@@ -28,7 +30,10 @@ static const char help[] =
     "classifier) and with --maps map{i}; everything else passes through.\n"
     "Features mode: write /features, /logits, /labels for a dataset file.\n"
     "\n"
-    "  -m, --model FILE      the model file (required)\n"
+    "  -m, --model FILE      the model file (required unless --from-cache)\n"
+    "  --save-cache FILE     stream mode: also store the added tensors in FILE\n"
+    "  --from-cache FILE     add the tensors stored in FILE instead of running a\n"
+    "                        model (the same augment stream, checked frame by frame)\n"
     "  --views LIST          view tensors, comma-separated (default: every viewN)\n"
     "  --prefix P            name prefix of the added tensors (default \"t.\")\n"
     "  --maps STAGE          also add that stage's feature map (1..stages, or last)\n"
@@ -48,7 +53,7 @@ static const char help[] =
     "See teacher-extract(1).\n";
 
 enum { OPT_VIEWS = KD_OPT_PROG, OPT_PREFIX, OPT_MAPS, OPT_FEATURES, OPT_MEAN, OPT_STD, OPT_LIMIT, OPT_BATCH,
-       OPT_DEFLATE, OPT_NOFEAT };
+       OPT_DEFLATE, OPT_NOFEAT, OPT_SAVE_CACHE, OPT_FROM_CACHE };
 
 static const struct option longopts[] = {
     {"model", required_argument, 0, 'm'},
@@ -62,6 +67,8 @@ static const struct option longopts[] = {
     {"limit", required_argument, 0, OPT_LIMIT},
     {"batch", required_argument, 0, OPT_BATCH},
     {"deflate", no_argument, 0, OPT_DEFLATE},
+    {"save-cache", required_argument, 0, OPT_SAVE_CACHE},
+    {"from-cache", required_argument, 0, OPT_FROM_CACHE},
     {"output", required_argument, 0, 'o'},
     KD_STD_LONGOPTS,
     {0, 0, 0, 0}};
@@ -159,19 +166,54 @@ static int view_index(const char *name, int pos)
     return k < l ? atoi(name + k) : pos;
 }
 
+/* Output and report of both stream modes. */
+static kd_writer *open_output(const char *out, int deflate, kd_reader **rd, const char *in)
+{
+    if (!strcmp(out, "-") && isatty(1))
+        kd_usage("refusing to write a binary stream to a terminal; use -o FILE or a pipe");
+    *rd = kd_reader_open(in);
+    if (!*rd)
+        kd_die_err();
+    kd_writer *wr = kd_writer_open(out, deflate ? KD_W_DEFLATE : 0);
+    if (!wr) {
+        kd_reader_close(*rd);
+        kd_die_err();
+    }
+    return wr;
+}
+
+static void report(const char *out, long long frames, long long images, double t0)
+{
+    if (!strcmp(out, "-")) /* stdout is the stream */
+        return;
+    kd_json j;
+    kd_json_begin(&j, stdout);
+    kd_json_int(&j, "frames", frames);
+    kd_json_int(&j, "images", images);
+    kd_json_num(&j, "images_per_s", images / (kd_now() - t0 + 1e-9));
+    kd_json_end(&j);
+}
+
+/* The run's length in frames when the first frame announces it, else -1. */
+static int64_t frames_due(const kd_frame *f)
+{
+    int64_t ep = kd_frame_meta_i64(f, KD_META_EPOCHS, -1), nb = kd_frame_meta_i64(f, KD_META_BATCHES, -1);
+    int64_t e0 = kd_frame_meta_i64(f, KD_META_EPOCH, 0), b0 = kd_frame_meta_i64(f, KD_META_BATCH, 0);
+    return ep > 0 && nb > 0 && e0 >= 0 && e0 < ep && b0 >= 0 ? (ep - e0) * nb - b0 : -1;
+}
+
 static int stream_mode(runner *r, const char *in, const char *out, const char *views, const char *prefix,
-                       int deflate, int want_feat, kd_std_opts *std)
+                       int deflate, int want_feat, const char *save_cache, const kd_tcache_prov *prov,
+                       kd_std_opts *std)
 {
     kd_model *m = r->m;
     int C = kd_model_opts(m)->in_channels, D = kd_model_feat_dim(m), K = kd_model_num_classes(m),
         E = kd_model_emb_dim(m);
-    if (!strcmp(out, "-") && isatty(1))
-        kd_usage("refusing to write a binary stream to a terminal; use -o FILE or a pipe");
-    kd_reader *rd = kd_reader_open(in);
-    if (!rd)
-        kd_die_err();
-    kd_writer *wr = kd_writer_open(out, deflate ? KD_W_DEFLATE : 0);
-    if (!wr) {
+    kd_reader *rd;
+    kd_writer *wr = open_output(out, deflate, &rd, in);
+    kd_tcache *cache = NULL; /* created after the stream opened: a usage error leaves no temporary behind */
+    if (save_cache && !(cache = kd_tcache_create(save_cache, prov))) {
+        kd_writer_abort(wr);
         kd_reader_close(rd);
         kd_die_err();
     }
@@ -194,8 +236,9 @@ static int stream_mode(runner *r, const char *in, const char *out, const char *v
     int64_t due = -1; /* frames the stream holds, from the first frame's metadata */
     double t0 = kd_now();
     int rc;
+    char added[KD_TCACHE_MAX_TENSORS][KD_NAME_MAX]; /* this frame's, in order: what a cache replays */
     while ((rc = kd_reader_next(rd, &f)) == 1) {
-        int nv = nviews;
+        int nv = nviews, nadd = 0;
         char fv[64][KD_NAME_MAX];
         if (!views) { /* every viewN of this frame */
             nv = 0;
@@ -249,6 +292,7 @@ static int stream_mode(runner *r, const char *in, const char *out, const char *v
                 kd_tensor *a = kd_frame_add(&f, nm, KD_F32, 2, d2);
                 if (!a)
                     goto fail;
+                memcpy(added[nadd++], a->name, KD_NAME_MAX);
                 o.emb = a->data;
             }
             if (want_feat) {
@@ -257,6 +301,7 @@ static int stream_mode(runner *r, const char *in, const char *out, const char *v
                 kd_tensor *a = kd_frame_add(&f, nm, KD_F32, 2, d2);
                 if (!a)
                     goto fail;
+                memcpy(added[nadd++], a->name, KD_NAME_MAX);
                 o.feat = a->data;
             }
             if (K) {
@@ -265,6 +310,7 @@ static int stream_mode(runner *r, const char *in, const char *out, const char *v
                 kd_tensor *a = kd_frame_add(&f, nm, KD_F32, 2, d2);
                 if (!a)
                     goto fail;
+                memcpy(added[nadd++], a->name, KD_NAME_MAX);
                 o.logits = a->data;
             }
             if (r->maps) {
@@ -276,6 +322,7 @@ static int stream_mode(runner *r, const char *in, const char *out, const char *v
                 kd_tensor *a = kd_frame_add(&f, nm, KD_F32, 4, d4);
                 if (!a)
                     goto fail;
+                memcpy(added[nadd++], a->name, KD_NAME_MAX);
                 o.map = a->data;
             }
             /* the frame's tensor array may have been reallocated */
@@ -284,39 +331,80 @@ static int stream_mode(runner *r, const char *in, const char *out, const char *v
                 goto fail;
             images += n;
         }
-        if (kd_writer_put(wr, &f))
+        if ((cache && kd_tcache_put(cache, &f, frames, added, nadd)) || kd_writer_put(wr, &f))
             goto fail;
-        frames++;
-        if (frames == 1) { /* the run's length, when the stream announces it */
-            int64_t ep = kd_frame_meta_i64(&f, KD_META_EPOCHS, -1), nb = kd_frame_meta_i64(&f, KD_META_BATCHES, -1);
-            int64_t e0 = kd_frame_meta_i64(&f, KD_META_EPOCH, 0), b0 = kd_frame_meta_i64(&f, KD_META_BATCH, 0);
-            due = ep > 0 && nb > 0 && e0 >= 0 && e0 < ep && b0 >= 0 ? (ep - e0) * nb - b0 : -1;
-        }
+        if (++frames == 1)
+            due = frames_due(&f);
         double dt = kd_now() - t0 + 1e-9;
         kd_progress_run(std, (long)frames, (long)due, frames / dt, "frames", "%lld images, %.0f images/s", images,
                         images / dt);
     }
     if (rc < 0)
         goto fail;
+    /* the cache only once the stream ended cleanly; then the stream's end */
+    if (cache && kd_tcache_commit(cache)) {
+        cache = NULL;
+        goto fail;
+    }
     kd_progress_end(std);
     kd_reader_close(rd);
     kd_frame_free(&f);
     if (kd_writer_close(wr))
         kd_die_err();
-    if (strcmp(out, "-")) { /* stdout is not the stream: report there */
-        kd_json j;
-        kd_json_begin(&j, stdout);
-        kd_json_int(&j, "frames", frames);
-        kd_json_int(&j, "images", images);
-        kd_json_num(&j, "images_per_s", images / (kd_now() - t0 + 1e-9));
-        kd_json_end(&j);
+    report(out, frames, images, t0);
+    return 0;
+fail:
+    kd_progress_end(std);
+    kd_tcache_abort(cache);
+    kd_writer_abort(wr);
+    kd_reader_close(rd);
+    kd_frame_free(&f);
+    kd_die_err();
+}
+
+/* The teacher's tensors from a cache (no model): the same augment stream in,
+ * the same bytes out as the live teacher wrote. */
+static int cache_mode(const char *cpath, const char *in, const char *out, int deflate, kd_std_opts *std)
+{
+    kd_tcache *c = kd_tcache_open(cpath);
+    if (!c)
+        kd_die_err();
+    kd_reader *rd;
+    kd_writer *wr = open_output(out, deflate, &rd, in);
+    kd_frame f;
+    kd_frame_init(&f);
+    long long frames = 0, images = 0;
+    int64_t due = -1;
+    double t0 = kd_now();
+    int rc;
+    while ((rc = kd_reader_next(rd, &f)) == 1) {
+        const kd_tensor *x = kd_frame_cget(&f, KD_NAME_INDEX);
+        images += x && x->rank == 1 ? x->dims[0] : 0;
+        if (kd_tcache_add(c, &f, frames))
+            goto fail;
+        if (kd_writer_put(wr, &f))
+            goto fail;
+        if (++frames == 1)
+            due = frames_due(&f);
+        double dt = kd_now() - t0 + 1e-9;
+        kd_progress_run(std, (long)frames, (long)due, frames / dt, "frames", "%lld images from the cache", images);
     }
+    if (rc < 0)
+        goto fail;
+    kd_progress_end(std);
+    kd_reader_close(rd);
+    kd_frame_free(&f);
+    kd_tcache_close(c);
+    if (kd_writer_close(wr))
+        kd_die_err();
+    report(out, frames, images, t0);
     return 0;
 fail:
     kd_progress_end(std);
     kd_writer_abort(wr);
     kd_reader_close(rd);
     kd_frame_free(&f);
+    kd_tcache_close(c);
     kd_die_err();
 }
 
@@ -423,26 +511,30 @@ int main(int argc, char **argv)
     kd_std_opts std;
     kd_cli_init(argv[0], help, &std);
     const char *model = NULL, *views = NULL, *prefix = KD_TEACHER_PREFIX, *maps = NULL, *features = NULL, *out = "-";
-    int batch = 128, deflate = 0, want_feat = 1, nmean = 0, nstd = 0;
+    const char *save_cache = NULL, *from_cache = NULL;
+    int batch = 128, deflate = 0, want_feat = 1, nmean = 0, nstd = 0, live_opt = 0; /* live_opt: an option only a model uses */
     long long limit = -1;
     float mean[3], sd[3];
     int opt;
     while ((opt = getopt_long(argc, argv, "hm:o:", longopts, NULL)) != -1) {
         switch (opt) {
         case 'm': model = optarg; break;
+        case OPT_SAVE_CACHE: save_cache = optarg; break;
+        case OPT_FROM_CACHE: from_cache = optarg; break;
         case OPT_VIEWS: views = optarg; break;
         case OPT_PREFIX:
+            live_opt = 1;
             if (strlen(optarg) > 40)
                 kd_usage("--prefix: at most 40 characters");
             prefix = optarg;
             break;
         case OPT_MAPS: maps = optarg; break;
-        case OPT_NOFEAT: want_feat = 0; break;
+        case OPT_NOFEAT: want_feat = 0, live_opt = 1; break;
         case OPT_FEATURES: features = optarg; break;
         case OPT_MEAN: nmean = parse_floats("--mean", optarg, mean); break;
         case OPT_STD: nstd = parse_floats("--std", optarg, sd); break;
         case OPT_LIMIT: limit = kd_parse_long("--limit", optarg, 1, (long)1 << 40); break;
-        case OPT_BATCH: batch = (int)kd_parse_long("--batch", optarg, 1, 1 << 16); break;
+        case OPT_BATCH: batch = (int)kd_parse_long("--batch", optarg, 1, 1 << 16), live_opt = 1; break;
         case OPT_DEFLATE: deflate = 1; break;
         case 'o': out = optarg; break;
         default:
@@ -450,12 +542,24 @@ int main(int argc, char **argv)
                 kd_usage("unknown option");
         }
     }
-    if (!model)
-        kd_usage("-m MODEL.h5 is required");
-    if (features && optind < argc)
-        kd_usage("--features takes no stream argument");
     if (argc - optind > 1)
         kd_usage("one input stream expected, got %d arguments", argc - optind);
+    if (from_cache) { /* the cache decides what is added: nothing of the live teacher's applies */
+        if (model)
+            kd_usage("--from-cache replaces the model: give -m or --from-cache, not both");
+        if (save_cache || features || views || maps || live_opt || nmean || nstd || limit > 0)
+            kd_usage("--from-cache adds what the cache holds; --save-cache, --features, --views, --prefix, --maps, "
+                     "--no-feat, --batch, --mean, --std and --limit need a model");
+        return cache_mode(from_cache, optind < argc ? argv[optind] : "-", out, deflate, &std);
+    }
+    if (!model && save_cache)
+        kd_usage("--save-cache needs -m MODEL.h5: it stores what the model computes");
+    if (!model)
+        kd_usage("-m MODEL.h5 (or --from-cache CACHE.h5) is required");
+    if (save_cache && features)
+        kd_usage("--save-cache applies to stream mode only (a features file already keeps what the model computed)");
+    if (features && optind < argc)
+        kd_usage("--features takes no stream argument");
     if (features && (views || maps))
         kd_usage("--views and --maps apply to stream mode only");
     kd_gemm_init(std.threads);
@@ -473,8 +577,14 @@ int main(int argc, char **argv)
         kd_model_keep_stage(m, r.maps);
     }
     kd_model_set_eval_only(m, 1);
+    int64_t crc = -1;
+    if (save_cache && kd_file_crc32(model, &crc))
+        kd_die_err();
+    kd_tcache_prov prov = {.model = model, .arch = kd_model_opts(m)->arch, .prefix = prefix,
+                           .program = "teacher-extract " KD_VERSION, .model_crc32 = crc};
     int rc = features ? features_mode(&r, model, features, out, mean, nmean, sd, nstd, limit, &std)
-                      : stream_mode(&r, optind < argc ? argv[optind] : "-", out, views, prefix, deflate, want_feat, &std);
+                      : stream_mode(&r, optind < argc ? argv[optind] : "-", out, views, prefix, deflate, want_feat,
+                                    save_cache, &prov, &std);
     kd_model_free(m);
     return rc;
 }

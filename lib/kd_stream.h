@@ -41,7 +41,9 @@ int kd_writer_put(kd_writer *w, const kd_frame *f);
 /* Flush (fsync + rename for files).  Returns -1 with kd_err on failure, in
  * which case a file output has been removed. */
 int kd_writer_close(kd_writer *w);
-/* Discard: remove the temporary file, free. */
+/* Discard: remove the temporary file, free.  On standard output, where
+ * nothing can be removed, end with an incomplete frame header so that the
+ * consumer fails instead of seeing a clean end of stream. */
 void kd_writer_abort(kd_writer *w);
 
 /* Encode one frame into memory (for tests and tools): *buf is realloc'ed. */

@@ -23,7 +23,7 @@ setup() {
 @test "usage errors exit 2" {
     run "$TE" "$T/s.kdt" -o "$T/o.kdt"
     assert_failure 2
-    assert_output --partial "-m MODEL.h5 is required"
+    assert_output --partial "-m MODEL.h5 (or --from-cache CACHE.h5) is required"
     run "$TE" -m "$T/r20.h5" --bogus
     assert_failure 2
     run "$TE" -m "$T/r20.h5" --maps 9 "$T/s.kdt" -o "$T/o.kdt"

@@ -285,6 +285,14 @@ void kd_writer_abort(kd_writer *w)
 {
     if (!w)
         return;
+    /* A stream ends cleanly at EOF on a frame boundary, so a producer that
+     * fails after writing frames to a pipe would look like a short but
+     * complete run.  An incomplete header makes every consumer fail
+     * ("truncated frame header") instead; a file is simply removed. */
+    if (!w->out.tmp[0] && w->out.f) {
+        if (fwrite(MAGIC, 1, sizeof MAGIC, w->out.f) != sizeof MAGIC || fflush(w->out.f))
+            clearerr(w->out.f); /* nothing more to do: the consumer is gone or will see EOF mid-stream */
+    }
     kd_file_abort(&w->out);
     writer_free(w);
 }
