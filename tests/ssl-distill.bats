@@ -67,7 +67,8 @@ for meta, t in kdt.read_frames(sys.stdin.buffer):
     falls loss_seed log.json
     "$PY" -c "
 import h5py
-q = h5py.File('out.h5')['train/seed/queue']
+q = h5py.File('out.h5.ckpt.h5')['train/seed/queue']
+assert 'train' not in h5py.File('out.h5')
 assert q.shape == (128, 32) and q.attrs['ptr'] == (200 * 16) % 128, (q.shape, q.attrs['ptr'])"
 }
 
