@@ -49,11 +49,27 @@ lim  = $(if $(LIMIT),--limit $(LIMIT))
 thr  = $(if $(THREADS),--threads $(THREADS))
 tval = --val $(OUT)/fm-test.h5 --knn-bank $(OUT)/fm-train.h5 --val-limit $(VAL_LIMIT) --knn-bank-limit $(BANK_LIMIT)
 
-.PHONY: all teacher clean
+# Students: every (method, arch, head, seed) is one run, named
+# s-METHOD-ARCH-HIDDEN-SEED.h5; the main comparison is resnet20 with a
+# 2048-wide head over SEEDS, the bottleneck ablation DisCo with hidden
+# widths BOTTLENECK on the first seed, and the mobile student one seed.
+M_ARCH   ?= mobilenet_v3_large
+BOTTLENECK ?= 128 512 2048
+S1       := $(firstword $(SEEDS))
+STUDENTS := $(foreach s,$(SEEDS),$(foreach m,moco disco seed,s-$(m)-$(S_ARCH)-2048-$(s))) \
+            $(foreach h,$(filter-out 2048,$(BOTTLENECK)),s-disco-$(S_ARCH)-$(h)-$(S1)) \
+            $(foreach m,moco disco seed,s-$(m)-$(M_ARCH)-2048-$(S1))
+loss_moco  = --method moco --queue $(QUEUE) --tau $(TAU) --moco-m $(MOCO_M)
+loss_disco = --loss moco:1,disco:$(DISCO_W) --queue $(QUEUE) --tau $(TAU) --moco-m $(MOCO_M)
+loss_seed  = --loss seed --seed-queue $(QUEUE)
+sstream  = $(KD)augment --policy mocov2 $(MOCO_AUG) --views 2 --epochs $(S_EPOCHS) --batch $(BATCH) \
+	    --drop-last --seed $(1) $(thr) --quiet $(OUT)/fm-train.h5
+
+.PHONY: all teacher students clean
 .DELETE_ON_ERROR:
 .SECONDARY:
 
-all: $(OUT)/results.md
+all: $(OUT)/results.md $(OUT)/curves.png
 teacher: $(OUT)/teacher-probe.json
 
 $(OUT)/.dir:
@@ -78,6 +94,40 @@ $(OUT)/teacher.h5: $(OUT)/teacher0.h5 $(OUT)/fm-train.h5 $(OUT)/fm-test.h5
 	    --wd $(MOCO_WD) $(tval) --val-every $$(( $(LIMIT) / $(BATCH) )) --ckpt-every $(CKPT_EVERY) \
 	    --seed $(T_SEED) $(thr) --quiet --log $$log -o $@ \
 	  && echo $$(( $$(date +%s) - start )) >> $(OUT)/teacher.time
+
+# One teacher run per student seed: its outputs on that seed's stream, kept
+# (the students read them back instead of running the teacher again).
+$(OUT)/cache-%.h5: $(OUT)/teacher.h5 $(OUT)/fm-train.h5
+	$(call sstream,$*) | $(KD)teacher-extract -m $< --no-feat --save-cache $@ $(thr) --quiet > /dev/null
+
+$(OUT)/init-%.h5: | $(OUT)/.dir
+	a=$$(echo $* | sed 's/-[0-9]*-[0-9]*$$//'); h=$$(echo $* | sed 's/.*-\([0-9]*\)-[0-9]*$$/\1/'); \
+	sd=$$(echo $* | sed 's/.*-//'); \
+	$(KD)model-init --arch $$a --in-channels 1 --head mlp:$$h:128:bn --seed $$sd -o $@
+
+# s-METHOD-ARCH-HIDDEN-SEED: trained from init-ARCH-HIDDEN-SEED on the
+# seed's stream (with the seed's teacher cache for disco and seed).
+define student
+$(OUT)/s-$(1)-$(2)-$(3)-$(4).h5: $(OUT)/init-$(2)-$(3)-$(4).h5 $(OUT)/fm-train.h5 $(OUT)/fm-test.h5 \
+    $(if $(filter moco,$(1)),,$(OUT)/cache-$(4).h5)
+	start=$$$$(date +%s); \
+	if [ -f $$@.ckpt.h5 ]; then init="--resume $$@.ckpt.h5"; else init="-m $$<"; fi; \
+	log=$(OUT)/s-$(1)-$(2)-$(3)-$(4).log; [ -f $$$$log ] && log=$$$$log.$$$$start; \
+	$$(call sstream,$(4)) $(if $(filter moco,$(1)),,| $(KD)teacher-extract --from-cache $(OUT)/cache-$(4).h5 --quiet) \
+	  | $(KD)distill-step $$(loss_$(1)) $$$$init --lr $(LR) --wd $(MOCO_WD) $$(tval) \
+	    --val-every $$$$(( $(LIMIT) / $(BATCH) )) --ckpt-every $(CKPT_EVERY) --seed $(4) $(thr) --quiet \
+	    --log $$$$log -o $$@ \
+	  && echo $$$$(( $$$$(date +%s) - start )) >> $(OUT)/s-$(1)-$(2)-$(3)-$(4).time
+endef
+$(foreach st,$(STUDENTS),$(eval $(call student,$(word 2,$(subst -, ,$(st))),$(word 3,$(subst -, ,$(st))),$(word 4,$(subst -, ,$(st))),$(word 5,$(subst -, ,$(st))))))
+
+students: $(foreach st,$(STUDENTS),$(OUT)/$(st)-probe.json)
+
+$(OUT)/results.md: $(OUT)/teacher-probe.json $(foreach st,$(STUDENTS),$(OUT)/$(st)-probe.json)
+	/usr/bin/python3 scripts/ssl-distill-table $(OUT) > $@
+	cat $@
+$(OUT)/curves.png: $(OUT)/results.md
+	scripts/plot-knn-curves $(OUT) $@ s-moco-$(S_ARCH)-2048-$(S1) s-disco-$(S_ARCH)-2048-$(S1) s-seed-$(S_ARCH)-2048-$(S1)
 
 # Frozen features (eval mode) and probes, for the teacher and every student.
 $(OUT)/%-ftrain.h5: $(OUT)/%.h5 $(OUT)/fm-train.h5
