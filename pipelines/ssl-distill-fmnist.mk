@@ -18,6 +18,7 @@ KD       ?= bin/
 OUT      ?= ssl-distill-out
 FM       ?= /usr/share/datasets/fashion-mnist
 LIMIT    ?= 20000
+TEST_LIMIT ?=
 THREADS  ?=
 BATCH    ?= 128
 CKPT_EVERY ?= 100
@@ -78,7 +79,7 @@ $(OUT)/.dir:
 $(OUT)/fm-train.h5: | $(OUT)/.dir
 	$(KD)dataset $(FM) --split train $(lim) -o $@
 $(OUT)/fm-test.h5: | $(OUT)/.dir
-	$(KD)dataset $(FM) --split test -o $@
+	$(KD)dataset $(FM) --split test $(if $(TEST_LIMIT),--limit $(TEST_LIMIT)) -o $@
 
 $(OUT)/teacher0.h5: | $(OUT)/.dir
 	$(KD)model-init --arch $(T_ARCH) --in-channels 1 --head $(T_HEAD) --seed $(T_SEED) -o $@

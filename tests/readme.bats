@@ -16,7 +16,7 @@ block() { # HEADING: the first ```sh block after "## HEADING" in README.md
 @test "README: 'A whole experiment' runs as written (256 images, one epoch)" {
     cd "$BATS_TEST_TMPDIR"
     block "A whole experiment" > whole.sh
-    [ "$(grep -c . whole.sh)" -ge 8 ]
+    [ "$(grep -c . whole.sh)" -ge 15 ]
     grep -q "distill-step --method moco -m teacher0.h5 -o teacher.h5" whole.sh
     ! grep -q -- "distill-step.*--epochs" whole.sh
     sed -e 's/^dataset \(.*\) -o /dataset \1 --limit 256 -o /' -e 's/--epochs 100/--epochs 1/' \
@@ -25,6 +25,8 @@ block() { # HEADING: the first ```sh block after "## HEADING" in README.md
     run env PATH="$B:$PATH" sh -e small.sh
     assert_success
     assert_output --partial '"steps": 4'
+    assert_output --partial '"loss_disco"'
+    assert_output --partial '"loss_seed"'
     assert_output --partial '"knn_top1"'
-    [ -s teacher.h5 ] && [ -s f-train.h5 ] && [ -s f-test.h5 ]
+    [ -s teacher.h5 ] && [ -s t-cache.h5 ] && [ -s disco.h5 ] && [ -s seed.h5 ] && [ -s f-train.h5 ] && [ -s f-test.h5 ]
 }
