@@ -456,6 +456,23 @@ static void test_stage_gradient(void)
     kd_frame_free(&f);
 }
 
+/* The validation monitor follows the losses and the model. */
+static void test_monitor(void)
+{
+    kd_train_opts to = plain();
+    kd_arch_opts oc = {.arch = "resnet20", .in_channels = 1, .num_classes = 10, .head_hidden = 16, .head_out = 8};
+    kd_trainer *t = kd_trainer_new(kd_model_new(&oc, 1), &to);
+    kd_trainer_add_loss(t, &probe, 1, NULL, -1);
+    KD_CHECK(kd_trainer_monitor(t) == KD_MONITOR_TOP1, "a classifier and top-1 losses: the top-1 monitor");
+    kd_trainer_add_loss(t, kd_loss_find("moco"), 1, NULL, -1);
+    KD_CHECK(kd_trainer_monitor(t) == KD_MONITOR_KNN, "with moco (a representation loss): the kNN monitor");
+    kd_trainer_free(t);
+    t = kd_trainer_new(student(), &to);
+    kd_trainer_add_loss(t, &probe, 1, NULL, -1);
+    KD_CHECK(kd_trainer_monitor(t) == KD_MONITOR_KNN, "no classifier: the kNN monitor");
+    kd_trainer_free(t);
+}
+
 int main(void)
 {
     const char *dir = getenv("TMPDIR") ? getenv("TMPDIR") : "/tmp";
@@ -463,5 +480,6 @@ int main(void)
     test_resume_and_own_params(dir);
     test_frames_and_length();
     test_stage_gradient();
+    test_monitor();
     return KD_TEST_DONE();
 }
