@@ -67,11 +67,13 @@ int kd_trainer_add_loss(kd_trainer *t, const kd_loss_module *mod, float weight, 
     int k = 1;
     for (int i = 0; i < t->nl; i++)
         k += t->L[i].mod == mod;
+    char nm[sizeof l->name];
     if (k == 1)
-        snprintf(l->name, sizeof l->name, "%s", mod->name);
+        snprintf(nm, sizeof nm, "%s", mod->name);
     else
-        snprintf(l->name, sizeof l->name, "%s.%d", mod->name, k);
-    snprintf(l->group, sizeof l->group, "train/%s", l->name);
+        snprintf(nm, sizeof nm, "%s.%d", mod->name, k);
+    memcpy(l->name, nm, sizeof nm);
+    snprintf(l->group, sizeof l->group, "train/%s", nm);
     t->nl++;
     return 0;
 }

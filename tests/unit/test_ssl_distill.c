@@ -52,7 +52,7 @@ static void test_disco(kd_h5 *h)
         int ok = kd_h5_attr_get_f64(h, g, "weight", &w) == 0 && kd_h5_attr_get_f64(h, g, "loss0", &wl[0]) == 0 &&
                  kd_h5_attr_get_f64(h, g, "loss1", &wl[1]) == 0;
         for (int v = 0; v < 2; v++) {
-            char a[8], b[8], d[8];
+            char a[24], b[24], d[24];
             snprintf(a, sizeof a, "emb%d", v), snprintf(b, sizeof b, "t%d", v), snprintf(d, sizeof d, "grad%d", v);
             ok = ok && !rd(h, g, a, N * E, emb[v]) && !rd(h, g, b, N * E, t[v]) && !rd(h, g, d, N * E, want[v]);
         }
