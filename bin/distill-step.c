@@ -428,9 +428,12 @@ int main(int argc, char **argv)
     if (rc < 0)
         kd_die_err();
     long steps = kd_trainer_steps(t);
-    if (steps == start)
+    /* a checkpoint of the finished run has nothing left to train: its
+     * model is the output */
+    int finished = steps == start && total > 0 && start >= total;
+    if (steps == start && !finished)
         kd_die(KD_EXIT_FAIL, "%s: no frame after step %ld: nothing trained", in, start);
-    if (val && !(val_every && steps % val_every == 0))
+    if (val && !finished && !(val_every && steps % val_every == 0))
         log_val(t, logf);
     /* the deployed model, and the state to continue from */
     if (kd_trainer_save(t, ckpt) || kd_model_save(kd_trainer_model(t), out))

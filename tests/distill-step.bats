@@ -344,3 +344,15 @@ for meta, t in kdt.read_frames(open('s.kdt', 'rb')):
     assert_line --index 0 "distill-step: --epochs needs the stream's 'batches' metadata (batches per epoch, which augment writes) to make steps of epochs: give --total-steps N"
     [ ! -e x.h5 ]
 }
+
+@test "distill-step: resuming a finished run's checkpoint writes the output (nothing left to train)" {
+    stream 1 > s.kdt
+    run sh -c "'$DS' --method ce -m sup.h5 -o a.h5 < s.kdt"
+    assert_success
+    run sh -c "'$DS' --method ce --resume a.h5.ckpt.h5 -o b.h5 < s.kdt"
+    assert_success
+    assert_output --partial '"steps": 4'
+    run same_weights a.h5 b.h5
+    assert_success
+    assert_output "identical"
+}
