@@ -147,10 +147,20 @@ assert val[0] == 0 and val[-1] == steps and all(v % 10 == 0 for v in val[:-1]) a
     stream 10 > big.kdt
     run sh -c "'$DS' --method ce -m sup.h5 --lr 1000 --schedule const --ckpt-every 1 -o out.h5 < big.kdt"
     assert_failure 1
-    assert_output --regexp "step [0-9]+: loss is not finite"
+    assert_output --regexp "step [0-9]+: (loss is not finite|the gradient or BN statistics are not finite|the parameters are not finite after the step)"
     [ ! -e out.h5 ]
     run "$B/tensor-info" out.h5.ckpt.h5
     assert_success
+    # the checkpoint left behind holds only finite values
+    run "$PY" -c "
+import h5py, numpy as np
+f = h5py.File('out.h5.ckpt.h5')
+names = []
+f.visit(lambda n: names.append(n) if isinstance(f[n], h5py.Dataset) else None)
+bad = [n for n in names if f[n].dtype.kind == 'f' and not np.isfinite(f[n][()]).all()]
+print('finite' if not bad else 'not finite: %s' % bad[:3])"
+    assert_success
+    assert_output "finite"
 }
 
 @test "distill-step: SIGKILL while checkpointing every step never leaves a corrupt checkpoint" {
@@ -355,4 +365,27 @@ for meta, t in kdt.read_frames(open('s.kdt', 'rb')):
     run same_weights a.h5 b.h5
     assert_success
     assert_output "identical"
+}
+
+@test "distill-step: a NaN pixel stops training before the step: exit 1, no output, the checkpoint kept" {
+    stream 1 > s.kdt
+    "$PY" -c "
+import sys; sys.path.insert(0, '$BATS_TEST_DIRNAME/../examples')
+import numpy as np, kdt
+for k, (meta, t) in enumerate(kdt.read_frames(open('s.kdt', 'rb'))):
+    if k == 2:
+        t['view0'][1, 0, 3, 3] = np.nan
+    kdt.write_frame(sys.stdout.buffer, meta, t)" > nan.kdt
+    run sh -c "'$DS' --method ce -m sup.h5 --ckpt-every 1 -o out.h5 < nan.kdt"
+    assert_failure 1
+    assert_line --index 2 --regexp "^distill-step: step 2: the gradient or BN statistics are not finite \(.*\); the last checkpoint is out.h5.ckpt.h5$"
+    [ ! -e out.h5 ]
+    run "$PY" -c "
+import h5py, numpy as np
+f = h5py.File('out.h5.ckpt.h5')
+assert f['train'].attrs['step'] == 2
+bad = [k for k in f if isinstance(f[k], h5py.Dataset) and not np.isfinite(f[k][()]).all()]
+print('finite' if not bad else 'not finite: %s' % bad[:3])"
+    assert_success
+    assert_output "finite"
 }

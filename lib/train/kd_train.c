@@ -229,6 +229,32 @@ static int check_frame(kd_trainer *t, kd_frame *f, long frame_no, int *n_out)
     return 0;
 }
 
+/* The first non-finite value of a slab, as "NAME[i]"; NULL when all are
+ * finite.  Checked before the optimiser step (gradients) and after it
+ * (parameters, BN buffers), so that a NaN input or a diverging run stops
+ * with the last checkpoint intact instead of training on garbage: ReLU
+ * maps NaN to 0, so the loss alone does not always show it. */
+static const char *nonfinite(const float *p, size_t n, const kd_pview *(*view)(const void *, int), const void *owner,
+                             int nv, char *buf, size_t len)
+{
+    for (size_t i = 0; i < n; i++)
+        if (!isfinite(p[i])) {
+            for (int k = 0; k < nv; k++) {
+                const kd_pview *v = view(owner, k);
+                if (i >= v->off && i < v->off + v->n) {
+                    snprintf(buf, len, "%s[%zu]", v->name, i - v->off);
+                    return buf;
+                }
+            }
+            snprintf(buf, len, "[%zu]", i);
+            return buf;
+        }
+    return NULL;
+}
+static const kd_pview *model_pview(const void *m, int k) { return kd_model_param_view(m, k); }
+static const kd_pview *model_bview(const void *m, int k) { return kd_model_buffer_view(m, k); }
+static const kd_pview *slab_view(const void *s, int k) { return &((const kd_slab *)s)->v[k]; }
+
 int kd_trainer_step(kd_trainer *t, kd_frame *f, long frame_no)
 {
     long fstep = (long)kd_frame_meta_i64(f, KD_META_STEP, frame_no);
@@ -295,12 +321,29 @@ int kd_trainer_step(kd_trainer *t, kd_frame *f, long frame_no)
     }
     double epoch_f = t->batches > 0 ? (double)t->step / (double)t->batches : (double)t->epoch;
     float lr = (float)kd_sched_lr(&t->sched, t->step, epoch_f);
-    size_t np, ng;
+    size_t np, ng, nb;
     float *P = kd_model_params(t->m, &np), *G = kd_model_grads(t->m, &ng);
+    const float *Bf = kd_model_buffers(t->m, &nb);
+    char where[128];
+    const char *bad = nonfinite(G, ng, model_pview, t->m, kd_model_nparam_views(t->m), where, sizeof where);
+    for (int i = 0; !bad && i < t->nl; i++)
+        if (t->L[i].ctx.params)
+            bad = nonfinite(t->L[i].ctx.params->g, t->L[i].ctx.params->n, slab_view, t->L[i].ctx.params,
+                            t->L[i].ctx.params->nv, where, sizeof where);
+    if (!bad)
+        bad = nonfinite(Bf, nb, model_bview, t->m, kd_model_nbuffer_views(t->m), where, sizeof where);
+    if (bad) {
+        kd_err_set("step %ld: the gradient or BN statistics are not finite (%s; loss %g)", t->step, bad, total);
+        return KD_TRAIN_NOT_FINITE;
+    }
     kd_sgd_step(&t->opt, P, G, lr);
     for (int i = 0; i < t->nl; i++)
         if (t->L[i].ctx.params)
             kd_sgd_step(&t->L[i].own, t->L[i].ctx.params->p, t->L[i].ctx.params->g, lr);
+    if ((bad = nonfinite(P, np, model_pview, t->m, kd_model_nparam_views(t->m), where, sizeof where))) {
+        kd_err_set("step %ld: the parameters are not finite after the step (%s; lr %g)", t->step, bad, lr);
+        return KD_TRAIN_NOT_FINITE;
+    }
     for (int i = 0; i < t->nl; i++)
         if (t->L[i].mod->post && t->L[i].mod->post(t->L[i].st, &b)) {
             kd_err_prefix("frame %ld", frame_no);
