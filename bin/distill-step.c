@@ -1,5 +1,7 @@
 /* distill-step — train a model from a stream, one optimisation step per
  * frame: options, then the stream loop around kd_train. */
+#include <errno.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -209,6 +211,28 @@ static char *help_text(void)
     return fclose(f) ? NULL : buf;
 }
 
+/* The log's reader may go away (distill-step ... | head): training goes on
+ * without the log rather than dying of SIGPIPE; any other write error
+ * (a full disk) fails the run at the end, since its log is then incomplete. */
+static int log_lost, log_errno;
+static void log_check(FILE **logf)
+{
+    if (!ferror(*logf))
+        return;
+    if (!log_errno)
+        log_errno = errno; /* fresh: the check follows each line's fflush */
+    if (log_errno == EPIPE && !log_lost) {
+        kd_warn("the log's reader is gone; training goes on without the log");
+        log_lost = 1;
+        FILE *null = fopen("/dev/null", "w");
+        if (null) {
+            if (*logf != stdout)
+                fclose(*logf);
+            *logf = null;
+        }
+    }
+}
+
 static void log_val(kd_trainer *t, FILE *logf)
 {
     const char *name;
@@ -334,6 +358,7 @@ int main(int argc, char **argv)
         ckpt = ckpt_buf;
     }
     kd_gemm_init(std.threads);
+    signal(SIGPIPE, SIG_IGN);
     FILE *logf = stdout;
     if (log_path && !(logf = fopen(log_path, "w")))
         kd_die(KD_EXIT_FAIL, "%s: cannot create the log", log_path);
@@ -384,8 +409,10 @@ int main(int argc, char **argv)
     long start = kd_trainer_steps(t), frames = 0, total = kd_trainer_total(t), epochs = kd_trainer_epochs(t);
     double t0 = kd_now(), tlast, trun = 0, loss_avg = 0;
     long imgs_since = 0, imgs_run = 0;
-    if (val && start == 0)
+    if (val && start == 0) {
         log_val(t, logf); /* the network as initialised */
+        log_check(&logf);
+    }
     tlast = kd_now();     /* img_s counts training, not validation */
     do {
         double ts = kd_now();
@@ -406,6 +433,7 @@ int main(int argc, char **argv)
         if (step % log_every == 0) {
             double now = kd_now();
             log_step(t, logf, imgs_since / (now - tlast > 1e-9 ? now - tlast : 1e-9));
+            log_check(&logf);
             tlast = now;
             imgs_since = 0;
         }
@@ -419,6 +447,7 @@ int main(int argc, char **argv)
                         trun > 0 ? imgs_run / trun : 0.0);
         if (val && val_every && step % val_every == 0) {
             log_val(t, logf);
+            log_check(&logf);
             tlast = kd_now();
         }
         if (ckpt_every && step % ckpt_every == 0 && kd_trainer_save(t, ckpt))
@@ -444,8 +473,10 @@ int main(int argc, char **argv)
     kd_json_int(&j, "steps", steps);
     kd_json_num(&j, "seconds", kd_now() - t0);
     kd_json_end(&j);
-    if (logf != stdout && fclose(logf))
-        kd_die(KD_EXIT_FAIL, "%s: write error", log_path);
+    log_check(&logf);
+    if (!log_lost && (fflush(logf) || ferror(logf) || (logf != stdout && fclose(logf))))
+        kd_die(KD_EXIT_FAIL, "%s: write error (%s): the log is incomplete", log_path ? log_path : "stdout",
+               strerror(log_errno ? log_errno : errno));
     kd_reader_close(rd);
     kd_frame_free(&f);
     kd_trainer_free(t);

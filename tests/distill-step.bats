@@ -389,3 +389,15 @@ print('finite' if not bad else 'not finite: %s' % bad[:3])"
     assert_success
     assert_output "finite"
 }
+
+@test "distill-step: a log reader that goes away does not stop training; a log that cannot be written fails the run" {
+    stream 1 > s.kdt
+    run bash -c "set -o pipefail; '$DS' --method ce -m sup.h5 -o out.h5 < s.kdt 2> err.txt | head -c 10 > /dev/null"
+    assert_success
+    [ -s out.h5 ]
+    run cat err.txt
+    assert_output "distill-step: the log's reader is gone; training goes on without the log"
+    run sh -c "'$DS' --method ce -m sup.h5 --log /dev/full -o out2.h5 < s.kdt"
+    assert_failure 1
+    assert_output "distill-step: /dev/full: write error (No space left on device): the log is incomplete"
+}
