@@ -11,6 +11,7 @@
 #include "kd_err.h"
 #include "kd_loss.h"
 #include "kd_names.h"
+#include "kd_queue.h"
 #include "kd_rng.h"
 
 typedef struct {
@@ -33,8 +34,7 @@ typedef struct {
     uint64_t seed;
     kd_model *key;          /* momentum encoder */
     int E, B, C, H, W;
-    float *queue;           /* [K,E] normalised keys */
-    long ptr;
+    kd_queue queue;         /* normalised keys */
     float *kin, *k, *knorm; /* shuffled key input, keys [B,E], norms */
     float *q, *qnorm, *lg, *dq; /* [B,E], [B], [B,1+K], [B,E] */
     int64_t *perm;
@@ -46,7 +46,8 @@ static void moco_free(void *st)
     if (!s)
         return;
     kd_model_free(s->key);
-    free(s->queue), free(s->kin), free(s->k), free(s->knorm), free(s->q), free(s->qnorm), free(s->lg);
+    kd_queue_free(&s->queue);
+    free(s->kin), free(s->k), free(s->knorm), free(s->q), free(s->qnorm), free(s->lg);
     free(s->dq), free(s->perm);
     free(s);
 }
@@ -92,7 +93,6 @@ static void *moco_init(kd_loss_init *c)
     memcpy(kp, qp, sizeof(float) * np);
     memcpy(kb, qb, sizeof(float) * nb);
     size_t K = (size_t)o->queue, E = (size_t)s->E, B = (size_t)s->B;
-    s->queue = malloc(sizeof(float) * K * E);
     s->kin = malloc(sizeof(float) * B * s->C * s->H * s->W);
     s->k = malloc(sizeof(float) * B * E);
     s->knorm = malloc(sizeof(float) * B);
@@ -101,22 +101,10 @@ static void *moco_init(kd_loss_init *c)
     s->lg = malloc(sizeof(float) * B * (1 + K));
     s->dq = malloc(sizeof(float) * B * E);
     s->perm = malloc(sizeof(int64_t) * B);
-    if (!s->queue || !s->kin || !s->k || !s->knorm || !s->q || !s->qnorm || !s->lg || !s->dq || !s->perm) {
+    if (kd_queue_init(&s->queue, o->queue, s->E, c->seed, 0x6d6f636f) || !s->kin || !s->k || !s->knorm || !s->q || !s->qnorm || !s->lg || !s->dq || !s->perm) {
         kd_err_set("loss %s: out of memory for a queue of %zu x %zu", c->instance, K, E);
         moco_free(s);
         return NULL;
-    }
-    /* the queue starts as normalised Gaussian vectors */
-    kd_rng r = kd_rng_make(c->seed, 0x6d6f636f, 0);
-    for (size_t i = 0; i < K * E; i++)
-        s->queue[i] = kd_rng_normal(&r);
-    for (size_t i = 0; i < K; i++) {
-        double n2 = 0;
-        for (size_t j = 0; j < E; j++)
-            n2 += (double)s->queue[i * E + j] * s->queue[i * E + j];
-        float inv = (float)(1 / sqrt(n2));
-        for (size_t j = 0; j < E; j++)
-            s->queue[i * E + j] *= inv;
     }
     return s;
 }
@@ -155,7 +143,7 @@ static int moco_pre(void *st, kd_loss_batch *b)
 static int moco_compute(void *st, kd_loss_batch *b, float weight, double *loss)
 {
     moco_state *s = st;
-    *loss = kd_infonce_queue(b->emb, s->k, s->queue, b->n, s->E, s->o.queue, s->o.tau, weight, b->d_emb, s->q,
+    *loss = kd_infonce_queue(b->emb, s->k, s->queue.v, b->n, s->E, s->o.queue, s->o.tau, weight, b->d_emb, s->q,
                              s->qnorm, s->lg, s->dq);
     return 0;
 }
@@ -163,10 +151,7 @@ static int moco_compute(void *st, kd_loss_batch *b, float weight, double *loss)
 static int moco_post(void *st, kd_loss_batch *b)
 {
     moco_state *s = st;
-    for (int i = 0; i < b->n; i++) {
-        memcpy(s->queue + (size_t)s->ptr * s->E, s->k + (size_t)i * s->E, sizeof(float) * s->E);
-        s->ptr = (s->ptr + 1) % s->o.queue;
-    }
+    kd_queue_push(&s->queue, s->k, b->n);
     return 0;
 }
 
@@ -176,17 +161,13 @@ static int moco_save(void *st, kd_h5 *h, const char *g)
     char name[256];
     size_t np, nb;
     float *p = kd_model_params(s->key, &np), *bu = kd_model_buffers(s->key, &nb);
-    snprintf(name, sizeof name, "%s/queue", g);
-    if (kd_h5_write(h, name, KD_F32, 2, (int64_t[]){s->o.queue, s->E}, s->queue))
+    if (kd_queue_save(&s->queue, h, g))
         return -1;
     snprintf(name, sizeof name, "%s/key_params", g);
     if (kd_h5_write(h, name, KD_F32, 1, (int64_t[]){(int64_t)np}, p))
         return -1;
     snprintf(name, sizeof name, "%s/key_buffers", g);
-    if (kd_h5_write(h, name, KD_F32, 1, (int64_t[]){(int64_t)nb}, bu))
-        return -1;
-    snprintf(name, sizeof name, "%s/queue", g);
-    return kd_h5_attr_set_i64(h, name, "ptr", s->ptr);
+    return kd_h5_write(h, name, KD_F32, 1, (int64_t[]){(int64_t)nb}, bu);
 }
 
 static int moco_load(void *st, const kd_h5 *h, const char *g)
@@ -195,12 +176,8 @@ static int moco_load(void *st, const kd_h5 *h, const char *g)
     char name[256];
     size_t np, nb;
     float *p = kd_model_params(s->key, &np), *bu = kd_model_buffers(s->key, &nb);
-    int64_t ptr;
-    snprintf(name, sizeof name, "%s/queue", g);
-    if (kd_h5_expect(h, name, 2, (int64_t[]){s->o.queue, s->E}, NULL) ||
-        kd_h5_read(h, name, KD_F32, 0, s->o.queue, s->queue) || kd_h5_attr_get_i64(h, name, "ptr", &ptr))
+    if (kd_queue_load(&s->queue, h, g))
         return -1;
-    s->ptr = (long)(ptr % s->o.queue);
     snprintf(name, sizeof name, "%s/key_params", g);
     if (kd_h5_expect(h, name, 1, (int64_t[]){(int64_t)np}, NULL) || kd_h5_read(h, name, KD_F32, 0, (int64_t)np, p))
         return -1;

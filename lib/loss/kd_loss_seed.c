@@ -12,6 +12,7 @@
 
 #include "kd_err.h"
 #include "kd_loss.h"
+#include "kd_queue.h"
 #include "kd_loss_teacher.h"
 #include "kd_rng.h"
 
@@ -32,8 +33,7 @@ typedef struct {
     seed_opts o;
     char instance[48];
     int E;
-    float *queue;   /* [K,E] normalised teacher embeddings */
-    long ptr;
+    kd_queue queue; /* normalised teacher embeddings */
     const float *t; /* this step's teacher embeddings, for post */
     float *sn, *snorm, *dsn;
     double *pt, *ps, *acc;
@@ -44,7 +44,8 @@ static void seed_free(void *st)
     seed_state *s = st;
     if (!s)
         return;
-    free(s->queue), free(s->sn), free(s->snorm), free(s->dsn), free(s->pt), free(s->ps), free(s->acc);
+    kd_queue_free(&s->queue);
+    free(s->sn), free(s->snorm), free(s->dsn), free(s->pt), free(s->ps), free(s->acc);
     free(s);
 }
 
@@ -62,30 +63,18 @@ static void *seed_init(kd_loss_init *c)
     snprintf(s->instance, sizeof s->instance, "%s", c->instance);
     s->E = E;
     size_t K = (size_t)s->o.queue, B = (size_t)c->max_batch, L = K + 1;
-    s->queue = malloc(sizeof(float) * K * E);
     s->sn = malloc(sizeof(float) * B * E);
     s->snorm = malloc(sizeof(float) * B);
     s->dsn = malloc(sizeof(float) * B * E);
     s->pt = malloc(sizeof(double) * B * L);
     s->ps = malloc(sizeof(double) * B * L);
     s->acc = malloc(sizeof(double) * E);
-    if (!s->queue || !s->sn || !s->snorm || !s->dsn || !s->pt || !s->ps || !s->acc) {
+    /* normalised Gaussian vectors, as moco's queue, from another stream of
+     * the seed so that the two queues of one run differ */
+    if (kd_queue_init(&s->queue, s->o.queue, E, c->seed, 0x73656564) || !s->sn || !s->snorm || !s->dsn || !s->pt || !s->ps || !s->acc) {
         kd_err_set("loss %s: out of memory for a queue of %zu x %d", c->instance, K, E);
         seed_free(s);
         return NULL;
-    }
-    /* normalised Gaussian vectors, as moco's queue, from another stream of
-     * the seed so that the two queues of one run differ */
-    kd_rng r = kd_rng_make(c->seed, 0x73656564, 0);
-    for (size_t i = 0; i < K * E; i++)
-        s->queue[i] = kd_rng_normal(&r);
-    for (size_t i = 0; i < K; i++) {
-        double n2 = 0;
-        for (int j = 0; j < E; j++)
-            n2 += (double)s->queue[i * E + j] * s->queue[i * E + j];
-        float inv = (float)(1 / sqrt(n2));
-        for (int j = 0; j < E; j++)
-            s->queue[i * E + j] *= inv;
     }
     return s;
 }
@@ -97,7 +86,7 @@ static int seed_compute(void *st, kd_loss_batch *b, float weight, double *loss)
     if (!t)
         return -1;
     s->t = t;
-    *loss = kd_seed_loss(b->emb, t, s->queue, b->n, s->E, s->o.queue, s->o.tau_s, s->o.tau_t, weight, b->d_emb, s->sn,
+    *loss = kd_seed_loss(b->emb, t, s->queue.v, b->n, s->E, s->o.queue, s->o.tau_s, s->o.tau_t, weight, b->d_emb, s->sn,
                          s->snorm, s->pt, s->ps, s->dsn, s->acc);
     return 0;
 }
@@ -107,40 +96,13 @@ static int seed_post(void *st, kd_loss_batch *b)
     seed_state *s = st;
     if (!s->t) /* compute did not run: nothing to enqueue */
         return 0;
-    for (int i = 0; i < b->n; i++) {
-        memcpy(s->queue + (size_t)s->ptr * s->E, s->t + (size_t)i * s->E, sizeof(float) * s->E);
-        s->ptr = (s->ptr + 1) % s->o.queue;
-    }
+    kd_queue_push(&s->queue, s->t, b->n);
     s->t = NULL;
     return 0;
 }
 
-static int seed_save(void *st, kd_h5 *h, const char *g)
-{
-    seed_state *s = st;
-    char name[256];
-    snprintf(name, sizeof name, "%s/queue", g);
-    if (kd_h5_write(h, name, KD_F32, 2, (int64_t[]){s->o.queue, s->E}, s->queue))
-        return -1;
-    return kd_h5_attr_set_i64(h, name, "ptr", s->ptr);
-}
-
-static int seed_load(void *st, const kd_h5 *h, const char *g)
-{
-    seed_state *s = st;
-    char name[256];
-    int64_t ptr;
-    snprintf(name, sizeof name, "%s/queue", g);
-    if (kd_h5_expect(h, name, 2, (int64_t[]){s->o.queue, s->E}, NULL) ||
-        kd_h5_read(h, name, KD_F32, 0, s->o.queue, s->queue) || kd_h5_attr_get_i64(h, name, "ptr", &ptr))
-        return -1;
-    if (ptr < 0 || ptr >= s->o.queue) {
-        kd_err_set("%s: queue pointer %lld outside [0, %d)", name, (long long)ptr, s->o.queue);
-        return -1;
-    }
-    s->ptr = (long)ptr;
-    return 0;
-}
+static int seed_save(void *st, kd_h5 *h, const char *g) { return kd_queue_save(&((seed_state *)st)->queue, h, g); }
+static int seed_load(void *st, const kd_h5 *h, const char *g) { return kd_queue_load(&((seed_state *)st)->queue, h, g); }
 
 const kd_loss_module kd_loss_seed = {
     .name = "seed",
