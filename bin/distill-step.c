@@ -145,11 +145,8 @@ static void resolve_settings(choice *L)
                 hit = 1;
                 continue;
             }
-            if (!kd_loss_opt_find(L->mod[i], opt)) {
-                if (loss[0])
-                    kd_usage("%s: %s", L->set[k].flag, (kd_loss_opts_set(L->mod[i], L->opts[i], opt, val), kd_err_get()));
-                continue;
-            }
+            if (!loss[0] && !kd_loss_opt_find(L->mod[i], opt))
+                continue; /* --NAME sets the losses that have NAME; LOSS.NAME must exist */
             if (kd_loss_opts_set(L->mod[i], L->opts[i], opt, val))
                 kd_usage("%s: %s", L->set[k].flag, kd_err_get());
             hit = 1;

@@ -188,15 +188,19 @@ static int check_frame(kd_trainer *t, kd_frame *f, long frame_no, int *n_out)
                    (long long)x0->dims[1], (long long)x0->dims[2], (long long)x0->dims[3], t->B, t->C, t->H, t->W);
         return -1;
     }
-    for (int v = 1; v < 8; v++)
-        if (t->views & (1u << v)) {
-            kd_tensor *xv = kd_frame_get(f, kd_name(nm, sizeof nm, KD_NAME_VIEW, NULL, v));
-            if (!xv) {
-                kd_err_set("frame %ld: the student trains on %s, which the frame lacks (augment --views %d)",
-                           frame_no, nm, v + 1);
-                return -1;
-            }
+    /* every view like view0: a loss may feed any of them to a model */
+    for (int v = 1; v < 8; v++) {
+        kd_tensor *xv = kd_frame_get(f, kd_name(nm, sizeof nm, KD_NAME_VIEW, NULL, v));
+        if (!xv && (t->views & (1u << v))) {
+            kd_err_set("frame %ld: the student trains on %s, which the frame lacks (augment --views %d)", frame_no,
+                       nm, v + 1);
+            return -1;
         }
+        if (xv && (xv->dtype != KD_F32 || xv->nbytes != x0->nbytes)) {
+            kd_err_set("frame %ld: %s does not match view0", frame_no, nm);
+            return -1;
+        }
+    }
     for (int i = 0; i < t->nl; i++)
         for (int k = 0; k < t->L[i].ctx.nneeds; k++) {
             const kd_loss_need *q = &t->L[i].ctx.needs[k];
@@ -213,13 +217,6 @@ static int check_frame(kd_trainer *t, kd_frame *f, long frame_no, int *n_out)
                 return -1;
             }
         }
-    for (int v = 1; v < 8; v++) {
-        kd_tensor *xv = kd_frame_get(f, kd_name(nm, sizeof nm, KD_NAME_VIEW, NULL, v));
-        if (xv && (xv->dtype != KD_F32 || xv->nbytes != x0->nbytes)) {
-            kd_err_set("frame %ld: %s does not match view0", frame_no, nm);
-            return -1;
-        }
-    }
     kd_tensor *lab = kd_frame_get(f, KD_NAME_LABEL);
     if (lab && (lab->dtype != KD_I32 || kd_tensor_numel(lab) != n)) {
         kd_err_set("frame %ld: label is not i32 [%d]", frame_no, n);
