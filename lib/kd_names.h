@@ -18,6 +18,7 @@ typedef enum {
     KD_NAME_MAP,    /* t.map%d   f32 [B,C,h,w]  a stage's feature map */
     KD_NAME_CAM,    /* t.cam%d   f32 [B,K,h,w]  class-activation maps */
     KD_NAME_MSD,    /* t.msd%d   f32 [B,R,C]    multi-scale region descriptors */
+    KD_NAME_MSDW,   /* t.msdw%d  f32 [B,R]      their categorisation weights */
     KD_NAME_SSA,    /* t.ssa%d   f32 [B,C,h,w]  sparse-aggregated maps */
     KD_NAME_NFAMILIES
 } kd_name_family;

@@ -2,7 +2,7 @@
 
 #include <stdio.h>
 
-static const char *const family[KD_NAME_NFAMILIES] = {"view", "emb", "feat", "logits", "map", "cam", "msd", "ssa"};
+static const char *const family[KD_NAME_NFAMILIES] = {"view", "emb", "feat", "logits", "map", "cam", "msd", "msdw", "ssa"};
 
 const char *kd_name_family_str(kd_name_family f) { return f >= 0 && f < KD_NAME_NFAMILIES ? family[f] : "?"; }
 
