@@ -31,7 +31,7 @@ T_SEED   ?= 1
 # Students: homogeneous pairs resnet8x4 and wrn_16_2, heterogeneous
 # mobilenet_v2 (lr 0.01 as in the CIFAR recipe).
 LIMIT    ?= 1000
-S_EPOCHS ?= 10
+S_EPOCHS ?= 6
 ARCHS    ?= resnet8x4 wrn_16_2 mobilenet_v2
 METHODS  ?= ce kd dkd crd msd
 SEEDS    ?= 1 2 3
