@@ -19,6 +19,7 @@ KD       ?= bin/
 OUT      ?= kd-fmnist-out
 FM       ?= /usr/share/datasets/fashion-mnist
 THREADS  ?=
+TEST_LIMIT ?=
 BATCH    ?= 64
 WD       ?= 5e-4
 CKPT_EVERY ?= 200
@@ -68,7 +69,7 @@ STUDENTS := $(foreach a,$(ARCHS),$(foreach m,$(METHODS),$(foreach s,$(SEEDS),s-$
 .DELETE_ON_ERROR:
 .SECONDARY:
 
-all: $(OUT)/results.md
+all: $(OUT)/results.md $(OUT)/bars.png
 teacher: $(OUT)/teacher-score.json
 
 $(OUT)/.dir:
@@ -79,7 +80,7 @@ $(OUT)/fm-train.h5: | $(OUT)/.dir
 $(OUT)/fm-train-s.h5: | $(OUT)/.dir
 	$(KD)dataset $(FM) --split train --limit $(LIMIT) -o $@
 $(OUT)/fm-test.h5: | $(OUT)/.dir
-	$(KD)dataset $(FM) --split test -o $@
+	$(KD)dataset $(FM) --split test $(if $(TEST_LIMIT),--limit $(TEST_LIMIT)) -o $@
 
 $(OUT)/teacher0.h5: | $(OUT)/.dir
 	$(KD)model-init --arch $(T_ARCH) --in-channels 1 --num-classes 10 --seed $(T_SEED) -o $@
@@ -128,6 +129,8 @@ $(OUT)/%-score.json: $(OUT)/%-ftest.h5
 $(OUT)/results.md: $(OUT)/teacher-score.json $(foreach st,$(STUDENTS),$(OUT)/$(st)-score.json)
 	/usr/bin/python3 scripts/kd-table $(OUT) > $@
 	cat $@
+$(OUT)/bars.png: $(OUT)/results.md
+	/usr/bin/python3 scripts/plot-kd-bars $(OUT) $@
 
 clean:
 	rm -rf $(OUT)
