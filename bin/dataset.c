@@ -190,6 +190,7 @@ int main(int argc, char **argv)
     int64_t limit = 0;
     int rh = 0, rw = 0;
     int64_t nscenes = 0;
+    int scene_opt = 0;
     kd_scenes_opts so = KD_SCENES_DEFAULTS;
     char a[64], b[64];
     int opt;
@@ -209,11 +210,13 @@ int main(int argc, char **argv)
         case OPT_RESIZE: kd_parse_size("--resize", optarg, &rh, &rw); break;
         case OPT_SCENES: nscenes = kd_parse_long("--scenes", optarg, 1, 1L << 30); break;
         case OPT_CANVAS:
+            scene_opt = 1;
             kd_parse_size("--canvas", optarg, &so.h, &so.w);
             if (so.h > 4096 || so.w > 4096)
                 kd_usage("--canvas: %s is larger than 4096x4096", optarg);
             break;
         case OPT_OBJECTS:
+            scene_opt = 1;
             split_pair("--objects", optarg, a, b);
             so.min_objects = (int)kd_parse_long("--objects", a, 0, KD_SCENES_MAX_OBJECTS);
             so.max_objects = (int)kd_parse_long("--objects", b, 0, KD_SCENES_MAX_OBJECTS);
@@ -221,14 +224,20 @@ int main(int argc, char **argv)
                 kd_usage("--objects: MIN %d is above MAX %d", so.min_objects, so.max_objects);
             break;
         case OPT_SCALE:
+            scene_opt = 1;
             split_pair("--scale", optarg, a, b);
             so.scale_lo = (float)kd_parse_double("--scale", a, 0.01, 100);
             so.scale_hi = (float)kd_parse_double("--scale", b, 0.01, 100);
             if (so.scale_lo > so.scale_hi)
                 kd_usage("--scale: LO %g is above HI %g", so.scale_lo, so.scale_hi);
             break;
-        case OPT_OVERLAP: so.max_overlap = (float)kd_parse_double("--max-overlap", optarg, 0, 1); break;
-        case OPT_FG: so.fg_threshold = (int)kd_parse_long("--fg-threshold", optarg, 1, 255); break;
+        case OPT_OVERLAP:
+            scene_opt = 1;
+            so.max_overlap = (float)kd_parse_double("--max-overlap", optarg, 0, 1); break;
+        case OPT_FG:
+            scene_opt = 1;
+            so.fg_threshold = (int)kd_parse_long("--fg-threshold", optarg, 1, 255);
+            break;
         case 'o': out = optarg; break;
         default:
             if (!kd_cli_std(opt, optarg, &std))
@@ -237,6 +246,8 @@ int main(int argc, char **argv)
     }
     if (optind != argc - 1)
         kd_usage(optind < argc ? "too many arguments" : "missing SOURCE");
+    if (scene_opt && !nscenes)
+        kd_usage("--canvas, --objects, --scale, --max-overlap and --fg-threshold need --scenes N");
     if (!out)
         kd_usage("missing -o OUT.h5");
     if (!strcmp(out, "-"))
