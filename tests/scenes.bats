@@ -32,6 +32,13 @@ if len(sys.argv) > 1:
 " ${3:-}
 }
 
+# detect-eval ARGS... fails with exit 1 and exactly MESSAGE (the last argument).
+de_fails() {
+    run "$B/detect-eval" "${@:1:$#-1}"
+    assert_failure 1
+    assert_output "${@: -1}"
+}
+
 @test "scenes: help and usage errors" {
     run "$B/dataset" --help
     assert_success
@@ -228,9 +235,8 @@ for gt, pred, out in (('s.h5', 'pred.h5', 'a.json'), ('g9.h5', 'pred9.h5', 'b.js
     cp s.h5 out.h5
     "$PY" -c "
 import h5py; f = h5py.File('out.h5', 'r+'); b = f['boxes'][:]; b[0] = [90, 10, 20, 5]; f['boxes'][:] = b"
-    run "$B/detect-eval" --gt out.h5 --dets dt.h5
-    assert_failure 1
-    assert_output "detect-eval: out.h5: box 0 of image 0 (x 90, y 10, w 20, h 5) is outside the 96x96 image"
+    de_fails --gt out.h5 --dets dt.h5 \
+        "detect-eval: out.h5: box 0 of image 0 (x 90, y 10, w 20, h 5) is outside the 96x96 image"
     run "$B/tensor-info" --png p out.h5
     assert_failure 1
     assert_output --partial "tensor-info: out.h5: box 0 of image 0 (x 90, y 10, w 20, h 5) is outside the 96x96 image"
@@ -238,15 +244,13 @@ import h5py; f = h5py.File('out.h5', 'r+'); b = f['boxes'][:]; b[0] = [90, 10, 2
     cp s.h5 off.h5
     "$PY" -c "
 import h5py; f = h5py.File('off.h5', 'r+'); o = f['box_offsets'][:]; o[-1] -= 1; f['box_offsets'][:] = o"
-    run "$B/detect-eval" --gt off.h5 --dets dt.h5
-    assert_failure 1
-    assert_output "detect-eval: off.h5: /box_offsets runs from 0 to $((M - 1)), not from 0 to $M (the number of boxes)"
+    de_fails --gt off.h5 --dets dt.h5 \
+        "detect-eval: off.h5: /box_offsets runs from 0 to $((M - 1)), not from 0 to $M (the number of boxes)"
     cp s.h5 dec.h5
     "$PY" -c "
 import h5py; f = h5py.File('dec.h5', 'r+'); o = f['box_offsets'][:]; o[1] = o[2] + 1; f['box_offsets'][:] = o"
-    run "$B/detect-eval" --gt dec.h5 --dets dt.h5
-    assert_failure 1
-    assert_output "detect-eval: dec.h5: /box_offsets decreases at image 1"
+    de_fails --gt dec.h5 --dets dt.h5 \
+        "detect-eval: dec.h5: /box_offsets decreases at image 1"
     "$PY" -c "
 import h5py, shutil
 shutil.copy('s.h5', 'len.h5'); f = h5py.File('len.h5', 'r+'); o = f['box_offsets'][:]; del f['box_offsets']; f['box_offsets'] = o[:-1]
@@ -257,39 +261,30 @@ shutil.copy('s.h5', 'mshape.h5'); f = h5py.File('mshape.h5', 'r+'); m = f['masks
 p = h5py.File('pshape.h5', 'w'); p.attrs['kdpipe_format'] = 1; p.attrs['kdpipe_kind'] = 'detections'; p['masks'] = m[:, :95]
 p = h5py.File('pval.h5', 'w'); p.attrs['kdpipe_format'] = 1; p.attrs['kdpipe_kind'] = 'detections'; m[2, 1, 0] = 11; p['masks'] = m
 "
-    run "$B/detect-eval" --gt len.h5 --dets dt.h5
-    assert_failure 1
-    assert_output "detect-eval: len.h5: /box_offsets has 200 entries for 200 images (needs 201)"
-    run "$B/detect-eval" --gt nolab.h5 --dets dt.h5
-    assert_failure 1
-    assert_output "detect-eval: nolab.h5: a detection dataset needs /boxes, /box_labels and /box_offsets; /box_labels is missing"
-    run "$B/detect-eval" --gt lab.h5 --dets dt.h5
-    assert_failure 1
-    assert_output "detect-eval: lab.h5: box 5: label 10 is out of range [0, 10)"
+    de_fails --gt len.h5 --dets dt.h5 \
+        "detect-eval: len.h5: /box_offsets has 200 entries for 200 images (needs 201)"
+    de_fails --gt nolab.h5 --dets dt.h5 \
+        "detect-eval: nolab.h5: a detection dataset needs /boxes, /box_labels and /box_offsets; /box_labels is missing"
+    de_fails --gt lab.h5 --dets dt.h5 \
+        "detect-eval: lab.h5: box 5: label 10 is out of range [0, 10)"
     # masks: a value that is no class, a shape unlike the images', a prediction unlike the ground truth
-    run "$B/detect-eval" --gt mask.h5 --seg s.h5
-    assert_failure 1
-    assert_output "detect-eval: mask.h5: /masks: image 7, pixel (3, 4): 12 is not 0 or a class + 1 (1..10)"
-    run "$B/detect-eval" --gt mshape.h5 --seg s.h5
-    assert_failure 1
-    assert_output "detect-eval: mshape.h5: /masks must be u8 [200,96,96] for its images"
-    run "$B/detect-eval" --gt s.h5 --seg pshape.h5
-    assert_failure 1
-    assert_output "detect-eval: pshape.h5: /masks must be u8 [200,96,96] as s.h5's"
-    run "$B/detect-eval" --gt s.h5 --seg pval.h5 --dets dt.h5
-    assert_failure 1
-    assert_output "detect-eval: pval.h5: /masks: image 2, pixel (1, 0): 11 is not 0 or a class + 1 (1..10)"
+    de_fails --gt mask.h5 --seg s.h5 \
+        "detect-eval: mask.h5: /masks: image 7, pixel (3, 4): 12 is not 0 or a class + 1 (1..10)"
+    de_fails --gt mshape.h5 --seg s.h5 \
+        "detect-eval: mshape.h5: /masks must be u8 [200,96,96] for its images"
+    de_fails --gt s.h5 --seg pshape.h5 \
+        "detect-eval: pshape.h5: /masks must be u8 [200,96,96] as s.h5's"
+    de_fails --gt s.h5 --seg pval.h5 --dets dt.h5 \
+        "detect-eval: pval.h5: /masks: image 2, pixel (1, 0): 11 is not 0 or a class + 1 (1..10)"
     # the box scores were computed first, yet nothing reaches standard output
     "$B/detect-eval" --gt s.h5 --seg pval.h5 --dets dt.h5 > o.txt 2> /dev/null || [ $? = 1 ]
     [ ! -s o.txt ]
     # masks scored against a file without them; a plain dataset is no detection ground truth
     "$B/dataset" "$FM" --split test --limit 10 -o ds.h5 > /dev/null
-    run "$B/detect-eval" --gt ds.h5 --seg s.h5
-    assert_failure 1
-    assert_output "detect-eval: ds.h5: no /masks to score masks against (make it with dataset --scenes)"
-    run "$B/detect-eval" --gt ds.h5 --dets dt.h5
-    assert_failure 1
-    assert_output "detect-eval: ds.h5: not a detection dataset (no /boxes)"
+    de_fails --gt ds.h5 --seg s.h5 \
+        "detect-eval: ds.h5: no /masks to score masks against (make it with dataset --scenes)"
+    de_fails --gt ds.h5 --dets dt.h5 \
+        "detect-eval: ds.h5: not a detection dataset (no /boxes)"
     # truncated scenes file
     head -c 30000 s.h5 > trunc.h5
     run "$B/detect-eval" --gt trunc.h5 --dets dt.h5 --seg trunc.h5
