@@ -11,6 +11,7 @@
 #include "kd_dataset.h"
 #include "kd_idx.h"
 #include "kd_imgfolder.h"
+#include "kd_scenes.h"
 
 static const char help[] =
     "Usage: dataset [OPTION]... SOURCE -o OUT.h5\n"
@@ -30,24 +31,65 @@ static const char help[] =
     "  --resize HxW     folder: resize every image (bilinear) instead of\n"
     "                   rejecting mixed sizes\n"
     "  -o, --output F   the dataset file to write (required)\n"
+    "\n"
+    "Detection and segmentation scenes (a detection dataset with masks):\n"
+    "  --scenes N       write N scenes pasted from the split's images instead\n"
+    "  --canvas HxW     scene size (default 96x96)\n"
+    "  --objects MIN,MAX  objects per scene, uniform (default 1,4; MIN may be 0)\n"
+    "  --scale LO,HI    object scale, uniform in [LO,HI) (default 0.75,2)\n"
+    "  --max-overlap T  largest IoU of two objects' boxes (default 0.3)\n"
+    "  --fg-threshold V foreground: scaled pixels >= V (default 32); boxes are\n"
+    "                   the foreground's tight boxes, masks its class + 1\n"
+    "  --seed S         the scenes' random seed (default 0)\n"
+    "  --threads N      threads for the scenes (same output whatever N)\n"
+    "\n"
     "  --quiet          no progress line\n"
     "  -h, --help       this help;  --version  version\n"
     "\n"
-    "Prints one JSON line: n, h, w, c, classes, seconds.  See dataset(1).\n";
+    "Prints one JSON line: n, h, w, c, classes, seconds (scenes: also boxes,\n"
+    "dropped).  See dataset(1).\n";
 
-enum { OPT_FORMAT = KD_OPT_PROG, OPT_SPLIT, OPT_LIMIT, OPT_RESIZE };
+enum {
+    OPT_FORMAT = KD_OPT_PROG,
+    OPT_SPLIT,
+    OPT_LIMIT,
+    OPT_RESIZE,
+    OPT_SCENES,
+    OPT_CANVAS,
+    OPT_OBJECTS,
+    OPT_SCALE,
+    OPT_OVERLAP,
+    OPT_FG
+};
 
 static const struct option longopts[] = {
     {"format", required_argument, 0, OPT_FORMAT},
     {"split", required_argument, 0, OPT_SPLIT},
     {"limit", required_argument, 0, OPT_LIMIT},
     {"resize", required_argument, 0, OPT_RESIZE},
+    {"scenes", required_argument, 0, OPT_SCENES},
+    {"canvas", required_argument, 0, OPT_CANVAS},
+    {"objects", required_argument, 0, OPT_OBJECTS},
+    {"scale", required_argument, 0, OPT_SCALE},
+    {"max-overlap", required_argument, 0, OPT_OVERLAP},
+    {"fg-threshold", required_argument, 0, OPT_FG},
     {"output", required_argument, 0, 'o'},
     KD_STD_LONGOPTS,
     {0, 0, 0, 0}};
 
 static const char *fashion_classes[] = {"T-shirt/top", "Trouser", "Pullover", "Dress", "Coat",
                                         "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot"};
+
+/* "A,B" into its two halves (each at most 63 characters). */
+static void split_pair(const char *opt, const char *s, char *a, char *b)
+{
+    const char *comma = strchr(s, ',');
+    if (!comma || comma - s > 63 || strlen(comma + 1) > 63)
+        kd_usage("%s: '%s' is not two values A,B", opt, s);
+    memcpy(a, s, (size_t)(comma - s));
+    a[comma - s] = 0;
+    strcpy(b, comma + 1);
+}
 
 static int is_dir(const char *p)
 {
@@ -147,6 +189,10 @@ int main(int argc, char **argv)
     const char *format = NULL, *split = "train", *out = NULL;
     int64_t limit = 0;
     int rh = 0, rw = 0;
+    int64_t nscenes = 0;
+    int scene_opt = 0;
+    kd_scenes_opts so = KD_SCENES_DEFAULTS;
+    char a[64], b[64];
     int opt;
     while ((opt = getopt_long(argc, argv, "ho:", longopts, NULL)) != -1) {
         switch (opt) {
@@ -162,6 +208,36 @@ int main(int argc, char **argv)
             break;
         case OPT_LIMIT: limit = kd_parse_long("--limit", optarg, 1, 1L << 40); break;
         case OPT_RESIZE: kd_parse_size("--resize", optarg, &rh, &rw); break;
+        case OPT_SCENES: nscenes = kd_parse_long("--scenes", optarg, 1, 1L << 30); break;
+        case OPT_CANVAS:
+            scene_opt = 1;
+            kd_parse_size("--canvas", optarg, &so.h, &so.w);
+            if (so.h > 4096 || so.w > 4096)
+                kd_usage("--canvas: %s is larger than 4096x4096", optarg);
+            break;
+        case OPT_OBJECTS:
+            scene_opt = 1;
+            split_pair("--objects", optarg, a, b);
+            so.min_objects = (int)kd_parse_long("--objects", a, 0, KD_SCENES_MAX_OBJECTS);
+            so.max_objects = (int)kd_parse_long("--objects", b, 0, KD_SCENES_MAX_OBJECTS);
+            if (so.min_objects > so.max_objects)
+                kd_usage("--objects: MIN %d is above MAX %d", so.min_objects, so.max_objects);
+            break;
+        case OPT_SCALE:
+            scene_opt = 1;
+            split_pair("--scale", optarg, a, b);
+            so.scale_lo = (float)kd_parse_double("--scale", a, 0.01, 100);
+            so.scale_hi = (float)kd_parse_double("--scale", b, 0.01, 100);
+            if (so.scale_lo > so.scale_hi)
+                kd_usage("--scale: LO %g is above HI %g", so.scale_lo, so.scale_hi);
+            break;
+        case OPT_OVERLAP:
+            scene_opt = 1;
+            so.max_overlap = (float)kd_parse_double("--max-overlap", optarg, 0, 1); break;
+        case OPT_FG:
+            scene_opt = 1;
+            so.fg_threshold = (int)kd_parse_long("--fg-threshold", optarg, 1, 255);
+            break;
         case 'o': out = optarg; break;
         default:
             if (!kd_cli_std(opt, optarg, &std))
@@ -170,6 +246,8 @@ int main(int argc, char **argv)
     }
     if (optind != argc - 1)
         kd_usage(optind < argc ? "too many arguments" : "missing SOURCE");
+    if (scene_opt && !nscenes)
+        kd_usage("--canvas, --objects, --scale, --max-overlap and --fg-threshold need --scenes N");
     if (!out)
         kd_usage("missing -o OUT.h5");
     if (!strcmp(out, "-"))
@@ -198,18 +276,39 @@ int main(int argc, char **argv)
         break;
     default: kd_die(KD_EXIT_FAIL, "%s: cannot tell the format; use --format", src);
     }
-    if (kd_dataset_write(&d, out))
+    kd_dataset sc = {0};
+    int64_t dropped = 0;
+    if (nscenes) {
+        so.seed = std.seed;
+        so.threads = kd_cli_threads(&std);
+        if (kd_scenes_make(&d, nscenes, &so, &sc, &dropped))
+            kd_die_err();
+        char how[512];
+        snprintf(how, sizeof how,
+                 "split=%s limit=%lld canvas=%dx%d objects=%d,%d scale=%g,%g max_overlap=%g fg_threshold=%d seed=%llu",
+                 split, (long long)limit, so.h, so.w, so.min_objects, so.max_objects, so.scale_lo, so.scale_hi,
+                 so.max_overlap, so.fg_threshold, (unsigned long long)so.seed);
+        sc.scenes = how;
+        if (kd_dataset_write(&sc, out))
+            kd_die_err();
+    } else if (kd_dataset_write(&d, out))
         kd_die_err();
+    const kd_dataset *w = nscenes ? &sc : &d;
     kd_json j;
     kd_json_begin(&j, stdout);
     kd_json_str(&j, "output", out);
-    kd_json_int(&j, "n", d.n);
-    kd_json_int(&j, "h", d.h);
-    kd_json_int(&j, "w", d.w);
-    kd_json_int(&j, "c", d.c);
-    kd_json_int(&j, "classes", d.nclasses);
+    kd_json_int(&j, "n", w->n);
+    kd_json_int(&j, "h", w->h);
+    kd_json_int(&j, "w", w->w);
+    kd_json_int(&j, "c", w->c);
+    kd_json_int(&j, "classes", w->nclasses);
+    if (nscenes) {
+        kd_json_int(&j, "boxes", sc.nboxes);
+        kd_json_int(&j, "dropped", dropped);
+    }
     kd_json_num(&j, "seconds", kd_now() - t0);
     kd_json_end(&j);
+    kd_scenes_free(&sc);
     if (cifar) {
         kd_cifar_free(&d);
         return 0;

@@ -6,8 +6,9 @@
 #include <string.h>
 #include <sys/stat.h>
 
-#include "kd_png.h"
 #include "kd_cli.h"
+#include "kd_dataset.h"
+#include "kd_png.h"
 #include "kd_h5.h"
 #include "kd_stream.h"
 
@@ -20,7 +21,9 @@ static const char help[] =
     "  --json           one JSON line per tensor instead of a table\n"
     "  --png DIR        write image tensors as PNG grids into DIR: u8 [N,H,W,C]\n"
     "                   datasets such as /images, and float [B,C,H,W] stream\n"
-    "                   tensors named view* (scaled per channel min..max)\n"
+    "                   tensors named view* (scaled per channel min..max); for a\n"
+    "                   detection dataset also boxes.png (images with their\n"
+    "                   boxes) and, when it has masks, masks.png\n"
     "  --png-count N    images per grid (default 64)\n"
     "  --png-frames N   stream frames to draw (default 4)\n"
     "  --quiet          no progress line\n"
@@ -251,6 +254,41 @@ static int h5_dataset(const char *name, void *ctx)
     return 0;
 }
 
+/* boxes.png and masks.png of the first images of a detection dataset:
+ * read through kd_dataset, so a file whose boxes break the rules is
+ * refused as every program refuses it. */
+static void png_boxes(const char *path)
+{
+    kd_dataset_info in;
+    kd_dataset_file *f = kd_dataset_open(path, &in);
+    if (!f)
+        kd_die_err();
+    kd_boxes b;
+    if (!in.has_boxes || (in.c != 1 && in.c != 3)) {
+        kd_dataset_close(f);
+        return;
+    }
+    int n = in.n < png_count ? (int)in.n : png_count;
+    size_t px = (size_t)in.h * in.w;
+    uint8_t *im = malloc(px * in.c * (size_t)n), *mk = in.has_masks ? malloc(px * (size_t)n) : NULL;
+    if (!im || (in.has_masks && !mk))
+        kd_die(KD_EXIT_FAIL, "out of memory");
+    if (kd_dataset_read_boxes(f, &b) || kd_dataset_read_rows(f, 0, n, im, NULL) ||
+        (mk && kd_dataset_read_masks(f, 0, n, mk)))
+        kd_die_err();
+    char p[4200];
+    int scale = in.h < 64 ? 2 : 1;
+    snprintf(p, sizeof p, "%s/boxes.png", png_dir);
+    if (kd_png_boxes(p, im, NULL, n, in.h, in.w, in.c, b.boxes, b.labels, b.offsets, scale))
+        kd_die_err();
+    snprintf(p, sizeof p, "%s/masks.png", png_dir);
+    if (mk && kd_png_boxes(p, im, mk, n, in.h, in.w, in.c, b.boxes, b.labels, b.offsets, scale))
+        kd_die_err();
+    free(im), free(mk);
+    kd_boxes_free(&b);
+    kd_dataset_close(f);
+}
+
 static int h5_info(const char *path)
 {
     kd_h5 h;
@@ -260,7 +298,7 @@ static int h5_info(const char *path)
         int64_t fmt = 0;
         kd_h5_attr_get_i64(&h, NULL, "kdpipe_format", &fmt);
         printf("%s: kdpipe %s file, format %lld\n", path, kd_h5_kind(&h), (long long)fmt);
-        static const char *sattrs[] = {"arch", "source", "model", "dataset", "layer"};
+        static const char *sattrs[] = {"arch", "source", "model", "dataset", "layer", "scenes"};
         char buf[1024];
         for (size_t i = 0; i < sizeof sattrs / sizeof *sattrs; i++)
             if (kd_h5_attr_has(&h, NULL, sattrs[i]) && !kd_h5_attr_get_str(&h, NULL, sattrs[i], buf, sizeof buf))
@@ -289,7 +327,10 @@ static int h5_info(const char *path)
     walk_ctx w = {&h};
     if (kd_h5_walk(&h, h5_dataset, &w) < 0)
         kd_die_err();
+    int det = png_dir && !strcmp(kd_h5_kind(&h), "dataset") && kd_h5_exists(&h, "box_offsets") > 0;
     kd_h5_close(&h);
+    if (det)
+        png_boxes(path);
     return 0;
 }
 

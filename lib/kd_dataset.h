@@ -19,9 +19,19 @@ typedef struct {
     int nclasses;
     char **classes;  /* nclasses names (may be NULL: "0".."K-1" are written) */
     const char *source;
+    /* Detection datasets (man/man5/kdpipe-h5.5); boxes NULL otherwise.
+     * Boxes of image i are rows box_offsets[i] .. box_offsets[i+1]-1. */
+    int64_t nboxes;
+    float *boxes;         /* [nboxes,4] x, y, width, height in pixels */
+    int32_t *box_labels;  /* [nboxes] */
+    int64_t *box_offsets; /* [n+1] */
+    uint8_t *masks;       /* [n,h,w] class+1 of each pixel, 0 background; may be NULL */
+    const char *scenes;   /* the "scenes" attribute (how they were made); may be NULL */
 } kd_dataset;
 
-/* Validates labels in [0, nclasses), computes mean/std, writes atomically. */
+/* Validates labels in [0, nclasses) (and boxes, offsets and masks by the
+ * rules of kd_dataset_check_boxes / kd_dataset_check_masks), computes
+ * mean/std, writes atomically. */
 int kd_dataset_write(const kd_dataset *d, const char *path);
 
 /* Per-channel mean and std of pixel/255 (population std). */
@@ -45,6 +55,11 @@ typedef struct {
     int nclasses;     /* entries of the "classes" attribute; 0 = not named */
     int nmean, nstd;
     float mean[4], std[4];
+    /* detection datasets: /boxes, /box_labels, /box_offsets all present
+     * with shapes [M,4], [M], [n+1] (one or two of them alone is an error);
+     * /masks u8 [n,h,w] optional */
+    int has_boxes, has_masks;
+    int64_t nboxes; /* M */
 } kd_dataset_info;
 
 typedef struct kd_dataset_file kd_dataset_file;
@@ -59,11 +74,42 @@ kd_dataset_file *kd_dataset_open(const char *path, kd_dataset_info *info);
  * the file has none. */
 int kd_dataset_read_rows(kd_dataset_file *f, int64_t start, int64_t count, uint8_t *images, int32_t *labels);
 void kd_dataset_close(kd_dataset_file *f);
+/* The class names (info.nclasses of them; free with kd_strv_free), or -1. */
+int kd_dataset_classes(kd_dataset_file *f, char ***names);
 
 /* The label rule: every y[i] in [0, nclasses) (nclasses <= 0: in [0,
  * KD_DATASET_MAX_CLASSES)); otherwise -1 with "path: row R: label L is out
  * of range [0, K)", R counted from first_row. */
 int kd_dataset_check_labels(const char *path, const int32_t *y, int64_t n, int64_t first_row, int nclasses);
+
+/* ---- detection datasets ---- */
+
+/* Every box of a detection dataset, as kd_dataset_read_boxes returns them. */
+typedef struct {
+    int64_t n, m;     /* images, boxes */
+    float *boxes;     /* [m,4] x, y, w, h */
+    int32_t *labels;  /* [m] */
+    int64_t *offsets; /* [n+1] */
+    uint8_t *crowd;   /* [m]: /box_crowd, zeros when absent */
+} kd_boxes;
+
+/* The box rule, for writers and readers alike: offsets[0] = 0, offsets
+ * never decrease, offsets[n] = m; every box finite with w, h >= 0 and inside
+ * the h x w image (x >= 0, y >= 0, x + w <= w, y + h <= h); every label by
+ * kd_dataset_check_labels' rule.  -1 with kd_err "path: ..." otherwise. */
+int kd_dataset_check_boxes(const char *path, int64_t n, int h, int w, int nclasses, const float *boxes,
+                           const int32_t *labels, const int64_t *offsets, int64_t m);
+/* Mask values are 0 (background) or class+1: at most nclasses (255 when the
+ * classes are not named).  first_row as in kd_dataset_check_labels. */
+int kd_dataset_check_masks(const char *path, const uint8_t *masks, int64_t n, int h, int w, int64_t first_row,
+                           int nclasses);
+
+/* All boxes of a file with info.has_boxes, checked by the rule above
+ * (free with kd_boxes_free). */
+int kd_dataset_read_boxes(kd_dataset_file *f, kd_boxes *b);
+void kd_boxes_free(kd_boxes *b);
+/* Rows [start, start+count) of /masks (count*h*w bytes), checked. */
+int kd_dataset_read_masks(kd_dataset_file *f, int64_t start, int64_t count, uint8_t *masks);
 
 /* Normalisation statistics for out_channels (1 or 3) output channels. */
 typedef struct {

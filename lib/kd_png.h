@@ -14,4 +14,16 @@ int kd_png_write(const char *path, const uint8_t *pix, int h, int w, int C);
 int kd_png_grid(const char *path, const float *const *tiles, int ntiles, int cols, int C, int th, int tw,
                     int scale, const float *mean, const float *std);
 
+/* A grid of n images of a detection dataset (u8 [n,H,W,C], C = 1 or 3),
+ * or of their masks (masks non-NULL: u8 [n,H,W], value v in colour
+ * kd_png_colour(v - 1), 0 black), in RGB, with every box outlined one pixel
+ * wide inside its edges in its class's colour.  Boxes of image i are
+ * offsets[i]..offsets[i+1]-1 of boxes (x, y, w, h in pixels, clipped to the
+ * image) and labels.  16 per row, magnified as kd_png_grid is. */
+int kd_png_boxes(const char *path, const uint8_t *images, const uint8_t *masks, int n, int H, int W, int C,
+                 const float *boxes, const int32_t *labels, const int64_t *offsets, int scale);
+/* The colour of class k (k >= 0), RGB in [0,1]: twelve well-separated
+ * colours, repeating. */
+void kd_png_colour(int k, float rgb[3]);
+
 #endif

@@ -91,7 +91,7 @@ g=json.load(open('$FX/case11/gt.json')); d=json.load(open('$FX/case11/dets.json'
 ids=sorted(i['id'] for i in g['images']); row={i:r for r,i in enumerate(ids)}
 anns=sorted(g['annotations'], key=lambda a: row[a['image_id']])   # stable: file order within an image
 f=h5py.File('gt.h5','w'); f.attrs['kdpipe_format']=1; f.attrs['kdpipe_kind']='dataset'
-f['images']=np.zeros((len(ids),4,4,1),np.uint8); f['labels']=np.zeros(len(ids),np.int32)
+f['images']=np.zeros((len(ids),96,96,1),np.uint8); f['labels']=np.zeros(len(ids),np.int32)   # case11's images are 96x96: boxes lie inside
 f['boxes']=np.array([a['bbox'] for a in anns],np.float32)
 f['box_labels']=np.array([a['category_id'] for a in anns],np.int32)
 f['box_crowd']=np.array([a['iscrowd'] for a in anns],np.uint8)

@@ -8,6 +8,7 @@
 #include <string.h>
 
 #include "kd_coco.h"
+#include "kd_dataset.h"
 #include "kd_err.h"
 #include "kd_file.h"
 #include "kd_h5.h"
@@ -190,81 +191,58 @@ int kd_coco_load_dets_json(kd_coco *c, const char *path)
     return j ? dets_from_json(c, j, path) : -1;
 }
 
-/* A dataset file with /boxes [M,4], /box_labels [M], /box_offsets [N+1],
- * optional /box_crowd [M]: image ids are rows 0..N-1; categories are the
- * labels present (named from the classes attribute when it has them). */
+/* A detection dataset file (kd_dataset_read_boxes: its boxes checked
+ * against the images' size): image ids are rows 0..N-1; categories are
+ * 0..K-1, K the number of class names or, without names, the largest label
+ * + 1 (named from the classes attribute). */
 int kd_coco_load_gt_h5(kd_coco *c, const char *path)
 {
-    kd_h5 h;
-    if (kd_h5_open(&h, path, "dataset"))
+    kd_dataset_info info;
+    kd_dataset_file *f = kd_dataset_open(path, &info);
+    if (!f)
         return -1;
-    int64_t bd[KD_MAX_RANK], od[KD_MAX_RANK], ld[KD_MAX_RANK];
-    if (kd_h5_expect(&h, "boxes", 2, (int64_t[]){-1, 4}, bd) || kd_h5_expect(&h, "box_labels", 1, (int64_t[]){bd[0]}, ld) ||
-        kd_h5_expect(&h, "box_offsets", 1, (int64_t[]){-1}, od)) {
-        kd_h5_close(&h);
-        return -1;
-    }
-    int64_t M = bd[0], N = od[0] - 1;
-    float *boxes = malloc(sizeof(float) * (size_t)(4 * M + 4));
-    int32_t *lab = malloc(sizeof(int32_t) * (size_t)(M + 1));
-    int64_t *off = malloc(sizeof(int64_t) * (size_t)(N + 2));
-    uint8_t *crowd = calloc((size_t)M + 1, 1);
-    int rc = -1;
-    if (N < 0 || !boxes || !lab || !off || !crowd || kd_h5_read(&h, "boxes", KD_F32, 0, M, boxes) ||
-        kd_h5_read(&h, "box_labels", KD_I32, 0, M, lab) || kd_h5_read(&h, "box_offsets", KD_I64, 0, N + 1, off) ||
-        (kd_h5_exists(&h, "box_crowd") && kd_h5_read(&h, "box_crowd", KD_U8, 0, M, crowd)))
-        goto out;
-    if (off[0] != 0 || off[N] != M) {
-        kd_err_set("%s: /box_offsets must run from 0 to %lld", path, (long long)M);
-        goto out;
-    }
-    int maxl = -1;
-    for (int64_t i = 0; i < M; i++) {
-        if (lab[i] < 0 || lab[i] > 1000000) {
-            kd_err_set("%s: box %lld: label %d out of range", path, (long long)i, lab[i]);
-            goto out;
-        }
-        maxl = lab[i] > maxl ? lab[i] : maxl;
-    }
+    kd_boxes b;
     char **names = NULL;
-    int nn = kd_h5_attr_has(&h, NULL, "classes") ? kd_h5_attr_get_strv(&h, NULL, "classes", &names) : 0;
+    int nn = 0, rc = -1;
+    if (kd_dataset_read_boxes(f, &b))
+        goto out;
+    if ((nn = kd_dataset_classes(f, &names)) < 0)
+        goto out;
+    int maxl = -1;
+    for (int64_t q = 0; q < b.m; q++)
+        maxl = b.labels[q] > maxl ? b.labels[q] : maxl;
     c->ncats = nn > maxl ? nn : maxl + 1;
+    c->nimages = (int)b.n;
+    c->ngt = b.m;
     c->cats = malloc(sizeof(int64_t) * (size_t)(c->ncats + 1));
     c->catnames = calloc((size_t)c->ncats + 1, sizeof(char *));
+    c->images = malloc(sizeof(int64_t) * (size_t)(b.n + 1));
+    c->gt = calloc((size_t)b.m + 1, sizeof(kd_coco_box));
+    if (!c->cats || !c->catnames || !c->images || !c->gt) {
+        kd_err_set("%s: out of memory for %lld boxes", path, (long long)b.m);
+        goto out;
+    }
     for (int k = 0; k < c->ncats; k++) {
         c->cats[k] = k;
         c->catnames[k] = strdup(k < nn ? names[k] : "");
     }
-    kd_strv_free(names, nn);
-    c->nimages = (int)N;
-    c->images = malloc(sizeof(int64_t) * (size_t)(N + 1));
-    for (int64_t i = 0; i < N; i++)
+    for (int64_t i = 0; i < b.n; i++) {
         c->images[i] = i;
-    c->ngt = M;
-    c->gt = calloc((size_t)M + 1, sizeof(kd_coco_box));
-    for (int64_t i = 0; i < N; i++) {
-        if (off[i + 1] < off[i]) {
-            kd_err_set("%s: /box_offsets decreases at image %lld", path, (long long)i);
-            goto out;
-        }
-        for (int64_t q = off[i]; q < off[i + 1]; q++) {
-            kd_coco_box *b = &c->gt[q];
-            b->x = boxes[4 * q], b->y = boxes[4 * q + 1], b->w = boxes[4 * q + 2], b->h = boxes[4 * q + 3];
-            if (!(b->w >= 0 && b->h >= 0) || !isfinite(b->x) || !isfinite(b->y) || !isfinite(b->w) || !isfinite(b->h)) {
-                kd_err_set("%s: box %lld has a negative or non-finite size", path, (long long)q);
-                goto out;
-            }
-            b->area = b->w * b->h;
-            b->image = i;
-            b->cat = lab[q];
-            b->id = q + 1;
-            b->crowd = crowd[q] != 0;
+        for (int64_t q = b.offsets[i]; q < b.offsets[i + 1]; q++) {
+            kd_coco_box *g = &c->gt[q];
+            g->x = b.boxes[4 * q], g->y = b.boxes[4 * q + 1], g->w = b.boxes[4 * q + 2], g->h = b.boxes[4 * q + 3];
+            g->area = g->w * g->h;
+            g->image = i;
+            g->cat = b.labels[q];
+            g->id = q + 1;
+            g->crowd = b.crowd[q] != 0;
         }
     }
     rc = 0;
 out:
-    free(boxes), free(lab), free(off), free(crowd);
-    kd_h5_close(&h);
+    kd_strv_free(names, nn > 0 ? nn : 0);
+    kd_boxes_free(&b);
+    kd_dataset_close(f);
     return rc;
 }
 

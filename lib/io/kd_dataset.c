@@ -5,6 +5,7 @@
 #include <stdlib.h>
 
 #include "kd_err.h"
+#include "kd_dataset_impl.h"
 #include "kd_h5.h"
 
 void kd_dataset_stats(const uint8_t *images, int64_t npix, int c, float *mean, float *std)
@@ -59,7 +60,8 @@ int kd_dataset_write(const kd_dataset *d, const char *path)
                        kd_h5_append(&h, "labels", KD_I32, d->labels, d->n))) ||
         kd_h5_attr_set_f32v(&h, NULL, "mean", mean, d->c) || kd_h5_attr_set_f32v(&h, NULL, "std", std, d->c) ||
         kd_h5_attr_set_str(&h, NULL, "source", d->source) ||
-        (names && kd_h5_attr_set_strv(&h, NULL, "classes", (const char *const *)names, d->nclasses))) {
+        (names && kd_h5_attr_set_strv(&h, NULL, "classes", (const char *const *)names, d->nclasses)) ||
+        (d->scenes && kd_h5_attr_set_str(&h, NULL, "scenes", d->scenes)) || kd_dataset_write_det(d, &h)) {
         kd_h5_abort(&h);
         return -1;
     }
@@ -67,11 +69,6 @@ int kd_dataset_write(const kd_dataset *d, const char *path)
 }
 
 /* ------------------------------------------------------------- reading */
-
-struct kd_dataset_file {
-    kd_h5 h5;
-    kd_dataset_info info;
-};
 
 /* A root attribute of 1 or c floats into v; *n = 0 when absent. */
 static int stat_attr(const kd_dataset_file *f, const char *name, float *v, int *n)
@@ -148,7 +145,8 @@ kd_dataset_file *kd_dataset_open(const char *path, kd_dataset_info *info)
         kd_strv_free(cls, nc);
         in->nclasses = nc;
     }
-    if (stat_attr(f, "mean", in->mean, &in->nmean) || stat_attr(f, "std", in->std, &in->nstd))
+    if (stat_attr(f, "mean", in->mean, &in->nmean) || stat_attr(f, "std", in->std, &in->nstd) ||
+        kd_dataset_open_det(f))
         goto fail;
     *info = *in;
     return f;
@@ -180,6 +178,12 @@ void kd_dataset_close(kd_dataset_file *f)
         return;
     kd_h5_close(&f->h5);
     free(f);
+}
+
+int kd_dataset_classes(kd_dataset_file *f, char ***names)
+{
+    *names = NULL;
+    return f->info.nclasses > 0 ? kd_h5_attr_get_strv(&f->h5, NULL, "classes", names) : 0;
 }
 
 int kd_dataset_check_labels(const char *path, const int32_t *y, int64_t n, int64_t first_row, int nclasses)

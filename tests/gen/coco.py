@@ -11,7 +11,12 @@ independently in Python from detect-eval(1)'s VOC rules, per_class.json each cat
 detections, over entries > -1; -1 without ground truth), as detect-eval
 --per-class reports it.
 
-usage: PYCOCOTOOLS_DIR=DIR tests/gen/coco.py"""
+case_scenes is the ground truth of a scenes file (SCENES below, made by
+bin/dataset; tests/scenes.bats makes it again and checks that its boxes are
+gt.json's) with perturbed detections whose coordinates and scores are
+exact in float32, so that the same numbers come through a detections file.
+
+usage: PYCOCOTOOLS_DIR=DIR tests/gen/coco.py  (after make bin/dataset)"""
 import contextlib
 import io
 import json
@@ -175,6 +180,48 @@ def random_case(rng, nimg, ncat, mean_gt, crowd_p, fp_rate, tie_scores=False, ma
     return {"images": images, "categories": cats, "annotations": anns}, dets
 
 
+SCENES = ["--split", "test", "--limit", "500", "--scenes", "40", "--objects", "0,5", "--seed", "16"]
+
+
+def scenes_case(rng):
+    import subprocess
+    import tempfile
+
+    import h5py
+    root = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..")
+    with tempfile.TemporaryDirectory() as tmp:
+        path = os.path.join(tmp, "s.h5")
+        subprocess.run([os.path.join(root, "bin", "dataset"), "/usr/share/datasets/fashion-mnist", *SCENES,
+                        "-o", path], check=True, stdout=subprocess.DEVNULL)
+        with h5py.File(path, "r") as f:
+            boxes, labels, off = f["boxes"][:], f["box_labels"][:], f["box_offsets"][:]
+            names = [n.decode() if isinstance(n, bytes) else n for n in f.attrs["classes"]]
+    n = len(off) - 1
+    gt = {"images": [{"id": i} for i in range(n)],
+          "categories": [{"id": k, "name": names[k]} for k in range(len(names))],
+          "annotations": []}
+    dets = []
+    q32 = lambda v: float(np.float32(round(float(v) * 64) / 64))  # noqa: E731
+    for i in range(n):
+        for q in range(off[i], off[i + 1]):
+            b = [float(v) for v in boxes[q]]
+            gt["annotations"].append({"id": int(q) + 1, "image_id": i, "category_id": int(labels[q]),
+                                      "bbox": b, "area": b[2] * b[3], "iscrowd": 0})
+            for _ in range(int(rng.integers(0, 3))):
+                j = float(rng.uniform(0, 0.25))
+                c = int(labels[q]) if rng.random() > 0.15 else int(rng.integers(0, len(names)))
+                dets.append({"image_id": i, "category_id": c,
+                             "bbox": [q32(b[0] + rng.normal(0, j * b[2])), q32(b[1] + rng.normal(0, j * b[3])),
+                                      q32(b[2] * np.exp(rng.normal(0, j))), q32(b[3] * np.exp(rng.normal(0, j)))],
+                             "score": round(float(np.clip(1 - 2 * j + rng.normal(0, 0.2), 0.01, 1)) * 1024) / 1024})
+        for _ in range(int(rng.poisson(1))):
+            w, h = float(rng.uniform(5, 50)), float(rng.uniform(5, 50))
+            dets.append({"image_id": i, "category_id": int(rng.integers(0, len(names))),
+                         "bbox": [q32(rng.uniform(0, 96 - w)), q32(rng.uniform(0, 96 - h)), q32(w), q32(h)],
+                         "score": round(float(rng.uniform(0.01, 0.7)) * 1024) / 1024})
+    return gt, dets
+
+
 def main():
     rng = np.random.default_rng(20261122)
     # ties: half the scores equal, so the stable sorts decide the order
@@ -220,6 +267,8 @@ def main():
     # no detections at all
     gt, _ = random_case(rng, 10, 3, 3, 0.1, 0)
     write("empty", gt, [])
+    # a scenes file's ground truth (dataset --scenes), as detect-eval --gt reads it
+    write("scenes", *scenes_case(np.random.default_rng(16)))
 
 
 if __name__ == "__main__":
