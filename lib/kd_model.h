@@ -113,6 +113,16 @@ int kd_model_backward_dout(kd_model *m, const kd_model_dout *g);
 int kd_model_backward(kd_model *m, const float *d_features, const float *d_logits,
                       const float *d_embedding, const float *d_map);
 
+/* The linear classifier, logits = W features + b, as pointers into the
+ * parameter and gradient slabs: W [K,D], b [K] (NULL when it has none).
+ * For losses that apply the classifier elsewhere than on the pooled
+ * features (class-activation maps, region logits) and train it there.  A
+ * dropout between the features and the classifier is looked through (the
+ * classifier is still linear in the features).  -1 with kd_err when the
+ * model has no classifier or it is not one linear layer on the pooled
+ * features (mobilenet_v3_large's two-layer classifier). */
+int kd_model_classifier(kd_model *m, float **W, float **b, float **dW, float **db);
+
 /* Multiply-accumulates of one forward of one image at h x w (for GFLOP/s). */
 double kd_model_flops(const kd_model *m, int h, int w);
 
