@@ -175,9 +175,14 @@ static void *msd_init(kd_loss_init *c)
     const kd_tensor *t = kd_frame_cget(c->first, s->tname), *tw = kd_frame_cget(c->first, s->wname);
     for (int i = 0; i < 2; i++) {
         const kd_tensor *x = i ? tw : t;
-        if (!x || x->dtype != KD_F32 || x->rank != 3 - i) {
-            kd_err_set("frame 0: loss %s needs tensor %s as f32 of rank %d (%s)", c->instance, i ? s->wname : s->tname,
-                       3 - i, hint);
+        const char *nm = i ? s->wname : s->tname;
+        if (!x) {
+            kd_err_set("frame 0: loss %s needs tensor %s (%s)", c->instance, nm, hint);
+            goto fail;
+        }
+        if (x->dtype != KD_F32 || x->rank != 3 - i) {
+            kd_err_set("frame 0: loss %s needs %s as f32 of rank %d, the frame has %s of rank %d", c->instance, nm,
+                       3 - i, kd_dtype_name(x->dtype), x->rank);
             goto fail;
         }
     }
