@@ -135,5 +135,5 @@ assert not any('aligner' in k for k in d.keys())"
     teacher_side 21 10 0 > ok.kdt
     run sh -c "'$DS' --loss msd -m v3.h5 -o out.h5 < ok.kdt"
     refused
-    assert_output "distill-step: -: loss msd: model: mobilenet_v3_large's classifier is not one linear layer on the pooled features"
+    assert_output "distill-step: -: loss msd: model: mobilenet_v3_large's classifier is not one linear map of the pooled last stage"
 }

@@ -224,26 +224,6 @@ void kd_model_set_regularisers(kd_model *m, int dropout, int drop_path)
     m->use_droppath = !!drop_path;
 }
 
-int kd_model_classifier(kd_model *m, float **W, float **b, float **dW, float **db)
-{
-    if (m->logits < 0) {
-        kd_err_set("model: %s has no classifier (model-init --num-classes K)", m->arch);
-        return -1;
-    }
-    const kd_node *n = &m->nodes[m->vals[m->logits].producer];
-    int in = n->op == N_LINEAR ? n->in : -1;
-    while (in > 0 && m->vals[in].producer >= 0 && m->nodes[m->vals[in].producer].op == N_DROPOUT)
-        in = m->nodes[m->vals[in].producer].in;
-    if (in != m->feat) {
-        kd_err_set("model: %s's classifier is not one linear layer on the pooled features", m->arch);
-        return -1;
-    }
-    *W = m->params + m->pv[n->w].off, *dW = m->grads + m->pv[n->w].off;
-    *b = n->b >= 0 ? m->params + m->pv[n->b].off : NULL;
-    *db = n->b >= 0 ? m->grads + m->pv[n->b].off : NULL;
-    return 0;
-}
-
 /* Outputs of the last forward, where the plan put them. */
 static const float *out_of(const kd_model *m, int v) { return m->planned_n && v >= 0 ? m->act + m->vals[v].off : NULL; }
 const float *kd_model_features(const kd_model *m) { return out_of(m, m->feat); }
