@@ -1,17 +1,16 @@
 /* teacher-extract — run a frozen model (eval mode) over a stream, adding its
  * outputs to every frame, or over a dataset file, writing a features file
  * (man teacher-extract). */
-#include <ctype.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <unistd.h>
 
 #include "kd_aug.h"
 #include "kd_cli.h"
 #include "kd_dataset.h"
 #include "kd_err.h"
+#include "kd_filter.h"
 #include "kd_gemm.h"
 #include "kd_h5.h"
 #include "kd_model.h"
@@ -27,7 +26,8 @@ static const char help[] =
     "Run a frozen model in eval mode.  Stream filter: for every view tensor of\n"
     "every frame add, under the prefix, emb{i} (L2-normalised head embedding, if\n"
     "the model has a head), feat{i} (pooled features), logits{i} (if it has a\n"
-    "classifier) and with --maps map{i}; everything else passes through.\n"
+    "classifier), with --maps map{i} and with --cam cam{i}; everything else passes\n"
+    "through.\n"
     "Features mode: write /features, /logits, /labels for a dataset file.\n"
     "\n"
     "  -m, --model FILE      the model file (required unless --from-cache)\n"
@@ -37,6 +37,8 @@ static const char help[] =
     "  --views LIST          view tensors, comma-separated (default: every viewN)\n"
     "  --prefix P            name prefix of the added tensors (default \"t.\")\n"
     "  --maps STAGE          also add that stage's feature map (1..stages, or last)\n"
+    "  --cam                 also add cam{i} [B,K,h,w]: the classifier at every\n"
+    "                        position of the last stage map (pooled: logits{i})\n"
     "  --no-feat             do not add feat{i}\n"
     "  --features DATASET    features mode: a dataset file (/images u8 [N,H,W,C])\n"
     "  --mean M[,M,M]        features mode: normalisation mean (default: the file's)\n"
@@ -53,7 +55,7 @@ static const char help[] =
     "See teacher-extract(1).\n";
 
 enum { OPT_VIEWS = KD_OPT_PROG, OPT_PREFIX, OPT_MAPS, OPT_FEATURES, OPT_MEAN, OPT_STD, OPT_LIMIT, OPT_BATCH,
-       OPT_DEFLATE, OPT_NOFEAT, OPT_SAVE_CACHE, OPT_FROM_CACHE };
+       OPT_DEFLATE, OPT_NOFEAT, OPT_SAVE_CACHE, OPT_FROM_CACHE, OPT_CAM };
 
 static const struct option longopts[] = {
     {"model", required_argument, 0, 'm'},
@@ -61,6 +63,7 @@ static const struct option longopts[] = {
     {"prefix", required_argument, 0, OPT_PREFIX},
     {"maps", required_argument, 0, OPT_MAPS},
     {"no-feat", no_argument, 0, OPT_NOFEAT},
+    {"cam", no_argument, 0, OPT_CAM},
     {"features", required_argument, 0, OPT_FEATURES},
     {"mean", required_argument, 0, OPT_MEAN},
     {"std", required_argument, 0, OPT_STD},
@@ -76,6 +79,7 @@ static const struct option longopts[] = {
 typedef struct {
     kd_model *m;
     int batch, maps; /* maps: stage, 0 = none */
+    int cam;
     int ph, pw, pn;  /* prepared input size and batch */
 } runner;
 
@@ -110,14 +114,16 @@ static void l2norm(float *x, int n, int d)
 
 /* Outputs of n images [C,h,w] from x, in chunks of the prepared batch. */
 typedef struct {
-    float *emb, *feat, *logits, *map;
+    float *emb, *feat, *logits, *map, *cam;
 } outs;
 
 static int run(runner *r, const float *x, int n, int c, int h, int w, outs *o)
 {
     kd_model *m = r->m;
     int D = kd_model_feat_dim(m), K = kd_model_num_classes(m), E = kd_model_emb_dim(m);
-    int mc = 0, mh = 0, mw = 0;
+    int mc = 0, mh = 0, mw = 0, ck = 0, ch = 0, cw = 0;
+    if (o->cam && kd_model_cam_shape(m, &ck, &ch, &cw))
+        return -1;
     size_t per = (size_t)c * h * w;
     for (int s = 0; s < n; s += r->pn) {
         int b = n - s < r->pn ? n - s : r->pn;
@@ -135,6 +141,8 @@ static int run(runner *r, const float *x, int n, int c, int h, int w, outs *o)
                 return -1;
             memcpy(o->map + (size_t)s * mc * mh * mw, mp, (size_t)b * mc * mh * mw * sizeof(float));
         }
+        if (o->cam && kd_model_cam(m, o->cam + (size_t)s * ck * ch * cw))
+            return -1;
     }
     if (o->emb && E)
         l2norm(o->emb, n, E);
@@ -158,48 +166,24 @@ static int parse_floats(const char *opt, const char *s, float *v)
 
 /* ------------------------------------------------------------ stream mode */
 
+/* The index of a view named on --views: its trailing number, else its position. */
 static int view_index(const char *name, int pos)
 {
-    size_t l = strlen(name), k = l;
-    while (k > 0 && isdigit((unsigned char)name[k - 1]))
-        k--;
-    return k < l ? atoi(name + k) : pos;
+    kd_name_family f;
+    int i;
+    return kd_name_split(name, NULL, 0, &f, &i) ? pos : i;
 }
 
-/* Output and report of both stream modes. */
+/* Both stream modes' input and output. */
 static kd_writer *open_output(const char *out, int deflate, kd_reader **rd, const char *in)
 {
-    if (!strcmp(out, "-") && isatty(1))
-        kd_usage("refusing to write a binary stream to a terminal; use -o FILE or a pipe");
-    *rd = kd_reader_open(in);
-    if (!*rd)
+    kd_writer *wr;
+    int rc = kd_filter_open(in, out, deflate, rd, &wr);
+    if (rc == -2)
+        kd_usage("%s", kd_err_get());
+    if (rc)
         kd_die_err();
-    kd_writer *wr = kd_writer_open(out, deflate ? KD_W_DEFLATE : 0);
-    if (!wr) {
-        kd_reader_close(*rd);
-        kd_die_err();
-    }
     return wr;
-}
-
-static void report(const char *out, long long frames, long long images, double t0)
-{
-    if (!strcmp(out, "-")) /* stdout is the stream */
-        return;
-    kd_json j;
-    kd_json_begin(&j, stdout);
-    kd_json_int(&j, "frames", frames);
-    kd_json_int(&j, "images", images);
-    kd_json_num(&j, "images_per_s", images / (kd_now() - t0 + 1e-9));
-    kd_json_end(&j);
-}
-
-/* The run's length in frames when the first frame announces it, else -1. */
-static int64_t frames_due(const kd_frame *f)
-{
-    int64_t ep = kd_frame_meta_i64(f, KD_META_EPOCHS, -1), nb = kd_frame_meta_i64(f, KD_META_BATCHES, -1);
-    int64_t e0 = kd_frame_meta_i64(f, KD_META_EPOCH, 0), b0 = kd_frame_meta_i64(f, KD_META_BATCH, 0);
-    return ep > 0 && nb > 0 && e0 >= 0 && e0 < ep && b0 >= 0 ? (ep - e0) * nb - b0 : -1;
 }
 
 static int stream_mode(runner *r, const char *in, const char *out, const char *views, const char *prefix,
@@ -241,19 +225,7 @@ static int stream_mode(runner *r, const char *in, const char *out, const char *v
         int nv = nviews, nadd = 0;
         char fv[64][KD_NAME_MAX];
         if (!views) { /* every viewN of this frame */
-            nv = 0;
-            for (int i = 0; i < f.n && nv < 64; i++) {
-                const char *nm = f.t[i].name;
-                const char *vf = kd_name_family_str(KD_NAME_VIEW);
-                size_t vl = strlen(vf);
-                if (!strncmp(nm, vf, vl) && nm[vl]) {
-                    int digits = 1;
-                    for (const char *p = nm + vl; *p; p++)
-                        digits &= isdigit((unsigned char)*p) != 0;
-                    if (digits)
-                        snprintf(fv[nv++], KD_NAME_MAX, "%s", nm);
-                }
-            }
+            nv = kd_filter_views(&f, fv, 64);
             if (!nv) {
                 kd_err_set("%s: frame %lld has no view tensors (view0, view1, ...)", in, frames);
                 goto fail;
@@ -283,7 +255,7 @@ static int stream_mode(runner *r, const char *in, const char *out, const char *v
                 goto fail;
             int idx = view_index(fv[v], v);
             char nm[KD_NAME_MAX + 32];
-            outs o = {0, 0, 0, 0};
+            outs o = {0, 0, 0, 0, 0};
             int64_t d2[2] = {n, 0};
             /* adding tensors may move t's array: look the view up again after */
             if (E) {
@@ -325,6 +297,18 @@ static int stream_mode(runner *r, const char *in, const char *out, const char *v
                 memcpy(added[nadd++], a->name, KD_NAME_MAX);
                 o.map = a->data;
             }
+            if (r->cam) {
+                int ck, ch, cw;
+                if (kd_model_cam_shape(m, &ck, &ch, &cw))
+                    goto fail;
+                kd_name(nm, sizeof nm, KD_NAME_CAM, prefix, idx);
+                int64_t d4[4] = {n, ck, ch, cw};
+                kd_tensor *a = kd_frame_add(&f, nm, KD_F32, 4, d4);
+                if (!a)
+                    goto fail;
+                memcpy(added[nadd++], a->name, KD_NAME_MAX);
+                o.cam = a->data;
+            }
             /* the frame's tensor array may have been reallocated */
             t = kd_frame_get(&f, fv[v]);
             if (run(r, t->data, n, c, h, w, &o))
@@ -334,7 +318,7 @@ static int stream_mode(runner *r, const char *in, const char *out, const char *v
         if ((cache && kd_tcache_put(cache, &f, frames, added, nadd)) || kd_writer_put(wr, &f))
             goto fail;
         if (++frames == 1)
-            due = frames_due(&f);
+            due = kd_filter_frames_due(&f);
         double dt = kd_now() - t0 + 1e-9;
         kd_progress_run(std, (long)frames, (long)due, frames / dt, "frames", "%lld images, %.0f images/s", images,
                         images / dt);
@@ -351,7 +335,7 @@ static int stream_mode(runner *r, const char *in, const char *out, const char *v
     kd_frame_free(&f);
     if (kd_writer_close(wr))
         kd_die_err();
-    report(out, frames, images, t0);
+    kd_filter_report(out, frames, images, t0);
     return 0;
 fail:
     kd_progress_end(std);
@@ -385,7 +369,7 @@ static int cache_mode(const char *cpath, const char *in, const char *out, int de
         if (kd_writer_put(wr, &f))
             goto fail;
         if (++frames == 1)
-            due = frames_due(&f);
+            due = kd_filter_frames_due(&f);
         double dt = kd_now() - t0 + 1e-9;
         kd_progress_run(std, (long)frames, (long)due, frames / dt, "frames", "%lld images from the cache", images);
     }
@@ -397,7 +381,7 @@ static int cache_mode(const char *cpath, const char *in, const char *out, int de
     kd_tcache_close(c);
     if (kd_writer_close(wr))
         kd_die_err();
-    report(out, frames, images, t0);
+    kd_filter_report(out, frames, images, t0);
     return 0;
 fail:
     kd_progress_end(std);
@@ -468,7 +452,7 @@ static int features_mode(runner *r, const char *model_path, const char *ds, cons
             kd_aug_from_u8(px + (size_t)i * per, H, W, C, x + (size_t)i * per, C);
             kd_aug_normalize(x + (size_t)i * per, C, H * W, mean, sd);
         }
-        outs ou = {NULL, feat, logits, NULL};
+        outs ou = {NULL, feat, logits, NULL, NULL};
         if (run(r, x, b, C, H, W, &ou))
             goto fail;
         if (kd_h5_append(&o, "features", KD_F32, feat, b) || (K && kd_h5_append(&o, "logits", KD_F32, logits, b)) ||
@@ -512,7 +496,7 @@ int main(int argc, char **argv)
     kd_cli_init(argv[0], help, &std);
     const char *model = NULL, *views = NULL, *prefix = KD_TEACHER_PREFIX, *maps = NULL, *features = NULL, *out = "-";
     const char *save_cache = NULL, *from_cache = NULL;
-    int batch = 128, deflate = 0, want_feat = 1, nmean = 0, nstd = 0, live_opt = 0; /* live_opt: an option only a model uses */
+    int batch = 128, deflate = 0, want_feat = 1, cam = 0, nmean = 0, nstd = 0, live_opt = 0; /* live_opt: an option only a model uses */
     long long limit = -1;
     float mean[3], sd[3];
     int opt;
@@ -530,6 +514,7 @@ int main(int argc, char **argv)
             break;
         case OPT_MAPS: maps = optarg; break;
         case OPT_NOFEAT: want_feat = 0, live_opt = 1; break;
+        case OPT_CAM: cam = 1, live_opt = 1; break;
         case OPT_FEATURES: features = optarg; break;
         case OPT_MEAN: nmean = parse_floats("--mean", optarg, mean); break;
         case OPT_STD: nstd = parse_floats("--std", optarg, sd); break;
@@ -549,7 +534,7 @@ int main(int argc, char **argv)
             kd_usage("--from-cache replaces the model: give -m or --from-cache, not both");
         if (save_cache || features || views || maps || live_opt || nmean || nstd || limit > 0)
             kd_usage("--from-cache adds what the cache holds; --save-cache, --features, --views, --prefix, --maps, "
-                     "--no-feat, --batch, --mean, --std and --limit need a model");
+                     "--no-feat, --cam, --batch, --mean, --std and --limit need a model");
         return cache_mode(from_cache, optind < argc ? argv[optind] : "-", out, deflate, &std);
     }
     if (!model && save_cache)
@@ -560,13 +545,13 @@ int main(int argc, char **argv)
         kd_usage("--save-cache applies to stream mode only (a features file already keeps what the model computed)");
     if (features && optind < argc)
         kd_usage("--features takes no stream argument");
-    if (features && (views || maps))
-        kd_usage("--views and --maps apply to stream mode only");
+    if (features && (views || maps || cam))
+        kd_usage("--views, --maps and --cam apply to stream mode only");
     kd_gemm_init(std.threads);
     kd_model *m = kd_model_load(model);
     if (!m)
         kd_die_err();
-    runner r = {m, batch, 0, 0, 0, 0};
+    runner r = {.m = m, .batch = batch, .cam = cam};
     if (maps) {
         if (!strcmp(maps, "last"))
             r.maps = kd_model_nstages(m);
@@ -575,6 +560,12 @@ int main(int argc, char **argv)
         if (r.maps > kd_model_nstages(m))
             kd_usage("--maps: %s has stages 1..%d", kd_model_opts(m)->arch, kd_model_nstages(m));
         kd_model_keep_stage(m, r.maps);
+    }
+    if (cam) { /* the CAM reads the last stage map after the classifier ran */
+        int ck, ch, cw;
+        if (kd_model_cam_shape(m, &ck, &ch, &cw))
+            kd_die_err();
+        kd_model_keep_stage(m, kd_model_nstages(m));
     }
     kd_model_set_eval_only(m, 1);
     int64_t crc = -1;

@@ -46,13 +46,17 @@
 #include "kd_tensor.h"
 
 /* ---- options ---- */
-typedef enum { KD_LOPT_INT, KD_LOPT_FLOAT, KD_LOPT_U64 } kd_lopt_type;
+/* KD_LOPT_STR: a char[KD_LOPT_STR_MAX] field, for a word or a list that the
+ * module checks and parses itself in init (msd-space logits|feat,
+ * msd-scales 1,2,4); min and max are unused. */
+typedef enum { KD_LOPT_INT, KD_LOPT_FLOAT, KD_LOPT_U64, KD_LOPT_STR } kd_lopt_type;
+#define KD_LOPT_STR_MAX 32
 typedef struct {
     const char *name;  /* command-line spelling: --NAME V or --loss-opt LOSS.NAME=V */
-    kd_lopt_type type; /* int, float or uint64_t field at off */
+    kd_lopt_type type; /* int, float, uint64_t or char[KD_LOPT_STR_MAX] field at off */
     size_t off;        /* offsetof(the module's option struct, field) */
     const char *def;   /* default, as the user would type it */
-    double min, max;   /* accepted range */
+    double min, max;   /* accepted range (numbers) */
     const char *help;
 } kd_loss_opt;
 

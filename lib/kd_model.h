@@ -113,6 +113,27 @@ int kd_model_backward_dout(kd_model *m, const kd_model_dout *g);
 int kd_model_backward(kd_model *m, const float *d_features, const float *d_logits,
                       const float *d_embedding, const float *d_map);
 
+/* Class-activation maps of the last forward: the classifier applied at
+ * every position of the last stage map, cam [n,K,h,w] for the n images of
+ * that forward (its average over h x w is the logits, up to rounding).
+ * -1 with kd_err when the model has no classifier or its classifier is not
+ * one linear map of the pooled last stage (mobilenet_v3_large's is two), or
+ * (kd_model_cam) when no forward ran.  _shape works before any forward, with
+ * h, w those of the planned input size. */
+int kd_model_cam_shape(const kd_model *m, int *K, int *h, int *w);
+int kd_model_cam(const kd_model *m, float *cam);
+
+/* The linear classifier, logits = W features + b, as pointers into the
+ * parameter and gradient slabs: W [K,D], b [K] (NULL when it has none).
+ * For losses that apply the classifier elsewhere than on the pooled
+ * features (class-activation maps, region logits) and train it there.  A
+ * dropout between the features and the classifier is looked through (the
+ * classifier is still linear in the features).  -1 with kd_err when the
+ * model has no classifier or it is not one linear layer on the pooled
+ * features (mobilenet_v3_large's two-layer classifier): the same check as
+ * kd_model_cam's. */
+int kd_model_classifier(kd_model *m, float **W, float **b, float **dW, float **db);
+
 /* Multiply-accumulates of one forward of one image at h x w (for GFLOP/s). */
 double kd_model_flops(const kd_model *m, int h, int w);
 

@@ -49,4 +49,10 @@ char *kd_name(char *buf, size_t size, kd_name_family f, const char *prefix, int 
 /* The bare family name ("view", "emb", ...). */
 const char *kd_name_family_str(kd_name_family f);
 
+/* The inverse of kd_name: split "t.cam0" into prefix "t." (into prefix,
+ * psize bytes; NULL: not wanted), family KD_NAME_CAM and index 0.  The name
+ * must end in a family name and decimal digits.  0, or -1 (no kd_err)
+ * when name is not of that form or the prefix does not fit. */
+int kd_name_split(const char *name, char *prefix, size_t psize, kd_name_family *f, int *i);
+
 #endif

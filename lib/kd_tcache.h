@@ -16,7 +16,7 @@
 #include "kd_tensor.h"
 
 #define KD_TCACHE_KIND "teacher-cache"
-/* Most tensors one frame may add (teacher-extract adds 4 per view). */
+/* Most tensors one frame may add (teacher-extract adds up to 5 per view). */
 #define KD_TCACHE_MAX_TENSORS 256
 
 typedef struct kd_tcache kd_tcache;

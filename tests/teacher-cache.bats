@@ -150,3 +150,16 @@ EOF
     assert_output --partial "--from-cache adds what the cache holds"
     [ ! -e "$T/o.kdt" ] && [ ! -e "$T/x.h5" ] && [ ! -e "$T/f.h5" ]
 }
+
+@test "--cam through the cache: the cache keeps t.cam{i}, --from-cache gives the live bytes back" {
+    "$TE" -m "$T/r20.h5" --cam --save-cache "$T/cc.h5" "$T/s.kdt" -o "$T/clive.kdt" >/dev/null
+    run h5ls -r "$T/cc.h5"
+    assert_output --partial "/tensors/t.cam0          Dataset {96/Inf, 10, 7, 7}"
+    assert_output --partial "/tensors/t.cam1          Dataset {96/Inf, 10, 7, 7}"
+    run "$TE" --from-cache "$T/cc.h5" "$T/s.kdt" -o "$T/cfc.kdt"
+    assert_success
+    cmp "$T/clive.kdt" "$T/cfc.kdt"
+    run "$TE" --from-cache "$T/c.h5" --cam "$T/s.kdt" -o "$T/o.kdt"
+    assert_failure 2
+    assert_output --partial "--no-feat, --cam, --batch, --mean, --std and --limit need a model"
+}

@@ -194,3 +194,45 @@ assert set(a)==set(b) and all(torch.equal(a[k],b[k]) for k in a)" "$T/tv.pt" "$T
     "$TE" -m "$T/r20.h5" --features "$FM" --limit 40 -o "$T/f.h5" 2>"$T/err" >/dev/null
     [ ! -s "$T/err" ]
 }
+
+@test "--cam: t.cam{i} [B,K,h,w], whose average over h x w is t.logits{i}, also in chunks of --batch" {
+    KDT="$BATS_TEST_DIRNAME/../examples"
+    "$MI" --arch mobilenet_v2 --in-channels 1 --num-classes 10 -o "$T/mv2.h5" >/dev/null
+    run "$TE" -m "$T/r20.h5" --cam --batch 6 "$T/s.kdt" -o "$T/cam.kdt"
+    assert_success
+    "$TE" -m "$T/mv2.h5" --cam --prefix m. "$T/cam.kdt" -o "$T/cam2.kdt" >/dev/null
+    run /usr/bin/python3 - "$KDT" "$T/cam2.kdt" <<'PY'
+import sys
+sys.path.insert(0, sys.argv[1])
+import kdt
+import numpy as np
+n = 0
+for meta, t in kdt.read_frames(open(sys.argv[2], 'rb')):
+    for p, shape in (('t.', (16, 10, 7, 7)), ('m.', (16, 10, 1, 1))):
+        for i in (0, 1):
+            cam, lg = t['%scam%d' % (p, i)], t['%slogits%d' % (p, i)]
+            assert cam.shape == shape and cam.dtype == np.float32, (p, cam.shape)
+            err = np.abs(cam.astype(np.float64).mean((2, 3)) - lg).max() / np.abs(lg).max()
+            assert err < 1e-5, (p, i, err)
+            assert np.ptp(cam) > 0.1 * np.abs(lg).max()  # not a constant map
+            n += 1
+print("checked", n)
+PY
+    assert_success
+    assert_output "checked 8"
+}
+
+@test "--cam refuses a model without a classifier or with a nonlinear one; --cam is for stream mode" {
+    "$MI" --arch resnet20 --in-channels 1 --head mlp:32:16 -o "$T/nohead.h5" >/dev/null
+    run "$TE" -m "$T/nohead.h5" --cam "$T/s.kdt" -o "$T/o.kdt"
+    assert_failure 1
+    assert_output "teacher-extract: model: resnet20 has no classifier: no class-activation map"
+    "$MI" --arch mobilenet_v3_large --in-channels 1 --num-classes 10 -o "$T/mv3.h5" >/dev/null
+    run "$TE" -m "$T/mv3.h5" --cam "$T/s.kdt" -o "$T/o.kdt"
+    assert_failure 1
+    assert_output "teacher-extract: model: mobilenet_v3_large's classifier is not one linear map of the pooled last stage: no class-activation map"
+    run "$TE" -m "$T/r20.h5" --cam --features "$FM" -o "$T/f.h5"
+    assert_failure 2
+    assert_output --partial "teacher-extract: --views, --maps and --cam apply to stream mode only"
+    [ ! -e "$T/o.kdt" ] && [ ! -e "$T/f.h5" ]
+}

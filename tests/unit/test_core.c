@@ -1,5 +1,6 @@
 /* Unit tests of the foundation: GEMM against its naive reference, the RNG,
- * the stream codec, and the HDF5 helpers (round trips and refusals). */
+ * the stream codec, the HDF5 helpers (round trips and refusals), and the
+ * stream names. */
 #include <blis.h>
 #include <omp.h>
 #include <stdlib.h>
@@ -10,6 +11,7 @@
 #include "kd_file.h"
 #include "kd_gemm.h"
 #include "kd_h5.h"
+#include "kd_names.h"
 #include "kd_rng.h"
 #include "kd_stream.h"
 #include "kd_test.h"
@@ -251,9 +253,35 @@ static void test_h5(void)
     KD_CHECK(kd_h5_open(&h, path, NULL) == -1 && strstr(kd_err_get(), "No such file"), "missing refused");
 }
 
+/* kd_name_split inverts kd_name for every family and refuses what is not a name */
+static void test_names(void)
+{
+    int ok = 1;
+    for (int f = 0; f < KD_NAME_NFAMILIES; f++) {
+        char nm[KD_NAME_MAX], pre[16];
+        kd_name_family g;
+        int i;
+        kd_name(nm, sizeof nm, (kd_name_family)f, f % 2 ? "s." : NULL, 12);
+        ok &= !kd_name_split(nm, pre, sizeof pre, &g, &i) && (int)g == f && i == 12 &&
+              !strcmp(pre, f % 2 ? "s." : f == KD_NAME_VIEW ? "" : KD_TEACHER_PREFIX);
+    }
+    KD_CHECK(ok, "kd_name_split(kd_name(f, prefix, 12)) gives f, the prefix and 12 for every family");
+    kd_name_family g;
+    int i;
+    char pre[3];
+    KD_CHECK(!kd_name_split("t.msdw3", pre, sizeof pre, &g, &i) && g == KD_NAME_MSDW && i == 3 &&
+                 !kd_name_split("t.msd3", NULL, 0, &g, &i) && g == KD_NAME_MSD,
+             "t.msdw3 is msdw, t.msd3 msd");
+    KD_CHECK(kd_name_split("t.cam", pre, sizeof pre, &g, &i) == -1 && kd_name_split("label", pre, sizeof pre, &g, &i) == -1 &&
+                 kd_name_split("t.bogus0", pre, sizeof pre, &g, &i) == -1 &&
+                 kd_name_split("teacher.cam0", pre, sizeof pre, &g, &i) == -1,
+             "refused: no index, no family, a prefix longer than the buffer");
+}
+
 int main(void)
 {
     kd_gemm_init(0);
+    test_names();
     test_gemm();
     test_rng();
     test_stream();
