@@ -166,6 +166,20 @@ static int parse_floats(const char *opt, const char *s, float *v)
 
 /* ------------------------------------------------------------ stream mode */
 
+/* Add family fam of view idx to f, its name to added[*nadd]; its data, or
+ * NULL with kd_err. */
+static float *add_out(kd_frame *f, kd_name_family fam, const char *prefix, int idx, const int64_t *dims, int rank,
+                      char (*added)[KD_NAME_MAX], int *nadd)
+{
+    char nm[KD_NAME_MAX + 32];
+    kd_name(nm, sizeof nm, fam, prefix, idx);
+    kd_tensor *a = kd_frame_add(f, nm, KD_F32, rank, dims);
+    if (!a)
+        return NULL;
+    memcpy(added[(*nadd)++], a->name, KD_NAME_MAX);
+    return a->data;
+}
+
 /* The index of a view named on --views: its trailing number, else its position. */
 static int view_index(const char *name, int pos)
 {
@@ -254,61 +268,19 @@ static int stream_mode(runner *r, const char *in, const char *out, const char *v
             if (runner_fit(r, n, h, w))
                 goto fail;
             int idx = view_index(fv[v], v);
-            char nm[KD_NAME_MAX + 32];
             outs o = {0, 0, 0, 0, 0};
-            int64_t d2[2] = {n, 0};
+            int mc = 0, mh = 0, mw = 0, ck = 0, ch = 0, cw = 0;
+            if ((r->maps && !kd_model_stage_map(m, r->maps, &mc, &mh, &mw)) ||
+                (r->cam && kd_model_cam_shape(m, &ck, &ch, &cw)))
+                goto fail;
             /* adding tensors may move t's array: look the view up again after */
-            if (E) {
-                kd_name(nm, sizeof nm, KD_NAME_EMB, prefix, idx);
-                d2[1] = E;
-                kd_tensor *a = kd_frame_add(&f, nm, KD_F32, 2, d2);
-                if (!a)
-                    goto fail;
-                memcpy(added[nadd++], a->name, KD_NAME_MAX);
-                o.emb = a->data;
-            }
-            if (want_feat) {
-                kd_name(nm, sizeof nm, KD_NAME_FEAT, prefix, idx);
-                d2[1] = D;
-                kd_tensor *a = kd_frame_add(&f, nm, KD_F32, 2, d2);
-                if (!a)
-                    goto fail;
-                memcpy(added[nadd++], a->name, KD_NAME_MAX);
-                o.feat = a->data;
-            }
-            if (K) {
-                kd_name(nm, sizeof nm, KD_NAME_LOGITS, prefix, idx);
-                d2[1] = K;
-                kd_tensor *a = kd_frame_add(&f, nm, KD_F32, 2, d2);
-                if (!a)
-                    goto fail;
-                memcpy(added[nadd++], a->name, KD_NAME_MAX);
-                o.logits = a->data;
-            }
-            if (r->maps) {
-                int mc, mh, mw;
-                if (!kd_model_stage_map(m, r->maps, &mc, &mh, &mw))
-                    goto fail;
-                kd_name(nm, sizeof nm, KD_NAME_MAP, prefix, idx);
-                int64_t d4[4] = {n, mc, mh, mw};
-                kd_tensor *a = kd_frame_add(&f, nm, KD_F32, 4, d4);
-                if (!a)
-                    goto fail;
-                memcpy(added[nadd++], a->name, KD_NAME_MAX);
-                o.map = a->data;
-            }
-            if (r->cam) {
-                int ck, ch, cw;
-                if (kd_model_cam_shape(m, &ck, &ch, &cw))
-                    goto fail;
-                kd_name(nm, sizeof nm, KD_NAME_CAM, prefix, idx);
-                int64_t d4[4] = {n, ck, ch, cw};
-                kd_tensor *a = kd_frame_add(&f, nm, KD_F32, 4, d4);
-                if (!a)
-                    goto fail;
-                memcpy(added[nadd++], a->name, KD_NAME_MAX);
-                o.cam = a->data;
-            }
+            if ((E && !(o.emb = add_out(&f, KD_NAME_EMB, prefix, idx, (int64_t[]){n, E}, 2, added, &nadd))) ||
+                (want_feat && !(o.feat = add_out(&f, KD_NAME_FEAT, prefix, idx, (int64_t[]){n, D}, 2, added, &nadd))) ||
+                (K && !(o.logits = add_out(&f, KD_NAME_LOGITS, prefix, idx, (int64_t[]){n, K}, 2, added, &nadd))) ||
+                (r->maps &&
+                 !(o.map = add_out(&f, KD_NAME_MAP, prefix, idx, (int64_t[]){n, mc, mh, mw}, 4, added, &nadd))) ||
+                (r->cam && !(o.cam = add_out(&f, KD_NAME_CAM, prefix, idx, (int64_t[]){n, ck, ch, cw}, 4, added, &nadd))))
+                goto fail;
             /* the frame's tensor array may have been reallocated */
             t = kd_frame_get(&f, fv[v]);
             if (run(r, t->data, n, c, h, w, &o))

@@ -73,7 +73,8 @@ void kd_ssa_forward(const kd_ssa *s, const float *x, float *y, int32_t *idx, flo
         float *wb = wt + (size_t)b * n * k;
         to_pos(xb, C, n, vt);
         kd_l2norm_forward(vt, st, xn, n, C);
-        kd_gemm(0, 1, n, n, C, 1.0f, st, C, st, C, 0.0f, G, n);
+        /* one image's similarities are a small product: threading it costs more than it saves */
+        kd_gemm_serial(0, 1, n, n, C, 1.0f, st, C, st, C, 0.0f, G, n);
         memset(vt, 0, nc * sizeof(float));
         for (int i = 0; i < n; i++) {
             select_row(G + (size_t)i * n, n, i, k, ib + (size_t)i * k);
