@@ -42,7 +42,7 @@ print('identical' if not bad else 'differ: %s' % bad[:3])" "$1" "$2"
     assert_failure 2
     run "$DS" --loss nope:1 -m sup.h5 -o out.h5
     assert_failure 2
-    assert_output --partial "unknown loss 'nope' (known: ce moco disco seed)"
+    assert_output --partial "unknown loss 'nope' (known: ce moco disco seed kd dkd)"
     run "$DS" --method ce --schedule linear -m sup.h5 -o out.h5
     assert_failure 2
 }

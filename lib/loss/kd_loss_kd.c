@@ -18,7 +18,7 @@ typedef struct {
 
 /* kd-t, not t or temperature: other losses have temperatures of their own */
 static const kd_loss_opt kd_optv[] = {
-    {"kd-t", KD_LOPT_FLOAT, offsetof(kd_opts, t), "4", 1e-3, 1e3, "temperature T (RepDistiller's default)"},
+    {"kd-t", KD_LOPT_FLOAT, offsetof(kd_opts, t), "4", 1e-3, 1e3, "temperature T"},
     {0}};
 
 typedef struct {
