@@ -262,7 +262,7 @@ print('sum ok')"
     assert_success
     help="$output"
     names=$(echo "$help" | sed -n '/^The losses and their options:/,/^Optimiser/p' | awk '/^  [a-z]/ {print $1}')
-    [ "$(echo $names)" = "ce moco disco seed" ]
+    [ "$(echo $names)" = "ce moco disco seed kd dkd" ]
     for n in $names; do
         grep -q "^\.B $n\$" "$BATS_TEST_DIRNAME/../man/man1/distill-step.1"
         run "$DS" --method "$n" -m sup.h5 -o x.h5 < /dev/null

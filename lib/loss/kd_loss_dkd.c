@@ -9,9 +9,7 @@
  * frame's epoch e is mdistiller's e + 1, so the first epoch trains at
  * 1/warmup, not 0.  The CE term is the ce loss: `--loss ce:1,dkd:1`. */
 #include <stddef.h>
-#include <stdlib.h>
 
-#include "kd_err.h"
 #include "kd_loss.h"
 #include "kd_loss_teacher.h"
 #include "kd_names.h"
@@ -30,46 +28,30 @@ static const kd_loss_opt dkd_optv[] = {
     {0}};
 
 typedef struct {
+    kd_logit_loss base; /* first */
     dkd_opts o;
-    char instance[48];
-    int K;
-    double *work; /* [2K] */
 } dkd_state;
-
-static void dkd_free(void *st)
-{
-    dkd_state *s = st;
-    if (s)
-        free(s->work);
-    free(s);
-}
 
 static void *dkd_init(kd_loss_init *c)
 {
-    int K = kd_teacher_logits_init(c, 1);
-    if (K < 0 || kd_loss_need_tensor(c, KD_NAME_LABEL, KD_I32, 1, "a labelled dataset through augment"))
+    if (kd_loss_need_tensor(c, KD_NAME_LABEL, KD_I32, 1, "a labelled dataset through augment"))
         return NULL;
-    dkd_state *s = calloc(1, sizeof *s);
-    if (!s || !(s->work = malloc(sizeof(double) * 2 * (size_t)K))) {
-        kd_err_set("loss %s: out of memory", c->instance);
-        dkd_free(s);
-        return NULL;
-    }
-    s->o = *(const dkd_opts *)c->opts;
-    snprintf(s->instance, sizeof s->instance, "%s", c->instance);
-    s->K = K;
+    dkd_state *s = kd_logit_loss_new(c, sizeof *s);
+    if (s)
+        s->o = *(const dkd_opts *)c->opts;
     return s;
 }
 
 static int dkd_compute(void *st, kd_loss_batch *b, float weight, double *loss)
 {
     dkd_state *s = st;
-    const float *zt = kd_teacher_logits(b, s->instance, b->view, s->K);
-    if (!zt || kd_check_labels(b, s->instance, s->K))
+    const kd_logit_loss *l = &s->base;
+    const float *zt = kd_teacher_logits(b, l->instance, b->view, l->K);
+    if (!zt || kd_check_labels(b, l->instance, l->K))
         return -1;
     double f = kd_dkd_warmup(b->epoch, s->o.warmup);
-    *loss = f * kd_dkd_loss(b->logits, zt, b->label, b->n, s->K, s->o.t, s->o.alpha, s->o.beta, (float)(weight * f),
-                            b->d_logits, s->work);
+    *loss = f * kd_dkd_loss(b->logits, zt, b->label, b->n, l->K, s->o.t, s->o.alpha, s->o.beta, (float)(weight * f),
+                            b->d_logits, l->work);
     return 0;
 }
 
@@ -82,5 +64,5 @@ const kd_loss_module kd_loss_dkd = {
     .opts_size = sizeof(dkd_opts),
     .init = dkd_init,
     .compute = dkd_compute,
-    .free = dkd_free,
+    .free = kd_logit_loss_free,
 };

@@ -6,9 +6,7 @@
  * weights are the loss weights: RepDistiller's recipe is
  * `--loss ce:0.1,kd:0.9`. */
 #include <stddef.h>
-#include <stdlib.h>
 
-#include "kd_err.h"
 #include "kd_loss.h"
 #include "kd_loss_teacher.h"
 
@@ -22,44 +20,25 @@ static const kd_loss_opt kd_optv[] = {
     {0}};
 
 typedef struct {
+    kd_logit_loss base; /* first */
     kd_opts o;
-    char instance[48];
-    int K;
-    double *work; /* [2K] */
 } kd_state;
-
-static void kd_free(void *st)
-{
-    kd_state *s = st;
-    if (s)
-        free(s->work);
-    free(s);
-}
 
 static void *kd_init(kd_loss_init *c)
 {
-    int K = kd_teacher_logits_init(c, 1);
-    if (K < 0)
-        return NULL;
-    kd_state *s = calloc(1, sizeof *s);
-    if (!s || !(s->work = malloc(sizeof(double) * 2 * (size_t)K))) {
-        kd_err_set("loss %s: out of memory", c->instance);
-        kd_free(s);
-        return NULL;
-    }
-    s->o = *(const kd_opts *)c->opts;
-    snprintf(s->instance, sizeof s->instance, "%s", c->instance);
-    s->K = K;
+    kd_state *s = kd_logit_loss_new(c, sizeof *s);
+    if (s)
+        s->o = *(const kd_opts *)c->opts;
     return s;
 }
 
 static int kd_compute(void *st, kd_loss_batch *b, float weight, double *loss)
 {
     kd_state *s = st;
-    const float *zt = kd_teacher_logits(b, s->instance, b->view, s->K);
+    const float *zt = kd_teacher_logits(b, s->base.instance, b->view, s->base.K);
     if (!zt)
         return -1;
-    *loss = kd_kd_loss(b->logits, zt, b->n, s->K, s->o.t, weight, b->d_logits, s->work);
+    *loss = kd_kd_loss(b->logits, zt, b->n, s->base.K, s->o.t, weight, b->d_logits, s->base.work);
     return 0;
 }
 
@@ -72,5 +51,5 @@ const kd_loss_module kd_loss_kd = {
     .opts_size = sizeof(kd_opts),
     .init = kd_init,
     .compute = kd_compute,
-    .free = kd_free,
+    .free = kd_logit_loss_free,
 };
