@@ -177,4 +177,21 @@ double kd_seed_loss(const float *s_raw, const float *t, const float *queue, int 
                     float tau_t, float weight, float *d_s_raw, float *sn, float *snorm, double *pt, double *ps,
                     float *dsn, double *acc);
 
+/* KD (Hinton; as RepDistiller's DistillKL): T^2 * mean_b KL(softmax(zt/T) ||
+ * softmax(zs/T)) over logits [n,K], in double.  Adds weight * dL/dzs into
+ * d (NULL: loss only).  Scratch: work [2K] double. */
+double kd_kd_loss(const float *zs, const float *zt, int n, int K, float T, float weight, float *d, double *work);
+
+/* DKD (as mdistiller's dkd_loss): with p = softmax(z/T), b = [p_y, 1-p_y],
+ * TCKD = KL(b_t || b_s), NCKD = KL(q_t || q_s) with q = softmax(z/T - 1000
+ * [k = y]); returns T^2 * mean_b (alpha TCKD + beta NCKD) and adds
+ * weight * dL/dzs into d (NULL: loss only).  y [n] in 0..K-1.  Scratch:
+ * work [2K] double.  The warm-up factor is the caller's. */
+double kd_dkd_loss(const float *zs, const float *zt, const int32_t *y, int n, int K, float T, float alpha,
+                   float beta, float weight, float *d, double *work);
+
+/* mdistiller's DKD warm-up min(epoch / warmup, 1), whose epochs count from
+ * 1: the frame's 0-based epoch e is its epoch e + 1.  warmup >= 1. */
+double kd_dkd_warmup(long epoch, int warmup);
+
 #endif

@@ -5,6 +5,7 @@
 
 #include "kd_err.h"
 #include "kd_loss.h"
+#include "kd_loss_teacher.h"
 #include "kd_names.h"
 
 typedef struct {
@@ -32,11 +33,8 @@ static void *ce_init(kd_loss_init *c)
 static int ce_compute(void *st, kd_loss_batch *b, float weight, double *loss)
 {
     ce_state *s = st;
-    for (int i = 0; i < b->n; i++)
-        if (b->label[i] < 0 || b->label[i] >= s->K) {
-            kd_err_set("loss ce: label %d outside the model's %d classes", b->label[i], s->K);
-            return -1;
-        }
+    if (kd_check_labels(b, "ce", s->K))
+        return -1;
     *loss = kd_softmax_ce(b->logits, b->label, b->n, s->K, weight, b->d_logits);
     return 0;
 }

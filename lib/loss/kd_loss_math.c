@@ -203,3 +203,101 @@ double kd_seed_loss(const float *s_raw, const float *t, const float *queue, int 
     }
     return loss / n;
 }
+
+/* log softmax(z/T - 1000 [k == mask]) of one row in double; mask -1: none.
+ * mdistiller's non-target distribution subtracts 1000 from the target
+ * class's tempered logit rather than dropping it; doing the same keeps its
+ * numbers (in double e^-1000 is 0, so the class then has probability 0
+ * unless the others trail it by ~1000). */
+static void log_softmax_t(const float *z, int K, double inv_t, int mask, double *lp)
+{
+    double mx = -INFINITY, s = 0;
+    for (int k = 0; k < K; k++) {
+        lp[k] = z[k] * inv_t - (k == mask ? 1000.0 : 0.0);
+        mx = lp[k] > mx ? lp[k] : mx;
+    }
+    for (int k = 0; k < K; k++)
+        s += exp(lp[k] - mx);
+    double lse = mx + log(s);
+    for (int k = 0; k < K; k++)
+        lp[k] -= lse;
+}
+
+/* KL(p_t || p_s) of one row from the two log-distributions, 0 log 0 = 0
+ * as PyTorch's kl_div; g (may be NULL) += sc * dKL/du_s = sc * (p_s - p_t),
+ * u_s the tempered student logits. */
+static double kl_row(const double *lt, const double *ls, int K, double sc, float *g)
+{
+    double kl = 0;
+    for (int k = 0; k < K; k++) {
+        double pt = exp(lt[k]);
+        if (pt > 0)
+            kl += pt * (lt[k] - ls[k]);
+        if (g)
+            g[k] += (float)(sc * (exp(ls[k]) - pt));
+    }
+    return kl;
+}
+
+double kd_kd_loss(const float *zs, const float *zt, int n, int K, float T, float weight, float *d, double *work)
+{
+    double *lt = work, *ls = work + K, inv_t = 1.0 / T, l = 0;
+    /* d/dz = (T^2 / n) (1/T) dKL/du */
+    double sc = (double)weight * T / n;
+    for (int i = 0; i < n; i++) {
+        log_softmax_t(zt + (size_t)i * K, K, inv_t, -1, lt);
+        log_softmax_t(zs + (size_t)i * K, K, inv_t, -1, ls);
+        l += kl_row(lt, ls, K, sc, d ? d + (size_t)i * K : NULL);
+    }
+    return (double)T * T * l / n;
+}
+
+/* log sum_{k != y} exp(lp[k]): log(1 - p_y) without the cancellation of
+ * 1 - p_y, which a confident row (p_y = 1 - 1e-9) would lose. */
+static double log_rest(const double *lp, int K, int y)
+{
+    double mx = -INFINITY, s = 0;
+    for (int k = 0; k < K; k++)
+        if (k != y && lp[k] > mx)
+            mx = lp[k];
+    for (int k = 0; k < K; k++)
+        if (k != y)
+            s += exp(lp[k] - mx);
+    return mx + log(s);
+}
+
+double kd_dkd_loss(const float *zs, const float *zt, const int32_t *y, int n, int K, float T, float alpha,
+                   float beta, float weight, float *d, double *work)
+{
+    double *lt = work, *ls = work + K, inv_t = 1.0 / T, tckd = 0, nckd = 0;
+    double sc = (double)weight * T / n;
+    for (int i = 0; i < n; i++) {
+        const float *zsi = zs + (size_t)i * K, *zti = zt + (size_t)i * K;
+        float *g = d ? d + (size_t)i * K : NULL;
+        int c = y[i];
+        /* TCKD: b = [p_y, 1 - p_y]; dTCKD/du_y = b_s,y - b_t,y and, for
+         * k != y, dTCKD/du_k = (p_s,k / b_s,o) (b_s,o - b_t,o) */
+        log_softmax_t(zti, K, inv_t, -1, lt);
+        log_softmax_t(zsi, K, inv_t, -1, ls);
+        double lty = lt[c], lto = log_rest(lt, K, c), lsy = ls[c], lso = log_rest(ls, K, c);
+        double bty = exp(lty), bto = exp(lto), bsy = exp(lsy), bso = exp(lso);
+        if (bty > 0)
+            tckd += bty * (lty - lsy);
+        if (bto > 0)
+            tckd += bto * (lto - lso);
+        if (g)
+            for (int k = 0; k < K; k++)
+                g[k] += (float)(sc * alpha * (k == c ? bsy - bty : exp(ls[k] - lso) * (bso - bto)));
+        /* NCKD over the masked distributions */
+        log_softmax_t(zti, K, inv_t, c, lt);
+        log_softmax_t(zsi, K, inv_t, c, ls);
+        nckd += kl_row(lt, ls, K, sc * beta, g);
+    }
+    return (double)T * T * (alpha * tckd + beta * nckd) / n;
+}
+
+double kd_dkd_warmup(long epoch, int warmup)
+{
+    double f = (double)(epoch + 1) / warmup;
+    return f < 1 ? f : 1;
+}
