@@ -46,10 +46,13 @@
 #include "kd_tensor.h"
 
 /* ---- options ---- */
-typedef enum { KD_LOPT_INT, KD_LOPT_FLOAT, KD_LOPT_U64 } kd_lopt_type;
+/* KD_LOPT_STR: a char[KD_LOPT_STR_MAX] field (a file name); min and max are
+ * not used; "" is the empty default. */
+typedef enum { KD_LOPT_INT, KD_LOPT_FLOAT, KD_LOPT_U64, KD_LOPT_STR } kd_lopt_type;
+#define KD_LOPT_STR_MAX 256
 typedef struct {
     const char *name;  /* command-line spelling: --NAME V or --loss-opt LOSS.NAME=V */
-    kd_lopt_type type; /* int, float or uint64_t field at off */
+    kd_lopt_type type; /* int, float, uint64_t or char[KD_LOPT_STR_MAX] field at off */
     size_t off;        /* offsetof(the module's option struct, field) */
     const char *def;   /* default, as the user would type it */
     double min, max;   /* accepted range */

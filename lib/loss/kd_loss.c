@@ -49,6 +49,15 @@ const kd_loss_opt *kd_loss_opt_find(const kd_loss_module *mod, const char *name)
 
 static int opt_set(const kd_loss_module *mod, const kd_loss_opt *o, void *opts, const char *val)
 {
+    if (o->type == KD_LOPT_STR) {
+        if (strlen(val) >= KD_LOPT_STR_MAX) {
+            kd_err_set("loss %s: %s: '%.40s...' is too long (at most %d characters)", mod->name, o->name, val,
+                       KD_LOPT_STR_MAX - 1);
+            return -1;
+        }
+        snprintf((char *)opts + o->off, KD_LOPT_STR_MAX, "%s", val);
+        return 0;
+    }
     char *end;
     errno = 0;
     double v = o->type == KD_LOPT_U64 ? (double)strtoull(val, &end, 0) : strtod(val, &end);
@@ -69,6 +78,7 @@ static int opt_set(const kd_loss_module *mod, const kd_loss_opt *o, void *opts, 
     case KD_LOPT_INT: *(int *)p = (int)v; break;
     case KD_LOPT_FLOAT: *(float *)p = (float)v; break;
     case KD_LOPT_U64: *(uint64_t *)p = strtoull(val, NULL, 0); break;
+    case KD_LOPT_STR: break; /* above */
     }
     return 0;
 }
@@ -104,8 +114,12 @@ void kd_loss_help(FILE *f)
         fprintf(f, "  %-18s needs: %s\n", "", m->needs);
         for (const kd_loss_opt *o = m->opts; o && o->name; o++) {
             char flag[64];
-            snprintf(flag, sizeof flag, "--%s %s", o->name, o->type == KD_LOPT_FLOAT ? "X" : "N");
-            fprintf(f, "    %-22s %s (default %s)\n", flag, o->help, o->def);
+            snprintf(flag, sizeof flag, "--%s %s", o->name,
+                     o->type == KD_LOPT_FLOAT ? "X" : o->type == KD_LOPT_STR ? "FILE" : "N");
+            if (o->type == KD_LOPT_STR && !o->def[0])
+                fprintf(f, "    %-22s %s\n", flag, o->help);
+            else
+                fprintf(f, "    %-22s %s (default %s)\n", flag, o->help, o->def);
         }
     }
 }

@@ -35,6 +35,19 @@ int kd_teacher_emb_init(kd_loss_init *c, int nviews)
     return E;
 }
 
+/* A NaN would pass silently into the loss and, for seed, into the queue
+ * and every later step: refuse it where it enters. */
+static const float *finite_rows(const float *x, int n, int w, const char *instance, const char *name)
+{
+    for (int i = 0; i < n; i++)
+        for (int j = 0; j < w; j++)
+            if (!isfinite(x[(size_t)i * w + j])) {
+                kd_err_set("loss %s: %s row %d is not finite", instance, name, i);
+                return NULL;
+            }
+    return x;
+}
+
 const float *kd_teacher_emb(const kd_loss_batch *b, const char *instance, int v, int E)
 {
     char nm[KD_NAME_MAX];
@@ -47,14 +60,20 @@ const float *kd_teacher_emb(const kd_loss_batch *b, const char *instance, int v,
         width_error(instance, nm, (long long)t->dims[1], E);
         return NULL;
     }
-    /* a NaN would pass silently into the loss and, for seed, into the queue
-     * and every later step: refuse it where it enters */
-    const float *x = t->data;
-    for (int i = 0; i < b->n; i++)
-        for (int j = 0; j < E; j++)
-            if (!isfinite(x[(size_t)i * E + j])) {
-                kd_err_set("loss %s: %s row %d is not finite", instance, nm, i);
-                return NULL;
-            }
-    return x;
+    return finite_rows(t->data, b->n, E, instance, nm);
+}
+
+const float *kd_teacher_rows(const kd_loss_batch *b, const char *instance, const char *name, int width)
+{
+    const kd_tensor *t = kd_loss_tensor(b, name);
+    if (!t) { /* the trainer checked every declared tensor: not reached */
+        kd_err_set("loss %s: the frame has no %s", instance, name);
+        return NULL;
+    }
+    if (t->rank != 2 || t->dims[1] != width) {
+        kd_err_set("loss %s: %s is %lld wide, the first frame's was %d", instance, name,
+                   (long long)t->dims[t->rank - 1], width);
+        return NULL;
+    }
+    return finite_rows(t->data, b->n, width, instance, name);
 }

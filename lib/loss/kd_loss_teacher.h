@@ -15,4 +15,9 @@ int kd_teacher_emb_init(kd_loss_init *c, int nviews);
  * NULL with kd_err ("loss NAME: t.emb1 row 3 is not finite"). */
 const float *kd_teacher_emb(const kd_loss_batch *b, const char *instance, int v, int E);
 
+/* In compute: the declared teacher tensor NAME of the batch [n,width],
+ * checked to be as wide as the first frame's and finite; NULL with kd_err
+ * ("loss NAME: t.feat0 is 32 wide, the first frame's was 64"). */
+const float *kd_teacher_rows(const kd_loss_batch *b, const char *instance, const char *name, int width);
+
 #endif
