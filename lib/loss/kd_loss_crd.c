@@ -21,7 +21,6 @@
 #include "kd_loss_crd.h"
 #include "kd_loss_teacher.h"
 #include "kd_names.h"
-#include "kd_rng.h"
 
 typedef struct {
     char data[KD_LOPT_STR_MAX];
@@ -44,11 +43,10 @@ typedef struct {
     crd_opts o;
     char instance[48], feat[KD_NAME_MAX];
     uint64_t seed;
-    int N, nclasses, dt;
+    int N, dt;
     kd_crd c;
     int32_t *label;      /* [N] every row's class */
-    int64_t *order;      /* [N] rows grouped by class */
-    int64_t *off, *cnt;  /* [nclasses] each class's slice of order */
+    kd_crd_classes cls;
     int64_t *neg, *idx;  /* [B,K] this step's negatives, [B] its rows */
 } crd_state;
 
@@ -58,12 +56,13 @@ static void crd_free(void *st)
     if (!s)
         return;
     kd_crd_free(&s->c);
-    free(s->label), free(s->order), free(s->off), free(s->cnt), free(s->neg), free(s->idx);
+    kd_crd_classes_free(&s->cls);
+    free(s->label), free(s->neg), free(s->idx);
     free(s);
 }
 
-/* N and every row's class from the dataset file; the rows grouped by class,
- * and K checked against the fewest rows of other classes any sample has. */
+/* N and every row's class from the dataset file, and K checked against the
+ * fewest rows of other classes any sample has. */
 static int read_classes(crd_state *s)
 {
     const char *path = s->o.data;
@@ -85,37 +84,10 @@ static int read_classes(crd_state *s)
     }
     int rc = kd_dataset_read_rows(f, 0, s->N, NULL, s->label);
     kd_dataset_close(f);
-    if (rc)
-        return -1;
-    int K = 0;
-    for (int i = 0; i < s->N; i++)
-        K = s->label[i] >= K ? s->label[i] + 1 : K;
-    s->nclasses = K;
-    s->order = malloc(sizeof(int64_t) * s->N);
-    s->off = calloc((size_t)K, sizeof(int64_t));
-    s->cnt = calloc((size_t)K, sizeof(int64_t));
-    if (!s->order || !s->off || !s->cnt) {
-        kd_err_set("out of memory for %d labels", s->N);
-        return -1;
-    }
-    for (int i = 0; i < s->N; i++)
-        s->cnt[s->label[i]]++;
-    int64_t usable = -1, at = 0;
     int rare = 0;
-    for (int k = 0; k < K; k++) {
-        s->off[k] = at;
-        at += s->cnt[k];
-        if (s->cnt[k] && (usable < 0 || s->N - s->cnt[k] < usable))
-            usable = s->N - s->cnt[k], rare = k;
-    }
-    int64_t *fill = calloc((size_t)K, sizeof(int64_t));
-    if (!fill) {
-        kd_err_set("out of memory for %d classes", K);
+    int64_t usable = rc ? -1 : kd_crd_classes_init(&s->cls, s->label, s->N, &rare);
+    if (usable < 0)
         return -1;
-    }
-    for (int i = 0; i < s->N; i++)
-        s->order[s->off[s->label[i]] + fill[s->label[i]]++] = i;
-    free(fill);
     if (s->o.k >= usable) {
         kd_err_set("--crd-k %d: %s%s has %d rows, of which only %lld are of classes other than %d: give --crd-k "
                    "below %lld", s->o.k, path, s->o.limit ? " (--crd-limit)" : "", s->N, (long long)usable, rare,
@@ -181,8 +153,7 @@ static void *crd_init(kd_loss_init *c)
     return s;
 }
 
-/* The batch's rows, checked against the dataset, and K negatives of other
- * classes for each, uniform with replacement as RepDistiller's sampler. */
+/* The batch's rows, checked against the dataset, and their negatives. */
 static int sample(crd_state *s, const kd_loss_batch *b)
 {
     const kd_tensor *ti = kd_loss_tensor(b, KD_NAME_INDEX);
@@ -201,16 +172,7 @@ static int sample(crd_state *s, const kd_loss_batch *b)
         }
         s->idx[i] = idx[i];
     }
-    int K = s->o.k;
-    kd_rng r = kd_rng_make(s->seed, 0x637264736d70ULL /* "crdsmp" */, (uint64_t)b->step);
-    for (int i = 0; i < b->n; i++) {
-        int y = s->label[idx[i]];
-        int64_t own = s->cnt[y], start = s->off[y];
-        for (int k = 0; k < K; k++) {
-            int64_t u = (int64_t)kd_rng_below(&r, (uint64_t)(s->N - own));
-            s->neg[(size_t)i * K + k] = s->order[u < start ? u : u + own];
-        }
-    }
+    kd_crd_sample(&s->cls, s->seed, b->step, s->idx, b->n, s->o.k, s->neg);
     return 0;
 }
 

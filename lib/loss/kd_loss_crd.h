@@ -54,6 +54,24 @@ double kd_crd_step(kd_crd *c, const float *fs, const float *ft, const int64_t *i
 /* The momentum update of both banks at the kept batch's rows idx [n]. */
 void kd_crd_update(kd_crd *c, const int64_t *idx);
 
+/* The negative sampler: every dataset row's class, the rows grouped by
+ * class.  init returns the fewest rows of other classes any class has (the
+ * usable negatives; 0 with a single class), or -1 with kd_err. */
+typedef struct {
+    int N, nclasses;
+    const int32_t *label; /* [N], the caller's */
+    int64_t *order;       /* [N] rows grouped by class */
+    int64_t *off, *cnt;   /* [nclasses] each class's slice of order */
+} kd_crd_classes;
+
+int64_t kd_crd_classes_init(kd_crd_classes *s, const int32_t *label, int N, int *rarest);
+void kd_crd_classes_free(kd_crd_classes *s);
+/* For each of the n rows idx, K rows of other classes, uniform with
+ * replacement (RepDistiller's sampler), into neg [n,K]; a counter-based
+ * stream keyed by (seed, step): no state to checkpoint beyond the step. */
+void kd_crd_sample(const kd_crd_classes *s, uint64_t seed, long step, const int64_t *idx, int n, int K,
+                   int64_t *neg);
+
 /* GROUP/bank_s, GROUP/bank_t f32 [N,E], attributes z_s, z_t on bank_s. */
 int kd_crd_save(const kd_crd *c, kd_h5 *h, const char *group);
 int kd_crd_load(kd_crd *c, const kd_h5 *h, const char *group);

@@ -169,6 +169,60 @@ void kd_crd_update(kd_crd *c, const int64_t *idx)
     c->n = 0;
 }
 
+int64_t kd_crd_classes_init(kd_crd_classes *s, const int32_t *label, int N, int *rarest)
+{
+    memset(s, 0, sizeof *s);
+    int C = 0;
+    for (int i = 0; i < N; i++)
+        C = label[i] >= C ? label[i] + 1 : C;
+    s->N = N, s->nclasses = C, s->label = label;
+    s->order = malloc(sizeof(int64_t) * (size_t)(N > 0 ? N : 1));
+    s->off = calloc((size_t)(C ? C : 1), sizeof(int64_t));
+    s->cnt = calloc((size_t)(C ? C : 1), sizeof(int64_t));
+    int64_t *fill = calloc((size_t)(C ? C : 1), sizeof(int64_t));
+    if (!s->order || !s->off || !s->cnt || !fill) {
+        free(fill);
+        kd_crd_classes_free(s);
+        kd_err_set("out of memory for %d labels", N);
+        return -1;
+    }
+    for (int i = 0; i < N; i++)
+        s->cnt[label[i]]++;
+    int64_t usable = -1, at = 0;
+    for (int k = 0; k < C; k++) {
+        s->off[k] = at;
+        at += s->cnt[k];
+        if (s->cnt[k] && (usable < 0 || N - s->cnt[k] < usable))
+            usable = N - s->cnt[k], *rarest = k;
+    }
+    for (int i = 0; i < N; i++)
+        s->order[s->off[label[i]] + fill[label[i]]++] = i;
+    free(fill);
+    return usable < 0 ? 0 : usable;
+}
+
+void kd_crd_classes_free(kd_crd_classes *s)
+{
+    free(s->order), free(s->off), free(s->cnt);
+    memset(s, 0, sizeof *s);
+}
+
+void kd_crd_sample(const kd_crd_classes *s, uint64_t seed, long step, const int64_t *idx, int n, int K,
+                   int64_t *neg)
+{
+    kd_rng r = kd_rng_make(seed, 0x637264736d70ULL /* "crdsmp" */, (uint64_t)step);
+    for (int i = 0; i < n; i++) {
+        int y = s->label[idx[i]];
+        int64_t own = s->cnt[y], start = s->off[y];
+        /* a uniform position among the other classes' rows: order without
+         * the slice [start, start + own) */
+        for (int k = 0; k < K; k++) {
+            int64_t u = (int64_t)kd_rng_below(&r, (uint64_t)(s->N - own));
+            neg[(size_t)i * K + k] = s->order[u < start ? u : u + own];
+        }
+    }
+}
+
 int kd_crd_save(const kd_crd *c, kd_h5 *h, const char *group)
 {
     char s[256], t[256];
