@@ -89,9 +89,9 @@ static int read_classes(crd_state *s)
     if (usable < 0)
         return -1;
     if (s->o.k >= usable) {
-        kd_err_set("--crd-k %d: %s%s has %d rows, of which only %lld are of classes other than %d: give --crd-k "
-                   "below %lld", s->o.k, path, s->o.limit ? " (--crd-limit)" : "", s->N, (long long)usable, rare,
-                   (long long)usable);
+        kd_err_set("--crd-k %d: %s%s has %d rows, and a sample of class %d has only %lld of other classes to draw "
+                   "from: give --crd-k below %lld", s->o.k, path, s->o.limit ? " (--crd-limit)" : "", s->N, rare,
+                   (long long)usable, (long long)usable);
         return -1;
     }
     return 0;
