@@ -145,7 +145,7 @@ print('identical' if not bad else 'differ: %s' % bad[:3])"
     man="$BATS_TEST_DIRNAME/../man/man1/distill-step.1"
     for o in crd-data crd-limit crd-k crd-tau crd-momentum crd-dim; do
         assert_output --partial "--$o "
-        grep -q -- "-$o" "$man" || grep -q -- "\\\\-$o" "$man"
+        grep -qF -- "\\fB\\-\\-$(echo "$o" | sed 's/-/\\-/g')\\fR" "$man"
     done
     grep -q "RepDistiller" "$man"
 }
