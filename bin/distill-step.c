@@ -83,7 +83,7 @@ typedef struct {
     void *opts[KD_TRAIN_MAX_LOSSES];
     int n;
     struct {
-        char loss[48], opt[48], val[64];
+        char loss[48], opt[48], val[KD_LOPT_STR_MAX];
         const char *flag; /* as the user wrote it */
     } set[MAXSET];
     int nset;

@@ -46,11 +46,12 @@
 #include "kd_tensor.h"
 
 /* ---- options ---- */
-/* KD_LOPT_STR: a char[KD_LOPT_STR_MAX] field, for a word or a list that the
- * module checks and parses itself in init (msd-space logits|feat,
- * msd-scales 1,2,4); min and max are unused. */
+/* KD_LOPT_STR: a char[KD_LOPT_STR_MAX] field, for a word, a list or a file
+ * name that the module checks and parses itself in init (msd-space
+ * logits|feat, msd-scales 1,2,4, crd-data FILE); min and max are unused;
+ * "" is an empty default. */
 typedef enum { KD_LOPT_INT, KD_LOPT_FLOAT, KD_LOPT_U64, KD_LOPT_STR } kd_lopt_type;
-#define KD_LOPT_STR_MAX 32
+#define KD_LOPT_STR_MAX 256
 typedef struct {
     const char *name;  /* command-line spelling: --NAME V or --loss-opt LOSS.NAME=V */
     kd_lopt_type type; /* int, float, uint64_t or char[KD_LOPT_STR_MAX] field at off */

@@ -50,8 +50,9 @@ const kd_loss_opt *kd_loss_opt_find(const kd_loss_module *mod, const char *name)
 static int opt_set(const kd_loss_module *mod, const kd_loss_opt *o, void *opts, const char *val)
 {
     if (o->type == KD_LOPT_STR) {
-        if (strlen(val) >= KD_LOPT_STR_MAX || !val[0]) {
-            kd_err_set("loss %s: %s: '%s' is not 1 to %d characters", mod->name, o->name, val, KD_LOPT_STR_MAX - 1);
+        if (strlen(val) >= KD_LOPT_STR_MAX) {
+            kd_err_set("loss %s: %s: '%.40s...' is too long (at most %d characters)", mod->name, o->name, val,
+                       KD_LOPT_STR_MAX - 1);
             return -1;
         }
         snprintf((char *)opts + o->off, KD_LOPT_STR_MAX, "%s", val);
@@ -115,7 +116,10 @@ void kd_loss_help(FILE *f)
             char flag[64];
             snprintf(flag, sizeof flag, "--%s %s", o->name,
                      o->type == KD_LOPT_STR ? "S" : o->type == KD_LOPT_FLOAT ? "X" : "N");
-            fprintf(f, "    %-22s %s (default %s)\n", flag, o->help, o->def);
+            if (o->type == KD_LOPT_STR && !o->def[0])
+                fprintf(f, "    %-22s %s\n", flag, o->help);
+            else
+                fprintf(f, "    %-22s %s (default %s)\n", flag, o->help, o->def);
         }
     }
 }

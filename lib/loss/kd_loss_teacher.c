@@ -1,5 +1,5 @@
 /* kd_loss_teacher — the checks of teacher outputs shared by the
- * distillation losses (embeddings: disco, seed; logits: kd, dkd), in one
+ * distillation losses (embeddings: disco, seed; logits: kd, dkd; pooled features: crd), in one
  * place so that the losses word them identically. */
 #include "kd_loss_teacher.h"
 
@@ -60,6 +60,19 @@ static int teacher_init(kd_loss_init *c, int nviews, const family_desc *f)
     return w;
 }
 
+/* A NaN would pass silently into the loss and, for seed, into the queue
+ * and every later step: refuse it where it enters. */
+static const float *finite_rows(const float *x, int n, int w, const char *instance, const char *name)
+{
+    for (int i = 0; i < n; i++)
+        for (int j = 0; j < w; j++)
+            if (!isfinite(x[(size_t)i * w + j])) {
+                kd_err_set("loss %s: %s row %d is not finite", instance, name, i);
+                return NULL;
+            }
+    return x;
+}
+
 static const float *teacher_rows(const kd_loss_batch *b, const char *instance, int v, int w, const family_desc *f)
 {
     char nm[KD_NAME_MAX];
@@ -72,16 +85,7 @@ static const float *teacher_rows(const kd_loss_batch *b, const char *instance, i
         f->mismatch(instance, nm, (long long)t->dims[1], w);
         return NULL;
     }
-    /* a NaN would pass silently into the loss and, for seed, into the
-     * queue and every later step: refuse it where it enters */
-    const float *x = t->data;
-    for (int i = 0; i < b->n; i++)
-        for (int j = 0; j < w; j++)
-            if (!isfinite(x[(size_t)i * w + j])) {
-                kd_err_set("loss %s: %s row %d is not finite", instance, nm, i);
-                return NULL;
-            }
-    return x;
+    return finite_rows(t->data, b->n, w, instance, nm);
 }
 
 int kd_teacher_emb_init(kd_loss_init *c, int nviews) { return teacher_init(c, nviews, &emb_desc); }
@@ -89,6 +93,21 @@ int kd_teacher_emb_init(kd_loss_init *c, int nviews) { return teacher_init(c, nv
 const float *kd_teacher_emb(const kd_loss_batch *b, const char *instance, int v, int E)
 {
     return teacher_rows(b, instance, v, E, &emb_desc);
+}
+
+const float *kd_teacher_rows(const kd_loss_batch *b, const char *instance, const char *name, int width)
+{
+    const kd_tensor *t = kd_loss_tensor(b, name);
+    if (!t) { /* the trainer checked every declared tensor: not reached */
+        kd_err_set("loss %s: the frame has no %s", instance, name);
+        return NULL;
+    }
+    if (t->rank != 2 || t->dims[1] != width) {
+        kd_err_set("loss %s: %s is %lld wide, the first frame's was %d", instance, name,
+                   (long long)t->dims[t->rank - 1], width);
+        return NULL;
+    }
+    return finite_rows(t->data, b->n, width, instance, name);
 }
 
 int kd_teacher_logits_init(kd_loss_init *c, int nviews) { return teacher_init(c, nviews, &logits_desc); }

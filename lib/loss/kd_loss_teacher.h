@@ -43,4 +43,9 @@ void kd_logit_loss_free(void *st);
 /* In compute: every label of the batch in 0..K-1; -1 with kd_err. */
 int kd_check_labels(const kd_loss_batch *b, const char *instance, int K);
 
+/* In compute: the declared teacher tensor NAME of the batch [n,width],
+ * checked to be as wide as the first frame's and finite; NULL with kd_err
+ * ("loss NAME: t.feat0 is 32 wide, the first frame's was 64"). */
+const float *kd_teacher_rows(const kd_loss_batch *b, const char *instance, const char *name, int width);
+
 #endif

@@ -87,7 +87,7 @@ int main(void)
     kd_frame_free(&f);
 
     /* the registry and the generic option parser */
-    KD_CHECK(!strcmp(kd_loss_names(), "ce moco disco seed kd dkd"), "registry: '%s'", kd_loss_names());
+    KD_CHECK(!strcmp(kd_loss_names(), "ce moco disco seed kd dkd crd msd"), "registry: '%s'", kd_loss_names());
     KD_CHECK(kd_loss_opts_set(mm, mo, "queue", "0") == -1 && strstr(kd_err_get(), "queue: 0 is outside [1, "),
              "out of range: %s", kd_err_get());
     KD_CHECK(kd_loss_opts_set(mm, mo, "queue", "1.5") == -1 && strstr(kd_err_get(), "is not an integer"),
@@ -100,6 +100,22 @@ int main(void)
     KD_CHECK(kd_loss_opts_set(kd_loss_find("ce"), NULL, "tau", "1") == -1 &&
                  !strcmp(kd_err_get(), "loss ce has no option 'tau' (it has: none)"),
              "ce has no options: %s", kd_err_get());
+    /* a string option (crd's dataset file): copied, empty by default, bounded */
+    const kd_loss_module *cm = kd_loss_find("crd");
+    const kd_loss_opt *co = cm ? kd_loss_opt_find(cm, "crd-data") : NULL;
+    char *copt = cm ? calloc(1, cm->opts_size) : NULL;
+    if (KD_REQUIRE(co && co->type == KD_LOPT_STR && copt, "crd registered with a string option crd-data")) {
+        char *field = copt + co->off, big[KD_LOPT_STR_MAX + 1];
+        memset(big, 'a', KD_LOPT_STR_MAX);
+        big[KD_LOPT_STR_MAX] = 0;
+        KD_CHECK(kd_loss_opts_defaults(cm, copt) == 0 && !field[0] && kd_loss_opts_set(cm, copt, "crd-data", "x/d.h5") == 0 &&
+                     !strcmp(field, "x/d.h5"),
+                 "string option: default empty, then '%s'", field);
+        KD_CHECK(kd_loss_opts_set(cm, copt, "crd-data", big) == -1 && strstr(kd_err_get(), "is too long (at most 255") &&
+                     !strcmp(field, "x/d.h5"),
+                 "a string of %d characters is refused, the value kept: %s", KD_LOPT_STR_MAX, kd_err_get());
+    }
+    free(copt);
     free(mo);
     return KD_TEST_DONE();
 }
