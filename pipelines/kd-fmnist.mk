@@ -41,7 +41,7 @@ LR_mobilenet_v2 ?= 0.01
 # Method settings (METHODS.md; DKD's warm-up scaled to the short schedule).
 KD_T     ?= 4
 DKD_WARMUP ?= 1
-CRD_K    ?= 4096
+CRD_K    ?= 512
 MSD_W    ?= 1
 
 thr  = $(if $(THREADS),--threads $(THREADS))

@@ -33,3 +33,25 @@ ROOT="$BATS_TEST_DIRNAME/.."
     assert_success
     refute_output --partial "distill-step"
 }
+
+@test "pipelines/kd-fmnist.mk: teacher, cache per seed, alone/KD/DKD/CRD/MSD students over two seeds, table, bar chart" {
+    cd "$ROOT"
+    out="$BATS_TEST_TMPDIR/kd"
+    args=(OUT="$out" T_LIMIT=256 LIMIT=128 TEST_LIMIT=128 BATCH=32 T_ARCH=resnet20 T_EPOCHS=1 S_EPOCHS=1
+          ARCHS=resnet20 SEEDS="1 2" CRD_K=16 CKPT_EVERY=2)
+    run make -s -f pipelines/kd-fmnist.mk "${args[@]}"
+    assert_success
+    run cat "$out/results.md"
+    assert_line --regexp '^\| teacher \| CE \| 1 \| 0\.[0-9]{4} \| \| [0-9]+s \|$'
+    assert_line --regexp '^\| resnet20 \| alone \(CE\) \| 1,2 \| 0\.[0-9]{4} ± 0\.[0-9]{4} \|  \| [0-9]+s \|$'
+    for m in KD DKD CRD MSD; do
+        assert_line --regexp "^\| resnet20 \| $m \| 1,2 \| 0\.[0-9]{4} ± 0\.[0-9]{4} \| [-+][0-9]+\.[0-9]{2} \| [0-9]+s \|$"
+    done
+    [ -s "$out/bars.png" ] && [ -s "$out/cache-1.h5" ] && [ -s "$out/cache-2.h5" ]
+    # each method's own loss is in its log, the teacher ran once per seed
+    for m in kd dkd crd msd; do grep -q "\"loss_$m\"" "$out/s-$m-resnet20-2.log"; done
+    run make -f pipelines/kd-fmnist.mk "${args[@]}"
+    assert_success
+    refute_output --partial "distill-step"
+    refute_output --partial "teacher-extract -m"
+}
