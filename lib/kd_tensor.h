@@ -33,6 +33,8 @@ typedef struct {
 } kd_tensor;
 
 int64_t kd_tensor_numel(const kd_tensor *t);
+/* Index of the first NaN or infinity among x[0..n), -1 when all are finite. */
+int64_t kd_first_nonfinite(const float *x, size_t n);
 
 typedef struct {
     char key[KD_META_KEY];

@@ -2,6 +2,7 @@
 
 #include <errno.h>
 #include <stdarg.h>
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -46,6 +47,14 @@ int64_t kd_tensor_numel(const kd_tensor *t)
     for (int i = 0; i < t->rank; i++)
         n *= t->dims[i];
     return n;
+}
+
+int64_t kd_first_nonfinite(const float *x, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        if (!isfinite(x[i]))
+            return (int64_t)i;
+    return -1;
 }
 
 void kd_frame_init(kd_frame *f)
