@@ -378,7 +378,8 @@ for k, (meta, t) in enumerate(kdt.read_frames(open('s.kdt', 'rb'))):
     kdt.write_frame(sys.stdout.buffer, meta, t)" > nan.kdt
     run sh -c "'$DS' --method ce -m sup.h5 --ckpt-every 1 -o out.h5 < nan.kdt"
     assert_failure 1
-    assert_line --index 2 --regexp "^distill-step: step 2: the gradient or BN statistics are not finite \(.*\); the last checkpoint is out.h5.ckpt.h5$"
+    # ReLU keeps the NaN (as PyTorch does), so the loss already shows it
+    assert_line --index 2 "distill-step: step 2: loss is not finite (nan); the last checkpoint is out.h5.ckpt.h5"
     [ ! -e out.h5 ]
     run "$PY" -c "
 import h5py, numpy as np
