@@ -367,6 +367,17 @@ for meta, t in kdt.read_frames(open('s.kdt', 'rb')):
     assert_output "identical"
 }
 
+@test "distill-step --val: a label the classifier cannot output is refused before training" {
+    "$PY" -c "
+import h5py, shutil
+shutil.copy('d.h5', 'v.h5'); h = h5py.File('v.h5', 'a'); h['labels'][3] = 255; del h.attrs['classes']"
+    stream 1 > s.kdt
+    run sh -c "'$DS' --method ce -m sup.h5 --val v.h5 -o out.h5 < s.kdt"
+    assert_failure 1
+    assert_output "distill-step: v.h5: row 3: label 255 is out of range [0, 10)"
+    [ ! -e out.h5 ]
+}
+
 @test "distill-step: a NaN pixel stops training before the step: exit 1, no output, the checkpoint kept" {
     stream 1 > s.kdt
     "$PY" -c "
