@@ -378,6 +378,22 @@ shutil.copy('d.h5', 'v.h5'); h = h5py.File('v.h5', 'a'); h['labels'][3] = 255; d
     [ ! -e out.h5 ]
 }
 
+@test "distill-step: a label tensor that is not [batch] is refused" {
+    # moco reads no labels itself: the trainer's own check must catch it
+    "$B/augment" --policy mocov2 --views 2 --batch 16 --quiet d.h5 > s.kdt
+    "$PY" -c "
+import sys; sys.path.insert(0, '$BATS_TEST_DIRNAME/../examples')
+import kdt
+meta, t = next(kdt.read_frames(open('s.kdt', 'rb')))
+t['label'] = t['label'][:16].reshape(4, 4)
+kdt.write_frame(sys.stdout.buffer, meta, t)" > sq.kdt
+    "$B/model-init" --arch resnet20 --in-channels 1 --head mlp:64:32 --seed 3 -o m.h5 >/dev/null
+    run sh -c "'$DS' --method moco -m m.h5 -o out.h5 < sq.kdt"
+    assert_failure 1
+    assert_output "distill-step: frame 0: label is not i32 [16]"
+    [ ! -e out.h5 ]
+}
+
 @test "distill-step: a NaN pixel stops training before the step: exit 1, no output, the checkpoint kept" {
     stream 1 > s.kdt
     "$PY" -c "
