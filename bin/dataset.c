@@ -169,9 +169,14 @@ static void ingest_idx(const char *src, const char *split, int64_t limit, kd_dat
     d->labels = malloc(sizeof(int32_t) * (size_t)d->n);
     if (!d->labels)
         kd_die(KD_EXIT_FAIL, "out of memory");
-    int maxl = 0;
+    /* IDX bounds nothing (a label is a byte); the datasets it carries do:
+     * the MNIST family has 10 classes, EMNIST's largest split 62 */
+    int emnist = strcasestr(src, "emnist") != NULL, maxc = emnist ? 62 : 10, maxl = 0;
     for (int64_t i = 0; i < d->n; i++) {
         d->labels[i] = lb.data[i];
+        if (lb.data[i] >= maxc)
+            kd_die(KD_EXIT_FAIL, "%s: label %d of image %lld is out of range (%s has %d classes: 0..%d)", lpath,
+                   lb.data[i], (long long)i, emnist ? "EMNIST" : "the MNIST family", maxc, maxc - 1);
         if (lb.data[i] > maxl)
             maxl = lb.data[i];
     }

@@ -136,8 +136,8 @@ static void load(const char *path, int64_t limit, int want_logits, table *t)
             kd_die(KD_EXIT_FAIL, "%s: %lld features per row is too many", path, (long long)d);
         if (kd_h5_expect(&h, "labels", 1, (int64_t[]){-1}, ldims))
             kd_die_err();
-        if (ldims[0] < n)
-            kd_die(KD_EXIT_FAIL, "%s: %lld labels for %lld rows", path, (long long)ldims[0], (long long)n);
+        if (ldims[0] != dims[0])
+            kd_die(KD_EXIT_FAIL, "%s: %lld labels for %lld rows", path, (long long)ldims[0], (long long)dims[0]);
         t->n = n;
         t->d = (int)d;
         t->x = malloc(sizeof(float) * (size_t)(n * d));
@@ -172,6 +172,10 @@ static void load(const char *path, int64_t limit, int want_logits, table *t)
         t->logits = malloc(sizeof(float) * (size_t)(n * t->k));
         if (!t->logits || kd_h5_read(&h, "logits", KD_F32, 0, n, t->logits))
             kd_die(KD_EXIT_FAIL, "%s: cannot read /logits", path);
+        /* a NaN logit "scores higher" than nothing: top-1 would be 1.0 */
+        int64_t bad = kd_first_nonfinite(t->logits, (size_t)(n * t->k));
+        if (bad >= 0)
+            kd_die(KD_EXIT_FAIL, "%s: row %lld has a non-finite logit", path, (long long)(bad / t->k));
         if (maxl >= t->k)
             kd_die(KD_EXIT_FAIL, "%s: label %d but only %d logits", path, maxl, t->k);
     }

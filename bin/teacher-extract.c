@@ -125,10 +125,21 @@ static int run(runner *r, const float *x, int n, int c, int h, int w, outs *o)
     if (o->cam && kd_model_cam_shape(m, &ck, &ch, &cw))
         return -1;
     size_t per = (size_t)c * h * w;
+    /* a NaN or infinity in or out would become features that look valid */
+    int64_t bad = kd_first_nonfinite(x, (size_t)n * per);
+    if (bad >= 0) {
+        kd_err_set("image %lld holds a non-finite value (%g)", (long long)(bad / (int64_t)per), (double)x[bad]);
+        return -1;
+    }
     for (int s = 0; s < n; s += r->pn) {
         int b = n - s < r->pn ? n - s : r->pn;
         if (kd_model_forward(m, x + (size_t)s * per, b, 0, 0))
             return -1;
+        if (kd_first_nonfinite(kd_model_features(m), (size_t)b * D) >= 0) {
+            kd_err_set("the model's features of images %d..%d are not finite (its weights overflow?)", s,
+                       s + b - 1);
+            return -1;
+        }
         if (o->feat)
             memcpy(o->feat + (size_t)s * D, kd_model_features(m), (size_t)b * D * sizeof(float));
         if (o->logits && K)
@@ -283,8 +294,10 @@ static int stream_mode(runner *r, const char *in, const char *out, const char *v
                 goto fail;
             /* the frame's tensor array may have been reallocated */
             t = kd_frame_get(&f, fv[v]);
-            if (run(r, t->data, n, c, h, w, &o))
+            if (run(r, t->data, n, c, h, w, &o)) {
+                kd_err_prefix("%s: frame %lld: '%s'", in, frames, fv[v]);
                 goto fail;
+            }
             images += n;
         }
         if ((cache && kd_tcache_put(cache, &f, frames, added, nadd)) || kd_writer_put(wr, &f))
@@ -425,8 +438,10 @@ static int features_mode(runner *r, const char *model_path, const char *ds, cons
             kd_aug_normalize(x + (size_t)i * per, C, H * W, mean, sd);
         }
         outs ou = {NULL, feat, logits, NULL, NULL};
-        if (run(r, x, b, C, H, W, &ou))
+        if (run(r, x, b, C, H, W, &ou)) {
+            kd_err_prefix("%s: rows %lld..%lld", ds, (long long)s, (long long)(s + b - 1));
             goto fail;
+        }
         if (kd_h5_append(&o, "features", KD_F32, feat, b) || (K && kd_h5_append(&o, "logits", KD_F32, logits, b)) ||
             kd_h5_append(&o, "labels", KD_I32, lab, b))
             goto fail;

@@ -107,7 +107,8 @@ static void report(long frame, const char *name, kd_dtype dt, int rank, const in
             kd_json_int(&j, "nonfinite", s->nonfinite);
         kd_json_end(&j);
     } else if (empty)
-        printf("  %-24s %-4s %-20s (empty)\n", name, kd_dtype_name(dt), shape);
+        printf("  %-24s %-4s %-20s %s\n", name, kd_dtype_name(dt), shape,
+               s->nonfinite ? "(no finite value)  NON-FINITE VALUES" : "(empty)");
     else
         printf("  %-24s %-4s %-20s min %-12.6g mean %-12.6g max %-12.6g%s\n", name, kd_dtype_name(dt), shape,
                s->min, s->sum / (double)s->n, s->max, s->nonfinite ? "  NON-FINITE VALUES" : "");

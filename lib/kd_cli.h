@@ -84,10 +84,14 @@ double kd_now(void);
 
 /* One JSON object on one line: kd_json_begin(&j, f); kd_json_str(&j, "k",
  * "v"); kd_json_num(&j, "x", 1.5); kd_json_end(&j) writes it and flushes.
- * Non-finite numbers are written as null. */
+ * The line is built in memory and written whole by kd_json_end, so an error
+ * between begin and end leaves no partial line.  Non-finite numbers are
+ * written as null. */
 typedef struct {
     FILE *f;
     int n;
+    size_t len;
+    char buf[8192]; /* a longer line is written in pieces */
 } kd_json;
 void kd_json_begin(kd_json *j, FILE *f);
 void kd_json_str(kd_json *j, const char *key, const char *val);

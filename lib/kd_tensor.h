@@ -33,6 +33,11 @@ typedef struct {
 } kd_tensor;
 
 int64_t kd_tensor_numel(const kd_tensor *t);
+/* Is s[0..n) UTF-8 (shortest forms, no surrogates) without NUL, and, when
+ * printable is set, without control characters (U+0001..U+001F, U+007F)? */
+int kd_utf8_ok(const char *s, size_t n, int printable);
+/* Index of the first NaN or infinity among x[0..n), -1 when all are finite. */
+int64_t kd_first_nonfinite(const float *x, size_t n);
 
 typedef struct {
     char key[KD_META_KEY];

@@ -132,6 +132,17 @@ open('folder/b_dog/9.png','wb').write(b'\x89PNG\r\n\x1a\n'+ch(b'IHDR',struct.pac
     assert_output --partial '"h": 8, "w": 6'
 }
 
+@test "dataset: an IDX label beyond the format's classes is refused (no 256-class dataset)" {
+    cd "$BATS_TEST_TMPDIR"
+    mkdir fashion && cp "$FM"/t10k-*.gz fashion/
+    gunzip fashion/t10k-labels-idx1-ubyte.gz
+    printf '\xff' | dd of=fashion/t10k-labels-idx1-ubyte bs=1 seek=$((8 + 3)) conv=notrunc 2>/dev/null
+    run "$DS" --split test fashion -o out.h5
+    assert_failure 1
+    assert_output "dataset: fashion/t10k-labels-idx1-ubyte: label 255 of image 3 is out of range (the MNIST family has 10 classes: 0..9)"
+    [ ! -e out.h5 ]
+}
+
 @test "dataset: bad inputs fail clearly and leave no output" {
     cd "$BATS_TEST_TMPDIR"
     mkdir idx && cp "$FM"/t10k-*.gz idx/

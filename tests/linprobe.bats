@@ -160,3 +160,39 @@ mk('empty.h5', np.zeros((0,3),np.float32), np.zeros(0,np.int32))"
     assert_failure 1
     assert_output --partial "no dataset 'logits'"
 }
+
+@test "linprobe --score: non-finite logits are refused, not scored top-1 = 1" {
+    "$PY" -c "
+import h5py, numpy as np
+f=h5py.File('nanlog.h5','w'); f.attrs['kdpipe_format']=1; f.attrs['kdpipe_kind']='features'
+f['features']=np.zeros((10,3),np.float32); f['labels']=np.arange(10,dtype=np.int32)
+l=np.zeros((10,10),np.float32); l[7]=np.nan; f['logits']=l"
+    run "$LP" --score nanlog.h5 nanlog.h5
+    assert_failure 1
+    assert_output "linprobe: nanlog.h5: row 7 has a non-finite logit"
+}
+
+@test "linprobe: results that cannot be written fail; an error leaves no partial JSON line" {
+    run sh -c "'$LP' --no-linear --knn 5 tr.h5 te.h5 > /dev/full"
+    assert_failure 1
+    assert_output "linprobe: stdout: write failed (No space left on device)"
+    run "$LP" --no-linear --knn 5000 --limit 300 tr.h5 te.h5
+    assert_failure 1
+    assert_output "linprobe: --knn 5000: the training set has only 300 rows"
+}
+
+@test "linprobe: more labels than images or rows are refused" {
+    "$PY" -c "
+import h5py, numpy as np
+src = h5py.File('te.h5'); h = h5py.File('xl.h5', 'w')
+for k, v in src.attrs.items(): h.attrs[k] = v
+h['images'] = src['images'][:64]; h['labels'] = src['labels'][:70]
+f=h5py.File('xf.h5','w'); f.attrs['kdpipe_format']=1; f.attrs['kdpipe_kind']='features'
+f['features']=np.zeros((10,3),np.float32); f['labels']=np.zeros(11,np.int32)"
+    run "$LP" --knn 5 --no-linear xl.h5 xl.h5
+    assert_failure 1
+    assert_output "linprobe: xl.h5: /labels has 70 entries for 64 images"
+    run "$LP" --knn 5 --no-linear xf.h5 xf.h5
+    assert_failure 1
+    assert_output "linprobe: xf.h5: 11 labels for 10 rows"
+}

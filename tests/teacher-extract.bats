@@ -139,6 +139,44 @@ f=h5py.File(sys.argv[1],'a'); del f['fc.weight']; f['fc.weight']=np.zeros((10,32
     [ ! -e "$T/o.kdt" ]
 }
 
+@test "a negative BN running variance in the model is refused at load" {
+    cp "$T/r20.h5" "$T/bad.h5"
+    /usr/bin/python3 -c "import h5py,sys; f=h5py.File(sys.argv[1],'a'); f['bn1.running_var'][3]=-0.5" "$T/bad.h5"
+    run "$TE" -m "$T/bad.h5" "$T/s.kdt" -o "$T/o.kdt"
+    assert_failure 1
+    assert_output "teacher-extract: $T/bad.h5: bn1.running_var[3] = -0.5 is negative (a running variance)"
+    [ ! -e "$T/o.kdt" ]
+}
+
+@test "non-finite views are refused, naming the frame and tensor; the old output is kept" {
+    /usr/bin/python3 -c "
+import sys, numpy as np; sys.path.insert(0, '$BATS_TEST_DIRNAME/../examples'); import kdt
+meta, t = next(kdt.read_frames(open('$T/s.kdt', 'rb')))
+t['view1'][2, 0, 3, 4] = np.nan
+with open('$T/nan.kdt', 'wb') as f: kdt.write_frame(f, meta, t)
+t['view1'][2, 0, 3, 4] = 0; t['view0'][:] = np.inf
+with open('$T/inf.kdt', 'wb') as f: kdt.write_frame(f, meta, t)"
+    echo old > "$T/o.kdt"
+    run "$TE" -m "$T/r20.h5" "$T/nan.kdt" -o "$T/o.kdt"
+    assert_failure 1
+    assert_output "teacher-extract: $T/nan.kdt: frame 0: 'view1': image 2 holds a non-finite value (nan)"
+    run "$TE" -m "$T/r20.h5" "$T/inf.kdt" -o "$T/o.kdt"
+    assert_failure 1
+    assert_output "teacher-extract: $T/inf.kdt: frame 0: 'view0': image 0 holds a non-finite value (inf)"
+    [ "$(cat "$T/o.kdt")" = old ]
+}
+
+@test "--features: a model whose features overflow is refused, no file written" {
+    cp "$T/r20.h5" "$T/big.h5"
+    /usr/bin/python3 -c "
+import h5py, sys; f = h5py.File(sys.argv[1], 'a')
+for k in ('conv1.weight', 'layer1.0.conv1.weight', 'layer1.0.conv2.weight'): f[k][...] = f[k][...] * 1e25" "$T/big.h5"
+    run "$TE" -m "$T/big.h5" --features "$FM" --limit 40 --batch 16 -o "$T/f.h5"
+    assert_failure 1
+    assert_output "teacher-extract: $FM: rows 0..15: the model's features of images 0..15 are not finite (its weights overflow?)"
+    [ ! -e "$T/f.h5" ]
+}
+
 @test "truncated or empty stream" {
     head -c 5000 "$T/s.kdt" > "$T/t.kdt"
     run "$TE" -m "$T/r20.h5" "$T/t.kdt" -o "$T/o.kdt"

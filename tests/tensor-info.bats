@@ -92,3 +92,48 @@ setup() {
         [[ "$output" == *"cut.h5"* ]]
     done
 }
+
+kdt_frame() { # FILE NAME-BYTES(python literal) VALUES(python expr): one frame, tensor named by raw bytes
+    "$PY" -c "
+import sys, struct, zlib, numpy as np; sys.path.insert(0, '$BATS_TEST_DIRNAME/../examples'); import kdt
+name = $2
+b = bytearray(kdt.encode_frame({}, {'x' * len(name): np.array($3, np.float32)}))
+i = b.index(b'x' * len(name), 40); b[i:i + len(name)] = name
+struct.pack_into('<I', b, 32, zlib.crc32(bytes(b[40:]), zlib.crc32(bytes(b[:32]))))
+open('$1', 'wb').write(b)"
+}
+
+@test "tensor-info: an all-NaN or all-Inf tensor is flagged NON-FINITE, not shown as empty" {
+    kdt_frame nan.kdt "b'allnan'" "[np.nan, np.inf, -np.inf]"
+    run "$TI" nan.kdt
+    assert_success
+    assert_line --index 1 --regexp "^  allnan +f32  \[3\] +\(no finite value\)  NON-FINITE VALUES$"
+    run "$TI" --json nan.kdt
+    assert_success
+    assert_output --partial '"min": null, "mean": null, "max": null, "nonfinite": 3}'
+}
+
+@test "tensor-info: names that are not UTF-8, hold a NUL or a terminal escape are refused" {
+    kdt_frame nul.kdt "b'view0\\x00xx'" "[1]"
+    run "$TI" nul.kdt
+    assert_failure 1
+    assert_output "tensor-info: nul.kdt: frame 0 at byte 0: tensor 0: the name is not UTF-8 without NUL and control characters"
+    kdt_frame esc.kdt "b'\\x1b[31mred'" "[1]"
+    run "$TI" --json esc.kdt
+    assert_failure 1
+    assert_output --partial "tensor 0: the name is not UTF-8 without NUL and control characters"
+    kdt_frame bad.kdt "b'caf\\xe9'" "[1]"
+    run "$TI" --json bad.kdt
+    assert_failure 1
+    assert_output --partial "tensor 0: the name is not UTF-8 without NUL and control characters"
+    kdt_frame ok.kdt "'café'.encode()" "[1]"
+    run "$TI" --json ok.kdt
+    assert_success
+    assert_output --partial '"name": "café"'
+}
+
+@test "tensor-info: output that cannot be written is exit 1 with a message" {
+    run sh -c "'$TI' ds.h5 > /dev/full"
+    assert_failure 1
+    assert_output "tensor-info: stdout: write failed (No space left on device)"
+}

@@ -12,8 +12,32 @@
 
 static const char *help_text = "";
 
+/* Results go to stdout through stdio, whose write errors (a full disk) only
+ * show at the final flush: checked here at exit, turning a lost result into
+ * exit 1 with a message.  A reader that went away (EPIPE) is no error of
+ * ours: a program that keeps going without it has already said so. */
+static int stdout_errno; /* of the last failed flush of a JSON line on stdout */
+
+static void check_stdout(void)
+{
+    errno = 0;
+    int e = fflush(stdout) ? errno : 0;
+    if (!e && !ferror(stdout))
+        return;
+    if (!e)
+        e = stdout_errno;
+    if (e == EPIPE)
+        return;
+    fprintf(stderr, "%s: stdout: write failed%s%s%s\n", kd_progname, e ? " (" : "", e ? strerror(e) : "",
+            e ? ")" : "");
+    _exit(KD_EXIT_FAIL);
+}
+
 void kd_cli_init(const char *argv0, const char *help, kd_std_opts *std)
 {
+    static int registered;
+    if (!registered++)
+        atexit(check_stdout);
     const char *slash = argv0 ? strrchr(argv0, '/') : NULL;
     kd_progname = slash ? slash + 1 : (argv0 ? argv0 : "kdpipe");
     help_text = help ? help : "";
@@ -198,58 +222,81 @@ double kd_now(void)
     return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
 }
 
+static void json_put(kd_json *j, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static void json_put(kd_json *j, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    int n = vsnprintf(j->buf + j->len, sizeof j->buf - j->len, fmt, ap);
+    va_end(ap);
+    if (n < 0)
+        return;
+    if ((size_t)n < sizeof j->buf - j->len) {
+        j->len += (size_t)n;
+        return;
+    }
+    /* too long for the buffer: what is built so far, then this piece */
+    fwrite(j->buf, 1, j->len, j->f);
+    j->len = 0;
+    va_start(ap, fmt);
+    vfprintf(j->f, fmt, ap);
+    va_end(ap);
+}
+
 static void json_key(kd_json *j, const char *key)
 {
-    fputs(j->n++ ? ", \"" : "\"", j->f);
-    fputs(key, j->f);
-    fputs("\": ", j->f);
+    json_put(j, j->n++ ? ", \"%s\": " : "\"%s\": ", key);
 }
 
 void kd_json_begin(kd_json *j, FILE *f)
 {
     j->f = f;
     j->n = 0;
-    fputc('{', f);
+    j->len = 0;
+    json_put(j, "{");
 }
 
 void kd_json_str(kd_json *j, const char *key, const char *val)
 {
     json_key(j, key);
-    fputc('"', j->f);
+    json_put(j, "\"");
     for (const unsigned char *p = (const unsigned char *)val; *p; p++) {
         if (*p == '"' || *p == '\\')
-            fprintf(j->f, "\\%c", *p);
-        else if (*p < 0x20)
-            fprintf(j->f, "\\u%04x", *p);
+            json_put(j, "\\%c", *p);
+        else if (*p < 0x20 || *p == 0x7f)
+            json_put(j, "\\u%04x", *p);
         else
-            fputc(*p, j->f);
+            json_put(j, "%c", *p);
     }
-    fputc('"', j->f);
+    json_put(j, "\"");
 }
 
 void kd_json_num(kd_json *j, const char *key, double val)
 {
     json_key(j, key);
     if (isfinite(val))
-        fprintf(j->f, "%.9g", val);
+        json_put(j, "%.9g", val);
     else
-        fputs("null", j->f);
+        json_put(j, "null");
 }
 
 void kd_json_int(kd_json *j, const char *key, long long val)
 {
     json_key(j, key);
-    fprintf(j->f, "%lld", val);
+    json_put(j, "%lld", val);
 }
 
 void kd_json_raw(kd_json *j, const char *key, const char *raw)
 {
     json_key(j, key);
-    fputs(raw, j->f);
+    json_put(j, "%s", raw);
 }
 
 void kd_json_end(kd_json *j)
 {
-    fputs("}\n", j->f);
-    fflush(j->f);
+    json_put(j, "}\n");
+    fwrite(j->buf, 1, j->len, j->f);
+    j->len = 0;
+    if (fflush(j->f) && j->f == stdout)
+        stdout_errno = errno;
 }

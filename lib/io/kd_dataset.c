@@ -132,7 +132,7 @@ kd_dataset_file *kd_dataset_open(const char *path, kd_dataset_info *info)
         int64_t ld[KD_MAX_RANK];
         if (kd_h5_expect(&f->h5, "labels", 1, (int64_t[]){-1}, ld))
             goto fail;
-        if (ld[0] < in->n) {
+        if (ld[0] != in->n) { /* more labels than images is no less a mismatch */
             kd_err_set("%s: /labels has %lld entries for %lld images", path, (long long)ld[0], (long long)in->n);
             goto fail;
         }

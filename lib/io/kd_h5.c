@@ -10,13 +10,42 @@
 
 #define DEFLATE_LEVEL 1 /* speed over ratio: features and weights compress poorly anyway */
 
+/* HDF5 1.10 crashes in its exit-time cleanup (H5_term_library closing
+ * every open file) when a file it is asked to close there, or was asked to
+ * close before, could not be written: a full disk leaves the file half
+ * freed, and the segfault follows the right message.  So the library's own
+ * atexit is replaced by one that skips that cleanup when a close failed or
+ * a file open for writing is still open (an error path: the program is
+ * dying with it unfinished, and nothing in it is wanted); otherwise the
+ * cleanup runs as before. */
+static int close_failed, open_writers;
+
+static void h5_atexit(void)
+{
+    if (!close_failed && !open_writers)
+        H5close();
+}
+
 static void h5_quiet(void)
 {
     static int done;
     if (!done) {
+        H5dont_atexit(); /* before the first call that initialises HDF5 */
         H5Eset_auto2(H5E_DEFAULT, NULL, NULL);
+        atexit(h5_atexit);
         done = 1;
     }
+}
+
+static herr_t file_close(hid_t id)
+{
+    unsigned intent = 0;
+    if (H5Fget_intent(id, &intent) >= 0 && (intent & H5F_ACC_RDWR))
+        open_writers--;
+    herr_t e = H5Fclose(id);
+    if (e < 0)
+        close_failed = 1;
+    return e;
 }
 
 static hid_t mem_type(kd_dtype dt)
@@ -71,6 +100,7 @@ int kd_h5_create(kd_h5 *h, const char *path, const char *kind)
         unlink(h->tmp);
         return -1;
     }
+    open_writers++;
     if (write_root_attrs(h, kind)) {
         kd_h5_abort(h);
         return -1;
@@ -80,7 +110,7 @@ int kd_h5_create(kd_h5 *h, const char *path, const char *kind)
 
 int kd_h5_commit(kd_h5 *h)
 {
-    herr_t e = H5Fclose(h->id);
+    herr_t e = file_close(h->id);
     h->id = -1;
     if (e < 0) {
         kd_err_set("%s: cannot finish writing the HDF5 file", h->path);
@@ -93,7 +123,7 @@ int kd_h5_commit(kd_h5 *h)
 void kd_h5_abort(kd_h5 *h)
 {
     if (h->id >= 0)
-        H5Fclose(h->id);
+        file_close(h->id);
     h->id = -1;
     if (h->tmp[0])
         unlink(h->tmp);
@@ -144,6 +174,8 @@ static int open_mode(kd_h5 *h, const char *path, const char *kind, unsigned mode
         kd_err_set("%s: cannot open HDF5 file (truncated or corrupt?)", path);
         return -1;
     }
+    if (mode == H5F_ACC_RDWR)
+        open_writers++;
     if (check_file(h, kind)) {
         kd_h5_close(h);
         return -1;
@@ -153,18 +185,20 @@ static int open_mode(kd_h5 *h, const char *path, const char *kind, unsigned mode
 
 int kd_h5_open(kd_h5 *h, const char *path, const char *kind)
 {
+    h5_quiet(); /* H5F_ACC_* initialise HDF5: h5_quiet must come first */
     return open_mode(h, path, kind, H5F_ACC_RDONLY);
 }
 
 int kd_h5_open_rw(kd_h5 *h, const char *path, const char *kind)
 {
+    h5_quiet(); /* H5F_ACC_* initialise HDF5: h5_quiet must come first */
     return open_mode(h, path, kind, H5F_ACC_RDWR);
 }
 
 void kd_h5_close(kd_h5 *h)
 {
     if (h->id >= 0)
-        H5Fclose(h->id);
+        file_close(h->id);
     h->id = -1;
 }
 

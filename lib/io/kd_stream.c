@@ -380,6 +380,8 @@ static int parse(kd_reader *r, const uint8_t *p, uint64_t n, uint32_t nt, uint32
         NEED(4 + (uint64_t)k + v, "metadata");
         if (k == 0 || k >= KD_META_KEY || v >= KD_META_VAL)
             BAD("metadata entry %u has a bad key or value length", i);
+        if (!kd_utf8_ok((const char *)(p + 2), k, 1) || !kd_utf8_ok((const char *)(p + 4 + k), v, 0))
+            BAD("metadata entry %u: the key or value is not UTF-8 without NUL (or the key has control characters)", i);
         char key[KD_META_KEY];
         memcpy(key, p + 2, k);
         key[k] = 0;
@@ -393,6 +395,8 @@ static int parse(kd_reader *r, const uint8_t *p, uint64_t n, uint32_t nt, uint32
         if (k == 0 || k >= KD_NAME_MAX)
             BAD("tensor %u: name length %u outside [1, %d]", i, k, KD_NAME_MAX - 1);
         NEED(2 + (uint64_t)k + 4, "a tensor header");
+        if (!kd_utf8_ok((const char *)(p + 2), k, 1))
+            BAD("tensor %u: the name is not UTF-8 without NUL and control characters", i);
         char name[KD_NAME_MAX];
         memcpy(name, p + 2, k);
         name[k] = 0;

@@ -13,12 +13,16 @@
 
 /* --------------------------------------------------------- activations */
 
+/* NaN and infinities come out as PyTorch's do: every comparison with NaN
+ * is false, so each form below lets NaN through (`x > 0 ? x : 0` would turn
+ * it into 0 and hide it from every later check), and hardswish(-inf) is
+ * -inf * 0 = NaN as in x * relu6(x + 3) / 6. */
 void kd_act_forward(kd_act a, const float *x, float *y, size_t n)
 {
     switch (a) {
     case KD_RELU:
 #pragma omp parallel for schedule(static) if (n > 65536)
-        for (size_t i = 0; i < n; i++) y[i] = x[i] > 0 ? x[i] : 0;
+        for (size_t i = 0; i < n; i++) y[i] = x[i] < 0 ? 0 : x[i];
         break;
     case KD_RELU6:
         for (size_t i = 0; i < n; i++) y[i] = x[i] < 0 ? 0 : x[i] > 6 ? 6 : x[i];
@@ -27,7 +31,7 @@ void kd_act_forward(kd_act a, const float *x, float *y, size_t n)
         for (size_t i = 0; i < n; i++) y[i] = x[i] / (1 + expf(-x[i]));
         break;
     case KD_HSWISH:
-        for (size_t i = 0; i < n; i++) y[i] = x[i] <= -3 ? 0 : x[i] >= 3 ? x[i] : x[i] * (x[i] + 3) / 6;
+        for (size_t i = 0; i < n; i++) y[i] = x[i] <= -3 ? x[i] * 0 : x[i] >= 3 ? x[i] : x[i] * (x[i] + 3) / 6;
         break;
     case KD_HSIGMOID:
         for (size_t i = 0; i < n; i++) y[i] = x[i] <= -3 ? 0 : x[i] >= 3 ? 1 : x[i] / 6 + 0.5f;

@@ -137,11 +137,19 @@ kd_model *kd_model_load_h5(const kd_h5 *h)
             } else if (kd_h5_read(h, v->name, KD_F32, 0, v->shape[0], dst)) {
                 goto fail;
             }
-            for (size_t k = 0; k < v->n; k++)
+            /* a negative variance makes eval BN's 1/sqrt(var + eps) NaN */
+            int is_var = pass && strstr(v->name, "running_var") != NULL;
+            for (size_t k = 0; k < v->n; k++) {
                 if (!isfinite(dst[k])) {
                     kd_err_set("%s: tensor '%s' holds non-finite values", h->path, v->name);
                     goto fail;
                 }
+                if (is_var && dst[k] < 0) {
+                    kd_err_set("%s: %s[%zu] = %g is negative (a running variance)", h->path, v->name, k,
+                               (double)dst[k]);
+                    goto fail;
+                }
+            }
         }
     }
     return m;

@@ -218,7 +218,7 @@ static int check_frame(kd_trainer *t, kd_frame *f, long frame_no, int *n_out)
             }
         }
     kd_tensor *lab = kd_frame_get(f, KD_NAME_LABEL);
-    if (lab && (lab->dtype != KD_I32 || kd_tensor_numel(lab) != n)) {
+    if (lab && (lab->dtype != KD_I32 || lab->rank != 1 || lab->dims[0] != n)) {
         kd_err_set("frame %ld: label is not i32 [%d]", frame_no, n);
         return -1;
     }

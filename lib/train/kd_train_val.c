@@ -4,6 +4,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "kd_dataset.h"
 #include "kd_err.h"
 #include "kd_knn.h"
 #include "kd_train_impl.h"
@@ -28,6 +29,10 @@ int kd_trainer_set_val(kd_trainer *t, const char *val, int64_t val_limit, const 
         kd_err_set("%s: %d channels, the stream has %d", val, t->vs.c, t->C);
         return -1;
     }
+    /* top-1 of the logits: a label the classifier cannot output is never
+     * right, and a file without a classes list is checked against nothing */
+    if (!knn && kd_dataset_check_labels(val, t->vs.y, t->vs.n, 0, t->K))
+        return -1;
     if (knn) {
         if (kd_evalset_load(&t->bs, bank, bank_limit, t->H, t->W))
             return -1;

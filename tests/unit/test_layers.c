@@ -149,6 +149,50 @@ static void test_pool_act(void)
     }
 }
 
+/* NaN and infinities through every activation as PyTorch 2 computes them
+ * (F.relu, F.relu6, F.silu, F.hardswish, F.hardsigmoid, torch.sigmoid of
+ * [nan, inf, -inf, 3, -3, 0]), and through max pooling: NaN must survive,
+ * or a NaN input becomes a finite, wrong loss.  ReLU on 100000 values also
+ * takes the multi-core loop. */
+static int same_value(float a, float b) { return (isnan(a) && isnan(b)) || a == b; }
+
+static void test_act_nonfinite(void)
+{
+    const float nan = NAN, inf = INFINITY;
+    const float in[6] = {nan, inf, -inf, 3, -3, 0};
+    const struct {
+        kd_act a;
+        const char *name;
+        float want[6];
+    } cases[] = {
+        {KD_RELU, "relu", {nan, inf, 0, 3, 0, 0}},
+        {KD_RELU6, "relu6", {nan, 6, 0, 3, 0, 0}},
+        {KD_SILU, "silu", {nan, inf, nan, 2.857722520828247f, -0.14227761328220367f, 0}},
+        {KD_HSWISH, "hardswish", {nan, inf, nan, 3, 0, 0}},
+        {KD_HSIGMOID, "hardsigmoid", {nan, 1, 0, 1, 0, 0.5f}},
+        {KD_SIGMOID, "sigmoid", {nan, 1, 0, 0.9525741338729858f, 0.04742587357759476f, 0.5f}},
+    };
+    size_t n = 100000;
+    float *x = malloc(n * sizeof *x), *y = malloc(n * sizeof *y);
+    for (size_t c = 0; c < sizeof cases / sizeof cases[0]; c++) {
+        for (size_t i = 0; i < n; i++) x[i] = in[i % 6];
+        kd_act_forward(cases[c].a, x, y, n);
+        int ok = 1;
+        for (size_t i = 0; i < n; i++)
+            ok &= same_value(y[i], cases[c].want[i % 6]) ||
+                  fabsf(y[i] - cases[c].want[i % 6]) <= 1e-6f * fabsf(cases[c].want[i % 6]);
+        KD_CHECK(ok, "%s of nan, inf, -inf, 3, -3, 0 as PyTorch: %g %g %g %g %g %g", cases[c].name, y[0], y[1],
+                 y[2], y[3], y[4], y[5]);
+    }
+    free(x), free(y);
+    kd_pool p;
+    kd_pool_init(&p, 1, 1, 2, 2, 2, 2, 0);
+    float px[4] = {1, nan, 3, 4}, py[1];
+    int32_t idx[1];
+    kd_maxpool_forward(&p, px, py, idx);
+    KD_CHECK(isnan(py[0]) && idx[0] == 1, "maxpool keeps a NaN (PyTorch: nan)");
+}
+
 /* linear (kd_gemm) against its reference, value and gradient (x, W, b),
  * both accumulating into gradients that start non-zero; then the reference
  * gradient against central differences. */
@@ -414,6 +458,7 @@ int main(void)
     test_bn(8, 4, 5, 2);
     test_bn(5, 7, 1, 0); /* BatchNorm1d */
     test_pool_act();
+    test_act_nonfinite();
     test_linear(7, 13, 5, 1);
     test_linear(3, 40, 9, 0); /* no bias */
     test_linear(130, 64, 10, 1); /* a classifier head on a batch */
