@@ -18,27 +18,10 @@
 #include "kd_h5.h"
 #include "kd_ssa_loss.h"
 #include "kd_test.h"
+#include "kd_test_h5.h"
 
 enum { B = 4, C = 8, D = 12, MAXHW = 16, MAXQ = 8, MIN_CASES = 5 };
 static const char *fixture = "tests/fixtures/ssa_loss.h5";
-
-/* A dataset of exactly n elements into buf; -1 otherwise. */
-static int rd(kd_h5 *h, const char *grp, const char *name, long n, float *buf)
-{
-    char p[128];
-    int64_t dims[KD_MAX_RANK];
-    kd_dtype ft;
-    int rank;
-    snprintf(p, sizeof p, "%s/%s", grp, name);
-    if (kd_h5_info(h, p, &ft, &rank, dims))
-        return -1;
-    long numel = 1;
-    for (int i = 0; i < rank; i++)
-        numel *= (long)dims[i];
-    if (numel != n)
-        return -1;
-    return kd_h5_read(h, p, KD_F32, 0, dims[0], buf);
-}
 
 static int dims4(kd_h5 *h, const char *g, const char *name, int64_t *d)
 {
