@@ -111,4 +111,16 @@ void kd_add_forward(const float *a, const float *b, float *y, size_t n);
 void kd_dropout_forward(const float *x, float *y, float *mask, size_t n, float p, kd_rng *rng);
 void kd_dropout_backward(const float *mask, const float *dy, float *dx, size_t n);
 
+/* ---- bilinear resize of P planes [P,hi,wi] -> [P,ho,wo] with
+ * align_corners=False and no antialiasing, as F.interpolate(mode="bilinear")
+ * (lib/nn/kd_resize.c).  Backward is its adjoint: dy [P,ho,wo] scattered
+ * into dx [P,hi,wi], ACCUMULATED. */
+void kd_resize_forward(const float *x, int P, int hi, int wi, float *y, int ho, int wo);
+void kd_resize_backward(const float *dy, int P, int hi, int wi, float *dx, int ho, int wo);
+/* One output coordinate d of a side of `in` source pixels at scale in/out,
+ * in float as ATen computes it: src = scale*(d+0.5)-0.5 clamped to >= 0;
+ * taps i0 (weight l0) and i0 + step (weight l1), step 0 at the last pixel.
+ * Shared with the augmentations' resized crop (lib/aug/kd_aug.c). */
+void kd_bilinear_tap(float scale, int d, int in, int *i0, int *step, float *l0, float *l1);
+
 #endif

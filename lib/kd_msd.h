@@ -17,7 +17,7 @@
 #ifndef KD_MSD_H
 #define KD_MSD_H
 
-#include "kd_layers.h"
+#include "kd_aligner.h"
 #include "kd_regions.h"
 
 enum { KD_MSD_LOGITS, KD_MSD_FEAT };
@@ -40,10 +40,7 @@ typedef struct {
     float tau;
     double sam, fea;     /* the last step's two terms */
     int *first, *count;  /* [R]: the span of each region's scale */
-    kd_conv conv;
-    float *ws;
-    size_t ws_n;
-    float *ya, *yb, *dya, *dyb, *bn_mean, *bn_rstd, *run_mean, *run_var; /* aligner [maxB,D,h,w], [D] */
+    kd_aligner al;       /* when align */
     float *pool, *z, *u, *unorm, *v, *vnorm, *du, *dz, *dpool;          /* [maxB,R,*], [maxB*R] */
     double *p;                                                           /* [max(maxB, R)] */
 } kd_msd;

@@ -5,6 +5,7 @@
 #pragma GCC optimize("O3", "no-trapping-math")
 
 #include "kd_aug.h"
+#include "kd_layers.h"
 
 #include <math.h>
 #include <pthread.h>
@@ -66,29 +67,6 @@ void kd_aug_from_u8(const uint8_t *src, int H, int W, int C, float *dst, int oc)
 
 /* ---- bilinear resize (torch upsample_bilinear2d, align_corners=False) ---- */
 
-/* Source index and weights of one output coordinate, in float as ATen
- * computes them for float tensors: src = scale*(dst+0.5)-0.5, negative
- * clamped to 0, the second tap dropped at the last row/column. */
-static inline void lin_tap(float scale, int d, int in, int *i0, int *step, float *l0, float *l1)
-{
-    float real = scale * ((float)d + 0.5f) - 0.5f;
-    if (real < 0.0f)
-        real = 0.0f;
-    int i = (int)real;
-    if (i > in - 1)
-        i = in - 1;
-    float lam = real - (float)i;
-    if (lam < 0.0f)
-        lam = 0.0f;
-    if (lam > 1.0f)
-        lam = 1.0f;
-    *i0 = i;
-    *step = i < in - 1 ? 1 : 0;
-    *l1 = lam;
-    *l0 = 1.0f - lam;
-}
-
-
 /* Separable: each needed source row is interpolated horizontally once
  * (h = xl0*a + xl1*b), then output rows blend two such rows vertically
  * (yl0*h0 + yl1*h1) — the same expressions ATen evaluates per pixel, so the
@@ -103,7 +81,7 @@ static void resized_crop_any(const float *f32, const uint8_t *u8, int C, int H, 
     float xl0[KD_AUG_MAXW], xl1[KD_AUG_MAXW];
     static _Thread_local float hbuf[2][3][KD_AUG_MAXW];
     for (int x = 0; x < ow; x++) {
-        lin_tap(sw, x, box.w, &xi[x], &xs[x], &xl0[x], &xl1[x]);
+        kd_bilinear_tap(sw, x, box.w, &xi[x], &xs[x], &xl0[x], &xl1[x]);
         xi[x] += box.left;
         xs[x] += xi[x];
     }
@@ -124,7 +102,7 @@ static void resized_crop_any(const float *f32, const uint8_t *u8, int C, int H, 
     for (int y = 0; y < oh; y++) {
         int yi, ys;
         float yl0, yl1;
-        lin_tap(sh, y, box.h, &yi, &ys, &yl0, &yl1);
+        kd_bilinear_tap(sh, y, box.h, &yi, &ys, &yl0, &yl1);
         const int need[2] = {box.top + yi, box.top + yi + ys};
         int slot[2];
         for (int k = 0; k < 2; k++) {

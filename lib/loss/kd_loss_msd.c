@@ -15,7 +15,6 @@
 #include "kd_loss.h"
 #include "kd_msd.h"
 #include "kd_names.h"
-#include "kd_rng.h"
 
 typedef struct {
     float tau;
@@ -118,25 +117,6 @@ static int check_teacher(const msd_state *s, const kd_tensor *t, const kd_tensor
     return 0;
 }
 
-/* The aligner [D,C,1,1] conv + BN, PyTorch's initialisation (kaiming
- * normal, fan_out; BN weight 1, bias 0). */
-static int init_aligner(msd_state *s, kd_loss_init *c, int C, int D)
-{
-    kd_pview v[3] = {{.name = "aligner.0.weight", .rank = 4, .shape = {D, C, 1, 1}},
-                     {.name = "aligner.1.weight", .rank = 1, .shape = {D}, .no_decay = 1},
-                     {.name = "aligner.1.bias", .rank = 1, .shape = {D}, .no_decay = 1}};
-    if (kd_slab_init(&s->own, v, 3))
-        return -1;
-    kd_rng r = kd_rng_make(c->seed, 0x6d7364, 0);
-    float sd = sqrtf(2.0f / (float)D), *w = kd_slab_param(&s->own, v[0].name), *g = kd_slab_param(&s->own, v[1].name);
-    for (size_t i = 0; i < (size_t)D * C; i++)
-        w[i] = sd * kd_rng_normal(&r);
-    for (int i = 0; i < D; i++)
-        g[i] = 1;
-    c->params = &s->own;
-    return 0;
-}
-
 static void *msd_init(kd_loss_init *c)
 {
     msd_state *s = calloc(1, sizeof *s);
@@ -191,8 +171,10 @@ static void *msd_init(kd_loss_init *c)
         kd_err_prefix("loss %s", c->instance);
         goto fail;
     }
-    if (check_teacher(s, t, tw, (int)t->dims[0]) || (s->m.align && init_aligner(s, c, C, D)))
+    if (check_teacher(s, t, tw, (int)t->dims[0]) || (s->m.align && kd_aligner_slab(&s->own, C, D, c->seed, 0x6d7364)))
         goto fail;
+    if (s->m.align)
+        c->params = &s->own;
     return s;
 fail:
     msd_free(s);
@@ -209,9 +191,8 @@ static int msd_compute(void *st, kd_loss_batch *b, float weight, double *loss)
     if (s->m.space == KD_MSD_LOGITS && kd_model_classifier(b->student, (float **)&p.W, (float **)&p.b, &p.dW, &p.db))
         return -1;
     if (s->m.align) {
-        p.aw = kd_slab_param(&s->own, "aligner.0.weight"), p.daw = kd_slab_grad(&s->own, "aligner.0.weight");
-        p.ag = kd_slab_param(&s->own, "aligner.1.weight"), p.dag = kd_slab_grad(&s->own, "aligner.1.weight");
-        p.ab = kd_slab_param(&s->own, "aligner.1.bias"), p.dab = kd_slab_grad(&s->own, "aligner.1.bias");
+        kd_aligner_p a = kd_aligner_bind(&s->own);
+        p.aw = a.w, p.daw = a.dw, p.ag = a.g, p.dag = a.dg, p.ab = a.b, p.dab = a.db;
     }
     const float *F = kd_model_stage_map(b->student, s->stage, NULL, NULL, NULL);
     if (!F)

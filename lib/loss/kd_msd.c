@@ -9,14 +9,10 @@
 #include "kd_err.h"
 #include "kd_loss.h"
 
-#define BN_EPS 1e-5f
-#define BN_MOMENTUM 0.1f
-
 void kd_msd_free(kd_msd *m)
 {
-    free(m->first), free(m->count), free(m->ws);
-    free(m->ya), free(m->yb), free(m->dya), free(m->dyb);
-    free(m->bn_mean), free(m->bn_rstd), free(m->run_mean), free(m->run_var);
+    free(m->first), free(m->count);
+    kd_aligner_free(&m->al);
     free(m->pool), free(m->z), free(m->u), free(m->unorm), free(m->v), free(m->vnorm);
     free(m->du), free(m->dz), free(m->dpool), free(m->p);
     memset(m, 0, sizeof *m);
@@ -35,7 +31,6 @@ int kd_msd_init(kd_msd *m, const kd_regions *rg, int space, int maxB, int C, int
     if ((m->R = kd_regions_count(rg, h, w)) < 0)
         return -1;
     size_t B = (size_t)maxB, R = (size_t)m->R, Dd = (size_t)D, Cp = m->space == KD_MSD_LOGITS ? (size_t)C : Dd;
-    size_t hw = (size_t)h * w;
     m->first = malloc(sizeof(int) * R), m->count = malloc(sizeof(int) * R);
     m->pool = malloc(sizeof(float) * B * R * Cp), m->dpool = malloc(sizeof(float) * B * R * Cp);
     m->z = malloc(sizeof(float) * B * R * Dd), m->dz = malloc(sizeof(float) * B * R * Dd);
@@ -45,18 +40,9 @@ int kd_msd_init(kd_msd *m, const kd_regions *rg, int space, int maxB, int C, int
     m->p = malloc(sizeof(double) * (B > R ? B : R));
     int ok = m->first && m->count && m->pool && m->dpool && m->z && m->dz && m->u && m->du && m->v && m->unorm &&
              m->vnorm && m->p;
-    if (ok && m->align) {
-        if (kd_conv_init(&m->conv, maxB, C, h, w, D, 1, 1, 0, 1)) {
-            kd_msd_free(m);
-            return -1;
-        }
-        m->ws_n = kd_conv_workspace(&m->conv);
-        m->ws = malloc(sizeof(float) * (m->ws_n ? m->ws_n : 1));
-        m->ya = malloc(sizeof(float) * B * Dd * hw), m->yb = malloc(sizeof(float) * B * Dd * hw);
-        m->dya = malloc(sizeof(float) * B * Dd * hw), m->dyb = malloc(sizeof(float) * B * Dd * hw);
-        m->bn_mean = malloc(sizeof(float) * Dd), m->bn_rstd = malloc(sizeof(float) * Dd);
-        m->run_mean = calloc(Dd, sizeof(float)), m->run_var = calloc(Dd, sizeof(float));
-        ok = m->ws && m->ya && m->yb && m->dya && m->dyb && m->bn_mean && m->bn_rstd && m->run_mean && m->run_var;
+    if (ok && m->align && kd_aligner_init(&m->al, maxB, C, h, w, D)) {
+        kd_msd_free(m);
+        return -1;
     }
     if (!ok) {
         kd_msd_free(m);
@@ -130,16 +116,12 @@ double kd_msd_step(kd_msd *m, int n, const float *F, const kd_msd_params *p, con
 {
     int R = m->R, D = m->D, C = m->C, h = m->h, w = m->w;
     size_t nr = (size_t)n * R, hw = (size_t)h * w;
+    kd_aligner_p ap = {.w = p->aw, .g = p->ag, .b = p->ab, .dw = p->daw, .dg = p->dag, .db = p->dab};
     const float *src = F; /* the map that is pooled */
     int Cp = C;
     if (m->align) {
-        /* cannot fail where it succeeded for maxB images, and its workspace
-         * does not grow with fewer images */
-        (void)kd_conv_init(&m->conv, n, C, h, w, D, 1, 1, 0, 1);
-        kd_conv_forward(&m->conv, F, p->aw, NULL, m->ya, m->ws);
-        kd_bn_forward_train(n, D, (int)hw, 0, m->ya, p->ag, p->ab, m->yb, m->bn_mean, m->bn_rstd, m->run_mean,
-                            m->run_var, BN_MOMENTUM, BN_EPS);
-        src = m->yb, Cp = D;
+        src = kd_aligner_forward(&m->al, n, F, &ap);
+        Cp = D;
     }
     kd_regions_forward(&m->rg, src, n, Cp, h, w, m->pool);
     const float *zs = m->pool;
@@ -165,10 +147,8 @@ double kd_msd_step(kd_msd *m, int n, const float *F, const kd_msd_params *p, con
         kd_regions_backward(&m->rg, dpool, n, Cp, h, w, dF);
         return l;
     }
-    memset(m->dyb, 0, sizeof(float) * n * D * hw);
-    kd_regions_backward(&m->rg, dpool, n, D, h, w, m->dyb);
-    memset(m->dya, 0, sizeof(float) * n * D * hw);
-    kd_bn_backward(n, D, (int)hw, 0, m->ya, m->bn_mean, m->bn_rstd, p->ag, m->dyb, m->dya, p->dag, p->dab);
-    kd_conv_backward(&m->conv, F, p->aw, m->dya, dF, p->daw, NULL, m->ws);
+    memset(m->al.dy, 0, sizeof(float) * n * D * hw);
+    kd_regions_backward(&m->rg, dpool, n, D, h, w, m->al.dy);
+    kd_aligner_backward(&m->al, n, F, &ap, dF);
     return l;
 }

@@ -13,27 +13,10 @@
 #include "kd_h5.h"
 #include "kd_loss.h"
 #include "kd_test.h"
+#include "kd_test_h5.h"
 
 enum { N = 6, E = 16, K = 32, MIN_DISCO = 5, MIN_SEED = 6 };
 static const char *fixture = "tests/fixtures/ssl_distill.h5";
-
-/* A dataset of exactly n floats into buf. */
-static int rd(kd_h5 *h, const char *grp, const char *name, long n, float *buf)
-{
-    char p[128];
-    int64_t dims[KD_MAX_RANK];
-    kd_dtype dt;
-    int rank;
-    snprintf(p, sizeof p, "%s/%s", grp, name);
-    if (kd_h5_info(h, p, &dt, &rank, dims))
-        return -1;
-    long numel = 1;
-    for (int i = 0; i < rank; i++)
-        numel *= (long)dims[i];
-    if (numel != n)
-        return -1;
-    return kd_h5_read(h, p, KD_F32, 0, dims[0], buf);
-}
 
 static double rel(double a, double b) { return fabs(a - b) / fmax(fabs(b), 1e-300); }
 
