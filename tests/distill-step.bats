@@ -42,7 +42,7 @@ print('identical' if not bad else 'differ: %s' % bad[:3])" "$1" "$2"
     assert_failure 2
     run "$DS" --loss nope:1 -m sup.h5 -o out.h5
     assert_failure 2
-    assert_output --partial "unknown loss 'nope' (known: ce moco disco seed kd dkd crd msd)"
+    assert_output --partial "unknown loss 'nope' (known: ce moco disco seed kd dkd crd msd ssa)"
     run "$DS" --method ce --schedule linear -m sup.h5 -o out.h5
     assert_failure 2
 }
@@ -262,7 +262,7 @@ print('sum ok')"
     assert_success
     help="$output"
     names=$(echo "$help" | sed -n '/^The losses and their options:/,/^Optimiser/p' | awk '/^  [a-z]/ {print $1}')
-    [ "$(echo $names)" = "ce moco disco seed kd dkd crd msd" ]
+    [ "$(echo $names)" = "ce moco disco seed kd dkd crd msd ssa" ]
     for n in $names; do
         grep -q "^\.B $n\$" "$BATS_TEST_DIRNAME/../man/man1/distill-step.1"
         run "$DS" --method "$n" -m sup.h5 -o x.h5 < /dev/null

@@ -87,7 +87,7 @@ int main(void)
     kd_frame_free(&f);
 
     /* the registry and the generic option parser */
-    KD_CHECK(!strcmp(kd_loss_names(), "ce moco disco seed kd dkd crd msd"), "registry: '%s'", kd_loss_names());
+    KD_CHECK(!strcmp(kd_loss_names(), "ce moco disco seed kd dkd crd msd ssa"), "registry: '%s'", kd_loss_names());
     KD_CHECK(kd_loss_opts_set(mm, mo, "queue", "0") == -1 && strstr(kd_err_get(), "queue: 0 is outside [1, "),
              "out of range: %s", kd_err_get());
     KD_CHECK(kd_loss_opts_set(mm, mo, "queue", "1.5") == -1 && strstr(kd_err_get(), "is not an integer"),
