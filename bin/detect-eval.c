@@ -1,5 +1,6 @@
 /* detect-eval — score detections against ground truth: COCO AP/AR with
  * pycocotools' semantics, and VOC AP50. */
+#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -136,5 +137,7 @@ int main(int argc, char **argv)
     printf("}\n");
     kd_coco_result_free(&r);
     kd_coco_free(&c);
-    return fflush(stdout) ? 1 : 0;
+    if (fflush(stdout) || ferror(stdout))
+        kd_die(KD_EXIT_FAIL, "stdout: write error (%s): the result is lost", strerror(errno));
+    return 0;
 }
