@@ -7,11 +7,16 @@
 # must agree within 1e-6; the speed ratio is printed end to end (both read
 # the same JSON files) and against pycocotools' evaluation alone.
 #
-# COCOAPI_SRC: a git directory of github.com/cocodataset/cocoapi (default:
-# the session mirror; without it the public repository is cloned into the
-# temporary directory), or a checked-out tree holding PythonAPI/ and common/.
+# COCOAPI_SRC (required): a checkout of github.com/cocodataset/cocoapi (a
+# tree holding PythonAPI/ and common/) or its git directory; see
+# bench/README.md.
 cd "$(dirname "$0")/.." || exit 1
-src=${COCOAPI_SRC:-/work/.mirror/cocodataset+cocoapi/repo}
+src=${COCOAPI_SRC:-}
+if [ -z "$src" ]; then
+    echo "bench/detect-eval.sh: set COCOAPI_SRC to the cocoapi sources, e.g." >&2
+    echo "  git clone https://github.com/cocodataset/cocoapi /tmp/cocoapi && COCOAPI_SRC=/tmp/cocoapi bench/detect-eval.sh" >&2
+    exit 1
+fi
 n=${KD_BENCH_IMAGES:-5000}
 d=$(mktemp -d) || exit 1
 trap 'rm -rf "$d"' EXIT
@@ -19,10 +24,8 @@ if [ -d "$src/PythonAPI" ]; then
     cp -r "$src/PythonAPI" "$src/common" "$d/" || exit 1
 elif git --git-dir="$src" rev-parse HEAD >/dev/null 2>&1; then
     git --git-dir="$src" archive HEAD PythonAPI common | tar -x -C "$d" || exit 1
-elif git clone -q https://github.com/cocodataset/cocoapi "$d/cocoapi" 2>/dev/null; then
-    mv "$d/cocoapi/PythonAPI" "$d/cocoapi/common" "$d/" || exit 1
 else
-    echo "bench/detect-eval.sh: no cocoapi sources at $src and no network (set COCOAPI_SRC)" >&2
+    echo "bench/detect-eval.sh: COCOAPI_SRC=$src holds neither PythonAPI/ and common/ nor a cocoapi git repository" >&2
     exit 1
 fi
 # NumPy >= 1.24 dropped the np.float alias that cocoeval.accumulate uses;

@@ -17,6 +17,7 @@
 #include "kd_aug_policy.h"
 #include "kd_cli.h"
 #include "kd_err.h"
+#include "kd_file.h"
 #include "kd_augment.h"
 #include "kd_dataset.h"
 #include "kd_names.h"
@@ -326,7 +327,14 @@ int main(int argc, char **argv)
 
     /* ---- dataset ---- */
     kd_dataset_info di;
-    kd_dataset_file *df = kd_dataset_open(ds_path, &di);
+    char spool[4200];
+    /* HDF5 seeks, so standard input is copied to a temporary file first;
+     * the name goes as soon as the file is open */
+    if (!strcmp(ds_path, "-") && kd_file_spool_stdin(spool, sizeof spool))
+        kd_die_err();
+    kd_dataset_file *df = kd_dataset_open(strcmp(ds_path, "-") ? ds_path : spool, &di);
+    if (!strcmp(ds_path, "-"))
+        kd_file_tmp_remove(spool);
     if (!df)
         kd_die_err();
     const int H = di.h, W = di.w, C = di.c;
@@ -386,12 +394,8 @@ int main(int argc, char **argv)
                 kd_writer_abort(wr);
                 kd_die_err();
             }
-            if (kd_writer_put(wr, &fr) < 0) {
-                kd_writer_abort(wr);
-                if (errno == EPIPE) /* the consumer has gone: end quietly, as filters do */
-                    exit(KD_EXIT_OK);
-                kd_die_err();
-            }
+            if (kd_writer_put(wr, &fr) < 0)
+                kd_writer_fail(wr);
             frames++;
             nviews += (int64_t)b * views;
             done += b;
@@ -401,11 +405,8 @@ int main(int argc, char **argv)
         }
     }
     kd_progress_end(&std);
-    if (kd_writer_close(wr) < 0) {
-        if (errno == EPIPE)
-            exit(KD_EXIT_OK);
-        kd_die_err();
-    }
+    if (kd_writer_close(wr) < 0)
+        kd_writer_fail(NULL);
     double dt = kd_now() - t0;
     if (strcmp(out_path, "-") != 0) {
         kd_json j;

@@ -257,6 +257,7 @@ int main(int argc, char **argv)
         kd_usage("missing -o OUT.h5");
     if (!strcmp(out, "-"))
         kd_usage("-o: a dataset file cannot be written to stdout");
+    kd_cli_output(out);
     const char *src = argv[optind];
     if (!exists(src))
         kd_die(KD_EXIT_FAIL, "%s: %s", src, strerror(ENOENT));

@@ -1,5 +1,6 @@
 /* detect-eval — score detections against ground truth: COCO AP/AR with
  * pycocotools' semantics, and VOC AP50. */
+#include <errno.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -189,5 +190,7 @@ int main(int argc, char **argv)
         kd_die(KD_EXIT_FAIL, "out of memory");
     fwrite(out, 1, len, stdout);
     free(out);
-    return fflush(stdout) ? 1 : 0;
+    if (fflush(stdout) || ferror(stdout))
+        kd_die(KD_EXIT_FAIL, "stdout: write error (%s): the result is lost", strerror(errno));
+    return 0;
 }

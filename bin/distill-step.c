@@ -354,11 +354,10 @@ int main(int argc, char **argv)
         snprintf(ckpt_buf, sizeof ckpt_buf, "%s.ckpt.h5", out);
         ckpt = ckpt_buf;
     }
-    kd_gemm_init(std.threads);
+    kd_cli_output(out); /* found unwritable at the start, not after the training */
+    kd_cli_output(ckpt);
+    kd_gemm_init(kd_cli_threads(&std));
     signal(SIGPIPE, SIG_IGN);
-    FILE *logf = stdout;
-    if (log_path && !(logf = fopen(log_path, "w")))
-        kd_die(KD_EXIT_FAIL, "%s: cannot create the log", log_path);
 
     kd_reader *rd = kd_reader_open(in);
     if (!rd)
@@ -403,6 +402,10 @@ int main(int argc, char **argv)
         kd_die_err();
     }
 
+    /* opened once the inputs are known good: a refused run keeps the old log */
+    FILE *logf = stdout;
+    if (log_path && !(logf = fopen(log_path, "w")))
+        kd_die(KD_EXIT_FAIL, "%s: cannot create the log: %s", log_path, strerror(errno));
     long start = kd_trainer_steps(t), frames = 0, total = kd_trainer_total(t), epochs = kd_trainer_epochs(t);
     double t0 = kd_now(), tlast, trun = 0, loss_avg = 0;
     long imgs_since = 0, imgs_run = 0;
@@ -459,6 +462,17 @@ int main(int argc, char **argv)
     int finished = steps == start && total > 0 && start >= total;
     if (steps == start && !finished)
         kd_die(KD_EXIT_FAIL, "%s: no frame after step %ld: nothing trained", in, start);
+    /* A complete stream shorter than the schedule its frames announce (a
+     * filter that dropped frames) would deploy a model whose learning rate
+     * never reached the schedule's end: keep the state, not the model.  A
+     * length given by --epochs or --total-steps is the user's (a run stopped
+     * on purpose, to be resumed). */
+    if (to.total_steps <= 0 && to.epochs <= 0 && total > 0 && steps < total) {
+        if (kd_trainer_save(t, ckpt))
+            kd_die_err();
+        kd_die(KD_EXIT_FAIL, "%s: the stream ended at step %ld of the %ld its frames announce (epochs x batches): "
+               "%s is not written; %s holds step %ld", in, steps, total, out, ckpt, steps);
+    }
     if (val && !finished && !(val_every && steps % val_every == 0))
         log_val(t, logf);
     /* the deployed model, and the state to continue from */

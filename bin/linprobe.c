@@ -250,7 +250,8 @@ int main(int argc, char **argv)
         kd_usage("--no-linear without --knn leaves nothing to do");
     if (save_path && (!linear || score))
         kd_usage("--save needs the linear classifier to be trained");
-    kd_gemm_init(std.threads);
+    kd_cli_output(save_path);
+    kd_gemm_init(kd_cli_threads(&std));
     double t0 = kd_now();
     table tr, te;
     load(argv[optind], limit, 0, &tr);

@@ -131,12 +131,13 @@ int main(int argc, char **argv)
     if (!strcmp(out, "-")) {
         snprintf(tmp, sizeof tmp, "%s/model-init.%d.h5", getenv("TMPDIR") ? getenv("TMPDIR") : "/tmp", (int)getpid());
         path = tmp;
+        kd_file_tmp_register(tmp);
     }
     if (kd_model_save(m, path))
         kd_die_err();
     if (path != out) {
         int rc = copy_to_stdout(path);
-        unlink(path);
+        kd_file_tmp_remove(path);
         if (rc)
             kd_die(KD_EXIT_FAIL, "stdout: write failed");
     } else {

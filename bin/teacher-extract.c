@@ -218,16 +218,7 @@ static int stream_mode(runner *r, const char *in, const char *out, const char *v
     kd_model *m = r->m;
     int C = kd_model_opts(m)->in_channels, D = kd_model_feat_dim(m), K = kd_model_num_classes(m),
         E = kd_model_emb_dim(m);
-    kd_reader *rd;
-    kd_writer *wr = open_output(out, deflate, &rd, in);
-    kd_tcache *cache = NULL; /* created after the stream opened: a usage error leaves no temporary behind */
-    if (save_cache && !(cache = kd_tcache_create(save_cache, prov))) {
-        kd_writer_abort(wr);
-        kd_reader_close(rd);
-        kd_die_err();
-    }
-    kd_frame f;
-    kd_frame_init(&f);
+    /* parsed before any output is opened */
     char names[64][KD_NAME_MAX];
     int nviews = 0;
     if (views) {
@@ -241,6 +232,16 @@ static int stream_mode(runner *r, const char *in, const char *out, const char *v
         if (!nviews)
             kd_usage("--views: empty list");
     }
+    kd_reader *rd;
+    kd_writer *wr = open_output(out, deflate, &rd, in);
+    kd_tcache *cache = NULL; /* created after the stream opened: a usage error leaves no temporary behind */
+    if (save_cache && !(cache = kd_tcache_create(save_cache, prov))) {
+        kd_writer_abort(wr);
+        kd_reader_close(rd);
+        kd_die_err();
+    }
+    kd_frame f;
+    kd_frame_init(&f);
     long long frames = 0, images = 0;
     int64_t due = -1; /* frames the stream holds, from the first frame's metadata */
     double t0 = kd_now();
@@ -319,16 +320,15 @@ static int stream_mode(runner *r, const char *in, const char *out, const char *v
     kd_reader_close(rd);
     kd_frame_free(&f);
     if (kd_writer_close(wr))
-        kd_die_err();
+        kd_writer_fail(NULL);
     kd_filter_report(out, frames, images, t0);
     return 0;
 fail:
     kd_progress_end(std);
     kd_tcache_abort(cache);
-    kd_writer_abort(wr);
     kd_reader_close(rd);
     kd_frame_free(&f);
-    kd_die_err();
+    kd_writer_fail(wr);
 }
 
 /* The teacher's tensors from a cache (no model): the same augment stream in,
@@ -365,16 +365,15 @@ static int cache_mode(const char *cpath, const char *in, const char *out, int de
     kd_frame_free(&f);
     kd_tcache_close(c);
     if (kd_writer_close(wr))
-        kd_die_err();
+        kd_writer_fail(NULL);
     kd_filter_report(out, frames, images, t0);
     return 0;
 fail:
     kd_progress_end(std);
-    kd_writer_abort(wr);
     kd_reader_close(rd);
     kd_frame_free(&f);
     kd_tcache_close(c);
-    kd_die_err();
+    kd_writer_fail(wr);
 }
 
 /* ---------------------------------------------------------- features mode */
@@ -534,7 +533,9 @@ int main(int argc, char **argv)
         kd_usage("--features takes no stream argument");
     if (features && (views || maps || cam))
         kd_usage("--views, --maps and --cam apply to stream mode only");
-    kd_gemm_init(std.threads);
+    kd_cli_output(features ? out : NULL); /* HDF5 outputs; a stream may go to a device or FIFO */
+    kd_cli_output(save_cache);
+    kd_gemm_init(kd_cli_threads(&std));
     kd_model *m = kd_model_load(model);
     if (!m)
         kd_die_err();

@@ -2,13 +2,17 @@
 """kdt.py: read and write the kdpipe tensor stream (kdt(5)) with NumPy alone.
 
     import sys, kdt
-    for meta, tensors in kdt.read_frames(sys.stdin.buffer):
-        tensors["view0"] += 0.1            # any change; new tensors welcome
-        kdt.write_frame(sys.stdout.buffer, meta, tensors)
+    with kdt.Writer(sys.stdout.buffer) as w:
+        for meta, tensors in kdt.read_frames(sys.stdin.buffer):
+            tensors["view0"] += 0.1        # any change; new tensors welcome
+            w.write(meta, tensors)
 
 meta is a dict of str -> str (epoch, step, ...), tensors a dict of name ->
 ndarray (uint8, int32, int64 or float32), in stream order.  Frames are
-checked as the C reader checks them: magic, version, sizes, CRC-32.
+checked as the C reader checks them: magic, version, sizes, CRC-32.  A
+stream ends with an end marker: read_frames raises StreamError at EOF
+without it (the writer died), and Writer writes it when its block ends
+without an exception (write_end writes it by hand).
 Run as a script it copies a stream (stdin to stdout) through NumPy.
 """
 import struct
@@ -19,6 +23,7 @@ import numpy as np
 
 MAGIC = b"KDT\n"
 VERSION = 1
+F_DEFLATE, F_END = 1, 2
 HEADER = struct.Struct("<4sHHIIQQII")  # 40 bytes
 DTYPES = {1: np.dtype("u1"), 2: np.dtype("<i4"), 3: np.dtype("<i8"), 4: np.dtype("<f4")}
 CODES = {v.str[1:]: k for k, v in DTYPES.items()}  # "u1", "i4", "i8", "f4"
@@ -45,14 +50,15 @@ def read_frames(f):
     while True:
         h = _read_exact(f, HEADER.size)
         if not h:
-            return
+            raise StreamError("the stream ended without its end marker (the writer died?) after %d frame%s"
+                              % (k, "" if k == 1 else "s"))
         where = "frame %d at byte %d" % (k, offset)
         if len(h) < HEADER.size:
             raise StreamError("%s: truncated frame header" % where)
         magic, ver, flags, nt, nm, stored, raw, crc, res = HEADER.unpack(h)
         if magic != MAGIC:
             raise StreamError("%s: bad magic" % where)
-        if ver != VERSION or flags & ~1 or res:
+        if ver != VERSION or flags & ~(F_DEFLATE | F_END) or flags == F_DEFLATE | F_END or res:
             raise StreamError("%s: unsupported version or flags" % where)
         payload = _read_exact(f, stored)
         if len(payload) < stored:
@@ -63,6 +69,12 @@ def read_frames(f):
             payload = zlib.decompress(payload)
         if len(payload) != raw:
             raise StreamError("%s: payload size mismatch" % where)
+        if flags & F_END:
+            if nt != 0 or payload != _end_payload(k):
+                raise StreamError("%s: a malformed end marker" % where)
+            if f.read(1):
+                raise StreamError("%s: data after the end marker" % where)
+            return
         p = 0
         meta = {}
         for _ in range(nm):
@@ -97,12 +109,17 @@ def read_frames(f):
         yield meta, tensors
 
 
-def encode_frame(meta, tensors, deflate=False):
-    """The bytes of one frame."""
+def _meta_parts(meta):
     parts = []
     for key, val in meta.items():
         kb, vb = str(key).encode(), str(val).encode()
         parts += [struct.pack("<H", len(kb)), kb, struct.pack("<H", len(vb)), vb]
+    return parts
+
+
+def encode_frame(meta, tensors, deflate=False):
+    """The bytes of one frame."""
+    parts = _meta_parts(meta)
     for name, a in tensors.items():
         a = np.ascontiguousarray(a)
         code = CODES.get(a.dtype.newbyteorder("<").str[1:] if a.dtype.itemsize > 1 else "u1")
@@ -126,10 +143,47 @@ def write_frame(f, meta, tensors, deflate=False):
     f.write(encode_frame(meta, tensors, deflate))
 
 
+def _end_payload(frames):
+    return b"".join(_meta_parts({"frames": frames}))
+
+
+def write_end(f, frames):
+    """The end marker after `frames` frames: flags 2, no tensors, one entry frames=N."""
+    payload = _end_payload(frames)
+    head = struct.pack("<4sHHIIQQ", MAGIC, VERSION, F_END, 0, 1, len(payload), len(payload))
+    f.write(head + struct.pack("<II", zlib.crc32(payload, zlib.crc32(head)), 0) + payload)
+
+
+class Writer:
+    """Counts the frames and writes the end marker when a `with` block ends
+    normally; after an exception the stream is left without it, so that the
+    next stage fails instead of taking a short stream for a complete one."""
+
+    def __init__(self, f, deflate=False):
+        self.f, self.deflate, self.frames = f, deflate, 0
+
+    def write(self, meta, tensors):
+        write_frame(self.f, meta, tensors, self.deflate)
+        self.frames += 1
+
+    def close(self):
+        write_end(self.f, self.frames)
+        self.f.flush()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, kind, value, tb):
+        if kind is None:
+            self.close()
+        return False
+
+
 if __name__ == "__main__":
     try:
-        for meta, tensors in read_frames(sys.stdin.buffer):
-            write_frame(sys.stdout.buffer, meta, tensors)
+        with Writer(sys.stdout.buffer) as w:
+            for meta, tensors in read_frames(sys.stdin.buffer):
+                w.write(meta, tensors)
     except StreamError as e:
         sys.stderr.write("kdt.py: %s\n" % e)
         sys.exit(1)

@@ -14,14 +14,15 @@ import kdt  # noqa: E402
 
 sigma = float(sys.argv[1]) if len(sys.argv) > 1 else 0.1
 try:
-    for meta, tensors in kdt.read_frames(sys.stdin.buffer):
-        # noise keyed by the frame's step, so a rerun gives the same stream
-        rng = np.random.default_rng(int(meta.get("step", 0)))
-        for name, a in tensors.items():
-            if name.startswith("view"):
-                tensors[name] = (a + sigma * rng.standard_normal(a.shape)).astype(np.float32)
-        meta["noise"] = str(sigma)
-        kdt.write_frame(sys.stdout.buffer, meta, tensors)
+    with kdt.Writer(sys.stdout.buffer) as w:  # the end marker only if every frame got through
+        for meta, tensors in kdt.read_frames(sys.stdin.buffer):
+            # noise keyed by the frame's step, so a rerun gives the same stream
+            rng = np.random.default_rng(int(meta.get("step", 0)))
+            for name, a in tensors.items():
+                if name.startswith("view"):
+                    tensors[name] = (a + sigma * rng.standard_normal(a.shape)).astype(np.float32)
+            meta["noise"] = str(sigma)
+            w.write(meta, tensors)
 except kdt.StreamError as e:
     sys.exit("noise_filter.py: %s" % e)
 except BrokenPipeError:

@@ -47,8 +47,14 @@ void kd_cli_init(const char *argv0, const char *help, kd_std_opts *std);
  * opt, 0 if opt is the program's own.  --help/--version exit 0, bad values
  * exit 2. */
 int kd_cli_std(int opt, const char *arg, kd_std_opts *std);
-/* Number of threads to use: --threads, or all online cores. */
+/* Number of threads to use: --threads (with a warning, once, when it is more
+ * than the CPUs the process may use), or kd_cpu_available(). */
 int kd_cli_threads(const kd_std_opts *std);
+
+/* Before any work: exit 1 unless path may take an output written beside it
+ * and renamed over it (kd_file_check_target: a regular file or nothing, in
+ * a directory that takes a new file).  NULL is skipped. */
+void kd_cli_output(const char *path);
 
 /* "program: message\nTry 'program --help'." on stderr, exit 2. */
 _Noreturn void kd_usage(const char *fmt, ...) __attribute__((format(printf, 1, 2)));

@@ -11,9 +11,8 @@
 #ifndef KD_GEMM_H
 #define KD_GEMM_H
 
-/* threads > 0: BLIS and OpenMP (omp_set_num_threads) both use that many;
- * threads <= 0: BLIS uses all online cores and OpenMP keeps its own default
- * (OMP_NUM_THREADS).  Safe to call again to change threads; kd_conv reads
+/* BLIS and OpenMP (omp_set_num_threads) both use threads, or when it is <= 0
+ * kd_cpu_available() (the affinity mask, the cgroup quota, OMP_NUM_THREADS).  Safe to call again to change threads; kd_conv reads
  * the OpenMP count when it is initialised. */
 void kd_gemm_init(int threads);
 /* Name of the kernel set BLIS is using (e.g. "skx"), and why ("auto", "env"). */

@@ -133,11 +133,11 @@ lab = np.array([x['category_id'] for x in d], np.int32); img = np.array([x['imag
 json.dump([{'image_id': int(img[q]), 'category_id': int(lab[q]), 'bbox': [float(v) for v in box[q]],
             'score': float(sc[q])} for q in range(len(d))], open('d32.json', 'w'))
 h = len(d) // 2
-with open('d.kdt', 'wb') as f:   # two frames; image ids i64 in one, i32 in the other
-    kdt.write_frame(f, {}, {'boxes': box[:h], 'scores': sc[:h], 'labels': lab[:h], 'image_ids': img[:h]})
-    kdt.write_frame(f, {}, {'boxes': box[h:], 'scores': sc[h:], 'labels': lab[h:], 'image_ids': img[h:].astype(np.int32)})
-with open('nolab.kdt', 'wb') as f:
-    kdt.write_frame(f, {}, {'boxes': box, 'scores': sc, 'image_ids': img})
+with open('d.kdt', 'wb') as f, kdt.Writer(f) as w:   # two frames; image ids i64 in one, i32 in the other
+    w.write({}, {'boxes': box[:h], 'scores': sc[:h], 'labels': lab[:h], 'image_ids': img[:h]})
+    w.write({}, {'boxes': box[h:], 'scores': sc[h:], 'labels': lab[h:], 'image_ids': img[h:].astype(np.int32)})
+with open('nolab.kdt', 'wb') as f, kdt.Writer(f) as w:
+    w.write({}, {'boxes': box, 'scores': sc, 'image_ids': img})
 "
     a=$("$DE" --gt "$FX/case11/gt.json" --dets d32.json)
     b=$("$DE" --gt "$FX/case11/gt.json" --dets d.kdt)
@@ -196,4 +196,10 @@ import json; g=json.load(open('g.json')); g['images'].append(g['images'][0]); js
     run "$DE" --gt notcoco.json --dets nan.json
     assert_failure 1
     assert_output --partial "not COCO annotations"
+}
+
+@test "detect-eval: an unwritable standard output is an error with a message" {
+    run sh -c "'$DE' --gt '$FX/case11/gt.json' --dets '$FX/case11/dets.json' > /dev/full"
+    assert_failure 1
+    assert_output "detect-eval: stdout: write error (No space left on device): the result is lost"
 }

@@ -139,6 +139,10 @@ assert val[0] == 0 and val[-1] == steps and all(v % 10 == 0 for v in val[:-1]) a
     [ ! -e out.h5 ]
     run sh -c "'$DS' --method ce -m sup.h5 --epochs 1 -o out.h5 < /dev/null"
     assert_failure 1
+    assert_output "distill-step: <stdin>: the stream ended without its end marker (the writer died?) after 0 frames"
+    "$PY" -c "import sys; sys.path.insert(0, '$BATS_TEST_DIRNAME/../examples'); import kdt; kdt.write_end(sys.stdout.buffer, 0)" > empty.kdt
+    run sh -c "'$DS' --method ce -m sup.h5 --epochs 1 -o out.h5 < empty.kdt"
+    assert_failure 1
     assert_output --partial "the stream is empty"
     stream 1 --channels 3 > rgb.kdt
     run sh -c "'$DS' --method ce -m sup.h5 --epochs 1 -o out.h5 < rgb.kdt"
@@ -267,7 +271,7 @@ print('sum ok')"
         grep -q "^\.B $n\$" "$BATS_TEST_DIRNAME/../man/man1/distill-step.1"
         run "$DS" --method "$n" -m sup.h5 -o x.h5 < /dev/null
         assert_failure 1
-        assert_output --partial "the stream is empty"
+        assert_output --partial "the stream ended without its end marker"
     done
     opts=$(echo "$help" | sed -n '/^The losses and their options:/,/^Optimiser/p' | awk '/^    --/ {print $1}')
     [ -n "$opts" ]
@@ -288,8 +292,9 @@ print('sum ok')"
     "$PY" -c "
 import sys; sys.path.insert(0, '$BATS_TEST_DIRNAME/../examples')
 import kdt
-for meta, t in kdt.read_frames(open('s.kdt', 'rb')):
-    kdt.write_frame(sys.stdout.buffer, {}, t)" > bare.kdt
+with kdt.Writer(sys.stdout.buffer) as w:
+    for meta, t in kdt.read_frames(open('s.kdt', 'rb')):
+        w.write({}, t)" > bare.kdt
     run sh -c "'$DS' --method ce -m sup.h5 -o x.h5 < bare.kdt"
     assert_failure 2
     assert_output --partial "--schedule cosine needs the run's length, and the stream does not say it"
@@ -340,8 +345,9 @@ for meta, t in kdt.read_frames(open('s.kdt', 'rb')):
     "$PY" -c "
 import sys; sys.path.insert(0, '$BATS_TEST_DIRNAME/../examples')
 import kdt
-for meta, t in kdt.read_frames(open('s.kdt', 'rb')):
-    kdt.write_frame(sys.stdout.buffer, {}, t)" > bare.kdt
+with kdt.Writer(sys.stdout.buffer) as w:
+    for meta, t in kdt.read_frames(open('s.kdt', 'rb')):
+        w.write({}, t)" > bare.kdt
     run sh -c "'$DS' --method ce -m sup.h5 --epochs 2 -o x.h5 < bare.kdt"
     assert_failure 2
     assert_line --index 0 "distill-step: --epochs needs the stream's 'batches' metadata (batches per epoch, which augment writes) to make steps of epochs: give --total-steps N"
@@ -392,10 +398,11 @@ kdt.write_frame(sys.stdout.buffer, meta, t)" > sq.kdt
     "$PY" -c "
 import sys; sys.path.insert(0, '$BATS_TEST_DIRNAME/../examples')
 import numpy as np, kdt
-for k, (meta, t) in enumerate(kdt.read_frames(open('s.kdt', 'rb'))):
-    if k == 2:
-        t['view0'][1, 0, 3, 3] = np.nan
-    kdt.write_frame(sys.stdout.buffer, meta, t)" > nan.kdt
+with kdt.Writer(sys.stdout.buffer) as w:
+    for k, (meta, t) in enumerate(kdt.read_frames(open('s.kdt', 'rb'))):
+        if k == 2:
+            t['view0'][1, 0, 3, 3] = np.nan
+        w.write(meta, t)" > nan.kdt
     run sh -c "'$DS' --method ce -m sup.h5 --ckpt-every 1 -o out.h5 < nan.kdt"
     assert_failure 1
     # ReLU keeps the NaN (as PyTorch does), so the loss already shows it

@@ -114,13 +114,13 @@ LIST
     : > "$T/plainfile"
     run "$MI" --arch resnet20 -o "$T/plainfile/m.h5"
     assert_failure 1
-    assert_output "model-init: $T/plainfile/m.h5: cannot create HDF5 file (Not a directory)"
+    assert_output "model-init: $T/plainfile/m.h5: cannot create a file beside it: Not a directory"
     [ -z "$(ls -A "$T" | grep -v '^plainfile$')" ]
 }
 
 @test "output into a missing directory: exit 1 with a message" {
     run "$MI" --arch resnet20 -o "$T/nodir/m.h5"
     assert_failure 1
-    assert_output "model-init: $T/nodir/m.h5: cannot create HDF5 file (No such file or directory)"
+    assert_output "model-init: $T/nodir/m.h5: cannot create a file beside it: No such file or directory"
     [ ! -e "$T/nodir" ]
 }

@@ -30,3 +30,17 @@ block() { # HEADING: the first ```sh block after "## HEADING" in README.md
     assert_output --partial '"knn_top1"'
     [ -s teacher.h5 ] && [ -s t-cache.h5 ] && [ -s disco.h5 ] && [ -s seed.h5 ] && [ -s f-train.h5 ] && [ -s f-test.h5 ]
 }
+
+@test "README and bench describe machines by their CPU, and the cocoapi sources come from COCOAPI_SRC" {
+    ! grep -n -i "session" "$BATS_TEST_DIRNAME/../README.md" "$BATS_TEST_DIRNAME/../bench/README.md" \
+        "$BATS_TEST_DIRNAME/../bench/detect-eval.sh"
+    ! grep -n "/work/" "$BATS_TEST_DIRNAME/../bench/detect-eval.sh"
+    grep -q "COCOAPI_SRC" "$BATS_TEST_DIRNAME/../bench/README.md"
+    run env -u COCOAPI_SRC "$BATS_TEST_DIRNAME/../bench/detect-eval.sh"
+    assert_failure 1
+    assert_output "bench/detect-eval.sh: set COCOAPI_SRC to the cocoapi sources, e.g.
+  git clone https://github.com/cocodataset/cocoapi /tmp/cocoapi && COCOAPI_SRC=/tmp/cocoapi bench/detect-eval.sh"
+    run env COCOAPI_SRC="$BATS_TEST_TMPDIR" "$BATS_TEST_DIRNAME/../bench/detect-eval.sh"
+    assert_failure 1
+    assert_output "bench/detect-eval.sh: COCOAPI_SRC=$BATS_TEST_TMPDIR holds neither PythonAPI/ and common/ nor a cocoapi git repository"
+}

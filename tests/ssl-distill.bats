@@ -56,10 +56,11 @@ falls() { # FIELD LOG: the mean of the last 8 logged values < 0.8 x the first 8
 import sys
 sys.path.insert(0, '$BATS_TEST_DIRNAME/../examples')
 import numpy as np, kdt
-for meta, t in kdt.read_frames(sys.stdin.buffer):
-    e = t['t.emb0'] - t['t.emb0'].mean(0, keepdims=True)
-    t['t.emb0'] = (e / np.linalg.norm(e, axis=1, keepdims=True)).astype(np.float32)
-    kdt.write_frame(sys.stdout.buffer, meta, t)" > s1.kdt   # 200 steps
+with kdt.Writer(sys.stdout.buffer) as w:
+    for meta, t in kdt.read_frames(sys.stdin.buffer):
+        e = t['t.emb0'] - t['t.emb0'].mean(0, keepdims=True)
+        t['t.emb0'] = (e / np.linalg.norm(e, axis=1, keepdims=True)).astype(np.float32)
+        w.write(meta, t)" > s1.kdt   # 200 steps
     run sh -c "'$DS' --loss seed --seed-queue 128 --tau-s 0.2 --tau-t 1e-4 --lr 0.1 --schedule const -m s0.h5 -o out.h5 < s1.kdt > log.json"
     assert_success
     [ -f out.h5 ]
@@ -112,10 +113,11 @@ assert q.shape == (128, 32) and q.attrs['ptr'] == (200 * 16) % 128, (q.shape, q.
 import sys
 sys.path.insert(0, '$BATS_TEST_DIRNAME/../examples')
 import numpy as np, kdt
-for meta, t in kdt.read_frames(sys.stdin.buffer):
-    if meta.get('step') == '2':
-        t['t.emb1'][3, 5] = np.nan
-    kdt.write_frame(sys.stdout.buffer, meta, t)" > nan.kdt
+with kdt.Writer(sys.stdout.buffer) as w:
+    for meta, t in kdt.read_frames(sys.stdin.buffer):
+        if meta.get('step') == '2':
+            t['t.emb1'][3, 5] = np.nan
+        w.write(meta, t)" > nan.kdt
     run sh -c "'$DS' --loss moco:1,disco:32 --queue 64 -m s0.h5 -o out.h5 < nan.kdt > /dev/null"
     assert_failure 1
     assert_output "distill-step: frame 2: loss disco: t.emb1 row 3 is not finite"

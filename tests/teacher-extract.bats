@@ -185,6 +185,11 @@ for k in ('conv1.weight', 'layer1.0.conv1.weight', 'layer1.0.conv2.weight'): f[k
     [ ! -e "$T/o.kdt" ]
     : > "$T/e.kdt"
     run "$TE" -m "$T/r20.h5" "$T/e.kdt" -o "$T/o.kdt"
+    assert_failure 1
+    assert_output "teacher-extract: $T/e.kdt: the stream ended without its end marker (the writer died?) after 0 frames"
+    [ ! -e "$T/o.kdt" ]
+    /usr/bin/python3 -c "import sys; sys.path.insert(0, '$BATS_TEST_DIRNAME/../examples'); import kdt; kdt.write_end(sys.stdout.buffer, 0)" > "$T/e.kdt"
+    run "$TE" -m "$T/r20.h5" "$T/e.kdt" -o "$T/o.kdt"
     assert_success
     assert_output --partial '"frames": 0'
 }
@@ -273,4 +278,14 @@ PY
     assert_failure 2
     assert_output --partial "teacher-extract: --views, --maps and --cam apply to stream mode only"
     [ ! -e "$T/o.kdt" ] && [ ! -e "$T/f.h5" ]
+}
+
+@test "--threads above the CPUs the process may use warns once; the default follows the affinity mask" {
+    run sh -c "taskset -c 0 '$TE' -m '$T/r20.h5' --features '$FM' --limit 16 --threads 8 -o '$T/f8.h5' 2>&1 >/dev/null"
+    assert_success
+    assert_output "teacher-extract: --threads 8 is more than the 1 CPU this process may use (affinity mask, cgroup quota): it will run slower, not faster"
+    run sh -c "taskset -c 0 '$TE' -m '$T/r20.h5' --features '$FM' --limit 16 -o '$T/f1.h5' 2>&1 >/dev/null"
+    assert_success
+    assert_output ""
+    cmp <(h5dump -d features "$T/f8.h5" 2>/dev/null | tail -n +3) <(h5dump -d features "$T/f1.h5" 2>/dev/null | tail -n +3)
 }

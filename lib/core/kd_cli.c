@@ -8,6 +8,9 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "kd_cpu.h"
+#include "kd_err.h"
+#include "kd_file.h"
 #include "kd_gemm.h"
 
 static const char *help_text = "";
@@ -46,6 +49,12 @@ void kd_cli_init(const char *argv0, const char *help, kd_std_opts *std)
     std->quiet = 0;
     std->progress = 0;
     std->progress_t = 0;
+}
+
+void kd_cli_output(const char *path)
+{
+    if (path && kd_file_check_target(path))
+        kd_die_err();
 }
 
 void kd_usage(const char *fmt, ...)
@@ -91,10 +100,16 @@ int kd_cli_std(int opt, const char *arg, kd_std_opts *std)
 
 int kd_cli_threads(const kd_std_opts *std)
 {
-    if (std->threads > 0)
-        return std->threads;
-    long n = sysconf(_SC_NPROCESSORS_ONLN);
-    return n > 0 ? (int)n : 1;
+    if (std->threads <= 0)
+        return kd_cpu_available();
+    static int warned;
+    int n = kd_cpu_usable();
+    if (std->threads > n && !warned) {
+        warned = 1;
+        kd_warn("--threads %d is more than the %d CPU%s this process may use (affinity mask, cgroup quota): "
+                "it will run slower, not faster", std->threads, n, n == 1 ? "" : "s");
+    }
+    return std->threads;
 }
 
 long kd_parse_long(const char *opt, const char *s, long lo, long hi)

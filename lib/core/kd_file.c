@@ -3,12 +3,97 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <libgen.h>
+#include <signal.h>
 #include <sys/stat.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 
 #include "kd_err.h"
+
+/* ---- temporaries removed on every exit path ----
+ * A fixed table, so that the signal handler only reads memory and calls
+ * unlink (async-signal-safe). */
+#define MAX_TMP 16
+static struct {
+    volatile sig_atomic_t used;
+    char path[4200];
+} tmps[MAX_TMP];
+static const int tmp_signals[] = {SIGINT, SIGTERM, SIGHUP, SIGXFSZ};
+
+static void unlink_tmps(void)
+{
+    for (int i = 0; i < MAX_TMP; i++)
+        if (tmps[i].used)
+            unlink(tmps[i].path);
+}
+
+static void on_signal(int sig)
+{
+    unlink_tmps();
+    signal(sig, SIG_DFL);
+    raise(sig); /* delivered on return: the process ends as the signal says */
+}
+
+static void install_handlers(void)
+{
+    static int done;
+    if (done)
+        return;
+    done = 1;
+    atexit(unlink_tmps);
+    for (size_t i = 0; i < sizeof tmp_signals / sizeof *tmp_signals; i++) {
+        struct sigaction old, sa = {.sa_handler = on_signal};
+        sigemptyset(&sa.sa_mask);
+        /* a signal the caller ignores (nohup, SIGXFSZ ignored to get EFBIG) stays ignored */
+        if (sigaction(tmp_signals[i], NULL, &old) == 0 && old.sa_handler == SIG_DFL)
+            sigaction(tmp_signals[i], &sa, NULL);
+    }
+}
+
+void kd_file_tmp_register(const char *tmp)
+{
+    install_handlers();
+    for (int i = 0; i < MAX_TMP; i++)
+        if (!tmps[i].used) {
+            snprintf(tmps[i].path, sizeof tmps[i].path, "%s", tmp);
+            tmps[i].used = 1;
+            return;
+        }
+}
+
+void kd_file_tmp_forget(const char *tmp)
+{
+    for (int i = 0; i < MAX_TMP; i++)
+        if (tmps[i].used && !strcmp(tmps[i].path, tmp))
+            tmps[i].used = 0;
+}
+
+void kd_file_tmp_remove(const char *tmp)
+{
+    unlink(tmp);
+    kd_file_tmp_forget(tmp);
+}
+
+int kd_file_check_target(const char *path)
+{
+    struct stat st;
+    if (stat(path, &st) == 0 && !S_ISREG(st.st_mode)) {
+        kd_err_set("%s: not a regular file (%s): this output is written beside it and renamed over it; give a file name",
+                   path, S_ISDIR(st.st_mode) ? "a directory" : S_ISFIFO(st.st_mode) ? "a FIFO" : "a device or socket");
+        return -1;
+    }
+    char tmp[4200];
+    kd_file_tmpname(tmp, sizeof tmp, path);
+    int fd = open(tmp, O_WRONLY | O_CREAT | O_EXCL, 0666);
+    if (fd < 0) {
+        kd_err_set("%s: cannot create a file beside it: %s", path, strerror(errno));
+        return -1;
+    }
+    close(fd);
+    unlink(tmp);
+    return 0;
+}
 
 void kd_file_tmpname(char *buf, size_t len, const char *path)
 {
@@ -38,15 +123,16 @@ int kd_file_rename_synced(const char *tmp, const char *path)
         kd_err_set("%s: cannot sync: %s", path, strerror(errno));
         if (fd >= 0)
             close(fd);
-        unlink(tmp);
+        kd_file_tmp_remove(tmp);
         return -1;
     }
     close(fd);
     if (rename(tmp, path) != 0) {
         kd_err_set("%s: cannot rename into place: %s", path, strerror(errno));
-        unlink(tmp);
+        kd_file_tmp_remove(tmp);
         return -1;
     }
+    kd_file_tmp_forget(tmp);
     sync_dir(path);
     return 0;
 }
@@ -72,9 +158,11 @@ int kd_file_open(kd_file *o, const char *path)
         return 0;
     }
     kd_file_tmpname(o->tmp, sizeof o->tmp, path);
+    kd_file_tmp_register(o->tmp);
     o->f = fopen(o->tmp, "wb");
     if (!o->f) {
         kd_err_set("%s: cannot create: %s", path, strerror(errno));
+        kd_file_tmp_forget(o->tmp);
         return -1;
     }
     return 0;
@@ -90,6 +178,7 @@ int kd_file_commit(kd_file *o)
         o->f = NULL;
         if (bad) {
             kd_err_set("%s: write error: %s", o->path, strerror(err));
+            errno = err; /* EPIPE tells a stream writer that its reader has gone */
             return -1;
         }
         return 0;
@@ -103,14 +192,15 @@ int kd_file_commit(kd_file *o)
     o->f = NULL;
     if (bad) {
         kd_err_set("%s: write error: %s", o->path, strerror(err));
-        unlink(o->tmp);
+        kd_file_tmp_remove(o->tmp);
         return -1;
     }
     if (rename(o->tmp, o->path) != 0) {
         kd_err_set("%s: cannot rename into place: %s", o->path, strerror(errno));
-        unlink(o->tmp);
+        kd_file_tmp_remove(o->tmp);
         return -1;
     }
+    kd_file_tmp_forget(o->tmp);
     sync_dir(o->path);
     return 0;
 }
@@ -120,8 +210,46 @@ void kd_file_abort(kd_file *o)
     if (o->f && o->f != stdout)
         fclose(o->f);
     if (o->tmp[0])
-        unlink(o->tmp);
+        kd_file_tmp_remove(o->tmp);
     o->f = NULL;
+}
+
+int kd_file_spool_stdin(char *path, size_t len)
+{
+    const char *dir = getenv("TMPDIR");
+    snprintf(path, len, "%s/kdpipe-stdin.XXXXXX", dir && *dir ? dir : "/tmp");
+    int fd = mkstemp(path);
+    if (fd < 0) {
+        kd_err_set("-: cannot create a temporary file for standard input: %s", strerror(errno));
+        return -1;
+    }
+    kd_file_tmp_register(path);
+    char buf[1 << 16];
+    size_t n;
+    int bad = 0;
+    while (!bad && (n = fread(buf, 1, sizeof buf, stdin)) > 0)
+        for (size_t off = 0; !bad && off < n;) {
+            ssize_t k = write(fd, buf + off, n - off);
+            if (k < 0 && errno == EINTR)
+                continue;
+            bad = k <= 0;
+            off += k > 0 ? (size_t)k : 0;
+        }
+    int err = errno;
+    if (ferror(stdin)) {
+        kd_err_set("-: read error: %s", strerror(errno));
+        bad = -1;
+    } else if (bad)
+        kd_err_set("-: cannot copy standard input to %s: %s", path, strerror(err));
+    if (close(fd) && !bad) {
+        kd_err_set("-: cannot copy standard input to %s: %s", path, strerror(errno));
+        bad = 1;
+    }
+    if (bad) {
+        kd_file_tmp_remove(path);
+        return -1;
+    }
+    return 0;
 }
 
 int kd_file_slurp(const char *path, unsigned char **buf, size_t *len)

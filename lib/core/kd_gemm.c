@@ -1,5 +1,7 @@
 #include "kd_gemm.h"
 
+#include "kd_cpu.h"
+
 #include <blis.h>
 #include <omp.h>
 #include <stdio.h>
@@ -58,12 +60,9 @@ void kd_gemm_init(int threads)
         bli_init();
         inited = 1;
     }
-    if (threads > 0) /* the layers' OpenMP loops follow the same count */
-        omp_set_num_threads(threads);
-    else {
-        long n = sysconf(_SC_NPROCESSORS_ONLN);
-        threads = n > 0 ? (int)n : 1;
-    }
+    if (threads <= 0)
+        threads = kd_cpu_available();
+    omp_set_num_threads(threads); /* the layers' OpenMP loops follow the same count */
     bli_thread_set_num_threads(threads);
 }
 

@@ -87,7 +87,12 @@ int kd_h5_create(kd_h5 *h, const char *path, const char *kind)
 {
     h5_quiet();
     snprintf(h->path, sizeof h->path, "%s", path);
+    h->tmp[0] = 0;
+    h->id = -1;
+    if (kd_file_check_target(path))
+        return -1;
     kd_file_tmpname(h->tmp, sizeof h->tmp, path);
+    kd_file_tmp_register(h->tmp);
     /* The 1.8 file format: object headers (and with them the attributes)
      * carry checksums, so a corrupt header is an error on open instead of
      * a wild read; HDF5 1.8 and later, h5py included, read it. */
@@ -97,7 +102,7 @@ int kd_h5_create(kd_h5 *h, const char *path, const char *kind)
     H5Pclose(fapl);
     if (h->id < 0) {
         kd_err_set("%s: cannot create HDF5 file (%s)", path, errno ? strerror(errno) : "HDF5 error");
-        unlink(h->tmp);
+        kd_file_tmp_remove(h->tmp);
         return -1;
     }
     open_writers++;
@@ -114,7 +119,7 @@ int kd_h5_commit(kd_h5 *h)
     h->id = -1;
     if (e < 0) {
         kd_err_set("%s: cannot finish writing the HDF5 file", h->path);
-        unlink(h->tmp);
+        kd_file_tmp_remove(h->tmp);
         return -1;
     }
     return kd_file_rename_synced(h->tmp, h->path);
@@ -126,7 +131,7 @@ void kd_h5_abort(kd_h5 *h)
         file_close(h->id);
     h->id = -1;
     if (h->tmp[0])
-        unlink(h->tmp);
+        kd_file_tmp_remove(h->tmp);
 }
 
 static int check_file(kd_h5 *h, const char *kind)

@@ -16,6 +16,11 @@
  *     ntensors times: u16 nlen, name[nlen], u8 dtype (1 u8, 2 i32, 3 i64, 4 f32),
  *                     u8 rank, u16 0, u64 dims[rank], u64 nbytes, data[nbytes]
  *
+ * A writer that closes cleanly ends the stream with an end marker: a frame
+ * with flags 2, no tensors and one metadata entry "frames" = the number of
+ * frames before it.  EOF without it means the writer died, so a consumer
+ * fails instead of taking a short stream for a complete one.
+ *
  * Everything a reader allocates is bounded by what it has actually read, so a
  * corrupt size field cannot make it allocate more than the stream holds. */
 #include "kd_stream.h"
@@ -27,10 +32,13 @@
 
 #include "kd_err.h"
 #include "kd_file.h"
+#include "kd_names.h"
 
 #define HDR 40
 static const unsigned char MAGIC[4] = {'K', 'D', 'T', '\n'};
 #define MAX_TENSORS 4096
+#define F_DEFLATE 1u
+#define F_END 2u
 
 static void put16(uint8_t *p, uint16_t v) { p[0] = (uint8_t)v; p[1] = (uint8_t)(v >> 8); }
 static void put32(uint8_t *p, uint32_t v) { for (int i = 0; i < 4; i++) p[i] = (uint8_t)(v >> (8 * i)); }
@@ -171,9 +179,15 @@ int kd_frame_encode(const kd_frame *f, int flags, uint8_t **buf, size_t *len, si
 
 /* ---- writer ---- */
 
+/* A write failed with EPIPE: the reader of the stream has gone. */
+static int reader_gone;
+
+static int write_failed(const kd_writer *w);
+
 struct kd_writer {
     kd_file out;
     int flags;
+    uint64_t frames;
     uint8_t *buf, *tmp;
     size_t cap, tmpcap;
 };
@@ -245,26 +259,64 @@ static int put_plain(kd_writer *w, const kd_frame *f)
         ok = fwrite(w->buf + th[i], 1, th[i + 1] - th[i], w->out.f) == th[i + 1] - th[i] &&
              (!f->t[i].nbytes || fwrite(f->t[i].data, 1, f->t[i].nbytes, w->out.f) == f->t[i].nbytes);
     if (!ok) {
-        kd_err_set("%s: write error: %s", w->out.path, strerror(errno));
-        return -1;
+        return write_failed(w);
     }
     return 0;
 }
 
-int kd_writer_put(kd_writer *w, const kd_frame *f)
+static int put_deflated(kd_writer *w, const kd_frame *f)
 {
-    if (!(w->flags & KD_W_DEFLATE))
-        return put_plain(w, f);
     size_t len;
     if (encode(f, w->flags, &w->buf, &len, &w->cap, &w->tmp, &w->tmpcap)) {
         kd_err_prefix("%s", w->out.path);
         return -1;
     }
     if (fwrite(w->buf, 1, len, w->out.f) != len) {
-        kd_err_set("%s: write error: %s", w->out.path, strerror(errno));
-        return -1;
+        return write_failed(w);
     }
     return 0;
+}
+
+int kd_writer_put(kd_writer *w, const kd_frame *f)
+{
+    if ((w->flags & KD_W_DEFLATE) ? put_deflated(w, f) : put_plain(w, f))
+        return -1;
+    w->frames++;
+    return 0;
+}
+
+size_t kd_stream_end_encode(uint64_t frames, uint8_t *buf)
+{
+    char n[24];
+    size_t k = strlen(KD_META_FRAMES), v = (size_t)snprintf(n, sizeof n, "%llu", (unsigned long long)frames);
+    uint8_t *h = buf, *p = buf + HDR;
+    put16(p, (uint16_t)k);
+    memcpy(p + 2, KD_META_FRAMES, k);
+    put16(p + 2 + k, (uint16_t)v);
+    memcpy(p + 4 + k, n, v);
+    uint64_t raw = 4 + k + v;
+    memcpy(h, MAGIC, 4);
+    put16(h + 4, KD_STREAM_VERSION);
+    put16(h + 6, F_END);
+    put32(h + 8, 0);
+    put32(h + 12, 1);
+    put64(h + 16, raw);
+    put64(h + 24, raw);
+    uint32_t crc = (uint32_t)crc32(0L, Z_NULL, 0);
+    crc = crc_update(crc, h, 32);
+    crc = crc_update(crc, p, raw);
+    put32(h + 32, crc);
+    put32(h + 36, 0);
+    return HDR + (size_t)raw;
+}
+
+static int write_failed(const kd_writer *w)
+{
+    int e = errno;
+    if (e == EPIPE)
+        reader_gone = 1;
+    kd_err_set("%s: write error: %s", w->out.path, strerror(e));
+    return -1;
 }
 
 static void writer_free(kd_writer *w)
@@ -276,7 +328,17 @@ static void writer_free(kd_writer *w)
 
 int kd_writer_close(kd_writer *w)
 {
+    uint8_t end[KD_STREAM_END_MAX];
+    size_t n = kd_stream_end_encode(w->frames, end);
+    if (fwrite(end, 1, n, w->out.f) != n) {
+        write_failed(w);
+        kd_file_abort(&w->out);
+        writer_free(w);
+        return -1;
+    }
     int r = kd_file_commit(&w->out);
+    if (r && errno == EPIPE)
+        reader_gone = 1;
     writer_free(w);
     return r;
 }
@@ -285,16 +347,18 @@ void kd_writer_abort(kd_writer *w)
 {
     if (!w)
         return;
-    /* A stream ends cleanly at EOF on a frame boundary, so a producer that
-     * fails after writing frames to a pipe would look like a short but
-     * complete run.  An incomplete header makes every consumer fail
-     * ("truncated frame header") instead; a file is simply removed. */
-    if (!w->out.tmp[0] && w->out.f) {
-        if (fwrite(MAGIC, 1, sizeof MAGIC, w->out.f) != sizeof MAGIC || fflush(w->out.f))
-            clearerr(w->out.f); /* nothing more to do: the consumer is gone or will see EOF mid-stream */
-    }
+    /* No end marker: on a pipe the consumer sees the frames written so far
+     * and then EOF without the marker, and fails; a file is removed. */
     kd_file_abort(&w->out);
     writer_free(w);
+}
+
+void kd_writer_fail(kd_writer *w)
+{
+    kd_writer_abort(w);
+    if (reader_gone)
+        exit(KD_EXIT_FAIL);
+    kd_die_err();
 }
 
 /* ---- reader ---- */
@@ -305,6 +369,8 @@ struct kd_reader {
     char name[512];
     uint64_t off;   /* byte offset of the next frame */
     uint64_t frame; /* index of the next frame */
+    int ended;      /* the end marker has been read */
+    uint64_t bound; /* largest raw payload accepted (KDPIPE_MAX_FRAME_MB) */
     uint8_t *buf, *raw;
     size_t cap, rawcap;
 };
@@ -318,6 +384,18 @@ kd_reader *kd_reader_fopen(FILE *f, const char *name)
     }
     r->f = f;
     snprintf(r->name, sizeof r->name, "%s", name);
+    const char *env = getenv(KD_STREAM_BOUND_ENV);
+    long mb = KD_STREAM_BOUND_MB;
+    if (env && *env) {
+        char *end;
+        mb = strtol(env, &end, 10);
+        if (*end || mb < 1 || mb > 4096) {
+            kd_err_set("%s: %s='%s' is not a number of MB in [1, 4096]", name, KD_STREAM_BOUND_ENV, env);
+            free(r);
+            return NULL;
+        }
+    }
+    r->bound = (uint64_t)mb << 20;
     return r;
 }
 
@@ -438,12 +516,73 @@ static int parse(kd_reader *r, const uint8_t *p, uint64_t n, uint32_t nt, uint32
 #undef NEED
 }
 
+/* Inflates r->buf[0..stored) into r->raw, growing it as output comes, so
+ * that a header claiming a large raw size costs memory only if the data
+ * really inflates to it.  0; -1 if it does not inflate to exactly raw
+ * bytes; -2 out of memory. */
+static int inflate_grow(kd_reader *r, uint64_t stored, uint64_t raw)
+{
+    z_stream z = {0};
+    if (inflateInit(&z) != Z_OK)
+        return -2;
+    const uint8_t *in = r->buf;
+    uint64_t in_left = stored, have = 0;
+    int rc = Z_OK, bad = 0;
+    while (rc != Z_STREAM_END && !bad) {
+        uint64_t want = raw - have > (16u << 20) ? (16u << 20) : raw - have;
+        if (grow(&r->raw, &r->rawcap, have + want + 1)) { /* +1: room to see output beyond raw */
+            bad = -2;
+            break;
+        }
+        if (!z.avail_in) {
+            z.next_in = (Bytef *)in;
+            z.avail_in = in_left > (1u << 30) ? (1u << 30) : (uInt)in_left;
+            in += z.avail_in;
+            in_left -= z.avail_in;
+        }
+        z.next_out = r->raw + have;
+        z.avail_out = (uInt)(want + 1);
+        rc = inflate(&z, Z_NO_FLUSH);
+        have = (uint64_t)(z.next_out - r->raw);
+        if ((rc != Z_OK && rc != Z_STREAM_END) || have > raw || (rc == Z_OK && !z.avail_in && !in_left && z.avail_out))
+            bad = -1;
+    }
+    inflateEnd(&z);
+    return bad ? bad : have == raw && !z.avail_in && !in_left ? 0 : -1;
+}
+
+/* The end marker's payload (already CRC-checked): its frame count must be
+ * the frames read, and nothing may follow it. */
+static int end_marker(kd_reader *r, const uint8_t *p, uint64_t n, uint32_t nt, uint32_t nm)
+{
+    kd_frame m;
+    kd_frame_init(&m);
+    int bad = nt != 0 || nm != 1 || parse(r, p, n, 0, nm, &m);
+    const char *v = bad ? NULL : kd_frame_meta_get(&m, KD_META_FRAMES);
+    char want[24];
+    snprintf(want, sizeof want, "%llu", (unsigned long long)r->frame);
+    bad = bad || !v || strcmp(v, want);
+    kd_frame_free(&m);
+    if (bad)
+        BAD("a malformed end marker (it must hold only %s=%llu, the count of frames before it)", KD_META_FRAMES,
+            (unsigned long long)r->frame);
+    if (fgetc(r->f) != EOF)
+        BAD("data after the end marker (streams concatenated?)");
+    r->ended = 1;
+    return 0;
+}
+
 int kd_reader_next(kd_reader *r, kd_frame *f)
 {
+    if (r->ended)
+        return 0;
     uint8_t h[HDR];
     size_t got = fread(h, 1, HDR, r->f);
-    if (got == 0 && feof(r->f))
-        return 0;
+    if (got == 0 && feof(r->f)) {
+        kd_err_set("%s: the stream ended without its end marker (the writer died?) after %llu frame%s", r->name,
+                   (unsigned long long)r->frame, r->frame == 1 ? "" : "s");
+        return -1;
+    }
     if (got < HDR) {
         if (ferror(r->f))
             BAD("read error: %s", strerror(errno));
@@ -454,7 +593,7 @@ int kd_reader_next(kd_reader *r, kd_frame *f)
     uint16_t ver = get16(h + 4), flags = get16(h + 6);
     if (ver != KD_STREAM_VERSION)
         BAD("stream version %u is not supported (this kdpipe reads %d)", ver, KD_STREAM_VERSION);
-    if (flags & ~1u)
+    if ((flags & ~(F_DEFLATE | F_END)) || flags == (F_DEFLATE | F_END))
         BAD("unknown flags 0x%x", flags);
     if (get32(h + 36))
         BAD("reserved header bytes are not zero (corrupt frame)");
@@ -464,6 +603,11 @@ int kd_reader_next(kd_reader *r, kd_frame *f)
         BAD("implausible counts (%u tensors, %u metadata)", nt, nm);
     if (raw > KD_STREAM_MAX_FRAME)
         BAD("frame of %llu bytes exceeds the limit", (unsigned long long)raw);
+    /* checked before anything is allocated: a reader holds a frame twice
+     * (the payload, then its tensors), so this bounds its memory */
+    if (raw > r->bound)
+        BAD("a frame of %llu bytes exceeds the bound of %llu MB per frame (%s raises it)",
+            (unsigned long long)raw, (unsigned long long)(r->bound >> 20), KD_STREAM_BOUND_ENV);
     if (!(flags & 1) && stored != raw)
         BAD("stored and raw sizes differ in an uncompressed frame");
     if ((flags & 1) && stored > compressBound((uLong)raw) + 64)
@@ -492,12 +636,14 @@ int kd_reader_next(kd_reader *r, kd_frame *f)
     crc = crc_update(crc, r->buf, stored);
     if (crc != get32(h + 32))
         BAD("CRC mismatch (corrupt frame)");
+    if (flags & F_END)
+        return end_marker(r, r->buf, stored, nt, nm);
     const uint8_t *payload = r->buf;
     if (flags & 1) {
-        if (grow(&r->raw, &r->rawcap, raw ? raw : 1))
+        int rc = inflate_grow(r, stored, raw);
+        if (rc == -2)
             BAD("out of memory");
-        uLongf out = (uLongf)raw;
-        if (uncompress(r->raw, &out, r->buf, (uLong)stored) != Z_OK || out != raw)
+        if (rc)
             BAD("deflated payload does not inflate to %llu bytes", (unsigned long long)raw);
         payload = r->raw;
     }

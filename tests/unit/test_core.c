@@ -2,11 +2,13 @@
  * the stream codec, the HDF5 helpers (round trips and refusals), and the
  * stream names. */
 #include <blis.h>
+#include <sched.h>
 #include <omp.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 
+#include "kd_cpu.h"
 #include "kd_err.h"
 #include "kd_file.h"
 #include "kd_gemm.h"
@@ -134,17 +136,43 @@ static void test_stream(void)
         uint8_t *buf = NULL;
         size_t len = 0, cap = 0;
         KD_CHECK(kd_frame_encode(&f, flags, &buf, &len, &cap) == 0, "encode flags=%d", flags);
-        /* two frames back to back */
-        uint8_t *two = malloc(2 * len);
+        /* two frames back to back, then the end marker */
+        uint8_t *two = malloc(2 * len + KD_STREAM_END_MAX + 1);
         memcpy(two, buf, len);
         memcpy(two + len, buf, len);
-        FILE *m = fmemopen(two, 2 * len, "rb");
+        size_t elen = kd_stream_end_encode(2, two + 2 * len);
+        FILE *m = fmemopen(two, 2 * len + elen, "rb");
         kd_reader *r = kd_reader_fopen(m, "mem");
         int a = kd_reader_next(r, &g);
         KD_CHECK(a == 1 && frames_equal(&f, &g), "round trip frame 1 flags=%d", flags);
         a = kd_reader_next(r, &g);
         KD_CHECK(a == 1 && frames_equal(&f, &g), "round trip frame 2 flags=%d", flags);
-        KD_CHECK(kd_reader_next(r, &g) == 0, "clean EOF");
+        KD_CHECK(kd_reader_next(r, &g) == 0 && kd_reader_next(r, &g) == 0, "end marker, then EOF");
+        kd_reader_close(r);
+        fclose(m);
+        /* without the marker (the writer died), with a wrong count, with data after it */
+        m = fmemopen(two, 2 * len, "rb");
+        r = kd_reader_fopen(m, "mem");
+        a = kd_reader_next(r, &g) + kd_reader_next(r, &g);
+        KD_CHECK(a == 2 && kd_reader_next(r, &g) == -1 &&
+                     !strcmp(kd_err_get(), "mem: the stream ended without its end marker (the writer died?) after 2 frames"),
+                 "EOF without the end marker: %s", kd_err_get());
+        kd_reader_close(r);
+        fclose(m);
+        m = fmemopen(two + len, len + elen, "rb");
+        r = kd_reader_fopen(m, "mem");
+        a = kd_reader_next(r, &g);
+        KD_CHECK(a == 1 && kd_reader_next(r, &g) == -1 && strstr(kd_err_get(), "frame 1 at byte") &&
+                     strstr(kd_err_get(), "a malformed end marker (it must hold only frames=1, the count of frames before it)"),
+                 "an end marker with the wrong count: %s", kd_err_get());
+        kd_reader_close(r);
+        fclose(m);
+        two[2 * len + elen] = 'K';
+        m = fmemopen(two, 2 * len + elen + 1, "rb");
+        r = kd_reader_fopen(m, "mem");
+        a = kd_reader_next(r, &g) + kd_reader_next(r, &g);
+        KD_CHECK(a == 2 && kd_reader_next(r, &g) == -1 && strstr(kd_err_get(), "data after the end marker"),
+                 "data after the end marker: %s", kd_err_get());
         kd_reader_close(r);
         fclose(m);
         /* every truncation is an error naming a byte offset */
@@ -179,8 +207,11 @@ static void test_stream(void)
         int wok = w && kd_writer_put(w, &f) == 0 && kd_writer_close(w) == 0;
         unsigned char *wb = NULL;
         size_t wl = 0;
-        wok = wok && kd_file_slurp(wpath, &wb, &wl) == 0 && wl == len && !memcmp(wb, buf, len);
-        KD_CHECK(wok, "writer bytes equal kd_frame_encode (flags=%d)", flags);
+        uint8_t one[KD_STREAM_END_MAX];
+        size_t olen = kd_stream_end_encode(1, one);
+        wok = wok && kd_file_slurp(wpath, &wb, &wl) == 0 && wl == len + olen && !memcmp(wb, buf, len) &&
+              !memcmp(wb + len, one, olen);
+        KD_CHECK(wok, "writer bytes equal kd_frame_encode + the end marker (flags=%d)", flags);
         free(wb);
         unlink(wpath);
         free(two);
@@ -278,8 +309,41 @@ static void test_names(void)
              "refused: no index, no family, a prefix longer than the buffer");
 }
 
+/* The default thread count is what the process may use, not the online cores. */
+static void test_cpu(void)
+{
+    KD_CHECK(kd_cpu_quota_parse("max 100000\n") == 0 && kd_cpu_quota_parse("150000 100000\n") == 2 &&
+                 kd_cpu_quota_parse("100000 100000") == 1 && kd_cpu_quota_parse("50000 100000") == 1 &&
+                 kd_cpu_quota_parse("-1 100000") == 0 && kd_cpu_quota_parse("junk") == 0,
+             "cgroup quotas: v2 max, rounded up, v1 -1");
+    cpu_set_t all, one;
+    if (!KD_REQUIRE(sched_getaffinity(0, sizeof all, &all) == 0, "sched_getaffinity"))
+        return;
+    int n = CPU_COUNT(&all), first = 0;
+    while (!CPU_ISSET(first, &all))
+        first++;
+    CPU_ZERO(&one);
+    CPU_SET(first, &one);
+    unsetenv("OMP_NUM_THREADS");
+    KD_CHECK(kd_cpu_usable() <= n && kd_cpu_available() == kd_cpu_usable(), "available %d of the %d CPUs of the mask",
+             kd_cpu_available(), n);
+    KD_CHECK(sched_setaffinity(0, sizeof one, &one) == 0 && kd_cpu_available() == 1, "taskset to one CPU: %d",
+             kd_cpu_available());
+    kd_gemm_init(0);
+    KD_CHECK(omp_get_max_threads() == 1 && bli_thread_get_num_threads() == 1,
+             "kd_gemm_init(0) on one CPU: OpenMP %d, BLIS %d", omp_get_max_threads(),
+             (int)bli_thread_get_num_threads());
+    sched_setaffinity(0, sizeof all, &all);
+    setenv("OMP_NUM_THREADS", "1", 1);
+    KD_CHECK(kd_cpu_available() == 1, "OMP_NUM_THREADS=1 caps it");
+    setenv("OMP_NUM_THREADS", "100000", 1);
+    KD_CHECK(kd_cpu_available() == kd_cpu_usable(), "OMP_NUM_THREADS above the CPUs does not raise it");
+    unsetenv("OMP_NUM_THREADS");
+}
+
 int main(void)
 {
+    test_cpu();
     kd_gemm_init(0);
     test_names();
     test_gemm();
