@@ -52,6 +52,29 @@ int kd_detnet_decode(kd_detnet *d, int i, int topk, kd_cn_det *out);
 void kd_detnet_mask(kd_detnet *d, int i, uint8_t *mask);
 void kd_detnet_free(kd_detnet *d);
 
+/* Detections of many images: det[i] of image ids[i]. */
+typedef struct {
+    kd_cn_det *det;
+    int64_t *ids;
+    int64_t n, cap;
+} kd_detlist;
+void kd_detlist_free(kd_detlist *l);
+
+/* Eval-mode detection of images [n,H,W,cin] (H x W as prepared) in
+ * batches of d->maxn: the topk of each image appended to l with ids
+ * first_id + row, masks [n,H,W] (NULL: none).  progress(done, ctx) after
+ * every batch when given. */
+int kd_detnet_run(kd_detnet *d, const uint8_t *images, int64_t n, int cin, int64_t first_id, int topk,
+                  kd_detlist *l, uint8_t *masks, void (*progress)(int64_t done, void *ctx), void *ctx);
+
+/* Writers (lib/io/kd_dets_io.c), each whole or not at all: a detections
+ * file (kind detections: /boxes /scores /labels /image_ids, /masks u8
+ * [n,H,W] when masks != NULL), a COCO results JSON list, or a tensor
+ * stream of one frame (boxes, scores, labels, image_ids). */
+int kd_dets_write_h5(const kd_detlist *l, const uint8_t *masks, int64_t n, int H, int W, const char *path);
+int kd_dets_write_json(const kd_detlist *l, const char *path);
+int kd_dets_write_stream(const kd_detlist *l, const char *path);
+
 /* Model file with the head (kind "model"); train != NULL adds nothing here:
  * checkpoints write their /train group into the open file themselves. */
 int kd_detnet_save_h5(const kd_detnet *d, kd_h5 *h);
@@ -59,5 +82,24 @@ int kd_detnet_save_h5(const kd_detnet *d, kd_h5 *h);
  * file without /det is refused with "path: not a detector (no det_stage
  * attribute; train one with detect-train)". */
 int kd_detnet_load(kd_detnet *d, const char *path);
+
+/* ---- training (lib/train/kd_det_train.c) ---- */
+
+typedef struct {
+    float hm, wh, off, seg; /* loss weights: CenterNet's 1, 0.1, 1; segmentation 1 */
+} kd_det_weights;
+
+enum { KD_DET_MAX_OBJ = 128 };
+
+/* Targets and losses of the batch of the last training forward, given the
+ * (augmented) boxes of each image (boxes[off[i]..off[i+1]-1], pixels) and
+ * masks [n,H,W] (NULL: no segmentation loss); the output gradients are
+ * set for kd_detnet_backward.  term[4]: hm, wh, off, seg (unweighted);
+ * returns the weighted sum.  Scratch allocated at the first call. */
+typedef struct kd_det_loss kd_det_loss;
+kd_det_loss *kd_det_loss_new(const kd_detnet *d);
+void kd_det_loss_free(kd_det_loss *L);
+double kd_det_loss_compute(kd_det_loss *L, kd_detnet *d, int n, const float *boxes, const int32_t *labels,
+                           const int *off, const uint8_t *masks, const kd_det_weights *w, double term[4]);
 
 #endif

@@ -165,3 +165,51 @@ void kd_detnet_free(kd_detnet *d)
     free(d->x), free(d->dmap), free(d->saved_p), free(d->saved_b), free(d->scr), free(d->iscr), free(d->lg);
     memset(d, 0, sizeof *d);
 }
+
+void kd_detlist_free(kd_detlist *l)
+{
+    free(l->det), free(l->ids);
+    memset(l, 0, sizeof *l);
+}
+
+static int detlist_reserve(kd_detlist *l, int64_t more)
+{
+    if (l->n + more <= l->cap)
+        return 0;
+    int64_t cap = l->cap ? l->cap : 1024;
+    while (cap < l->n + more)
+        cap *= 2;
+    kd_cn_det *nd = realloc(l->det, sizeof(kd_cn_det) * (size_t)cap);
+    if (nd)
+        l->det = nd;
+    int64_t *ni = nd ? realloc(l->ids, sizeof(int64_t) * (size_t)cap) : NULL;
+    if (!ni) {
+        kd_err_set("detections: out of memory");
+        return -1;
+    }
+    l->ids = ni, l->cap = cap;
+    return 0;
+}
+
+int kd_detnet_run(kd_detnet *d, const uint8_t *images, int64_t n, int cin, int64_t first_id, int topk,
+                  kd_detlist *l, uint8_t *masks, void (*progress)(int64_t done, void *ctx), void *ctx)
+{
+    size_t img = (size_t)d->H * d->W;
+    for (int64_t s = 0; s < n; s += d->maxn) {
+        int b = n - s < d->maxn ? (int)(n - s) : d->maxn;
+        kd_detnet_input(d, images + (size_t)s * img * cin, b, cin);
+        if (kd_detnet_forward(d, b, 0) || detlist_reserve(l, (int64_t)b * topk))
+            return -1;
+        for (int i = 0; i < b; i++) {
+            int m = kd_detnet_decode(d, i, topk, l->det + l->n);
+            for (int k = 0; k < m; k++)
+                l->ids[l->n + k] = first_id + s + i;
+            l->n += m;
+            if (masks)
+                kd_detnet_mask(d, i, masks + (size_t)(s + i) * img);
+        }
+        if (progress)
+            progress(s + b, ctx);
+    }
+    return 0;
+}
