@@ -105,8 +105,9 @@ typedef struct kd_dethead kd_dethead;
 kd_dethead *kd_dethead_new(const kd_dethead_opts *o);
 void kd_dethead_free(kd_dethead *h);
 /* PyTorch's default Conv2d initialisation (kaiming_uniform a=sqrt(5),
- * bias U(+-1/sqrt(fan_in))), BN weight 1, bias 0, running var 1, and the
- * heatmap's last bias -2.19 (CenterNet), drawn from seed. */
+ * bias U(+-1/sqrt(fan_in))), except the heads' last 1x1 weights: normal
+ * with std 0.001; BN weight 1, bias 0, running var 1; the heatmap's last
+ * bias -2.19 (CenterNet), drawn from seed. */
 void kd_dethead_init(kd_dethead *h, uint64_t seed);
 kd_slab *kd_dethead_params(kd_dethead *h);
 kd_slab *kd_dethead_buffers(kd_dethead *h); /* BN running mean/var (p only) */

@@ -179,6 +179,12 @@ void kd_dethead_init(kd_dethead *h, uint64_t seed)
         double fan = (double)wv->shape[1] * wv->shape[2] * wv->shape[3], b = 1 / sqrt(fan);
         for (size_t k = 0; k < v->n; k++)
             p[k] = kd_rng_range(&r, (float)-b, (float)b);
+        /* the last conv of each head starts near 0 (CenterNet's
+         * fill_fc_weights: normal, std 0.001): every head starts at its
+         * bias, whatever the scale of the backbone's features */
+        if (!strcmp(leaf, "weight") && v->rank == 4 && v->shape[2] == 1)
+            for (size_t k = 0; k < v->n; k++)
+                p[k] = 0.001f * kd_rng_normal(&r);
         if (!strcmp(v->name, "hm.2.bias"))
             for (size_t k = 0; k < v->n; k++)
                 p[k] = -2.19f;
