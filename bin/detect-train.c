@@ -9,6 +9,7 @@
 #include "kd_coco.h"
 #include "kd_dataset.h"
 #include "kd_detnet.h"
+#include "kd_gemm.h"
 #include "kd_model_io.h"
 #include "kd_optim.h"
 #include "kd_rng.h"
@@ -270,6 +271,7 @@ int main(int argc, char **argv)
         default: kd_cli_std(opt, optarg, &std);
         }
     }
+    kd_gemm_init(std.threads);
     if (optind < argc)
         kd_usage("unexpected argument '%s'", argv[optind]);
     if (!model && !resume)

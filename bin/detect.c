@@ -7,6 +7,7 @@
 #include "kd_cli.h"
 #include "kd_dataset.h"
 #include "kd_detnet.h"
+#include "kd_gemm.h"
 
 static const char help[] =
     "Usage: detect -m DETECTOR.h5 [OPTION]... IMAGES.h5 -o DETS\n"
@@ -86,6 +87,7 @@ int main(int argc, char **argv)
         kd_usage("a detector is required (-m DETECTOR.h5)");
     if (!out)
         kd_usage("an output is required (-o DETS)");
+    kd_gemm_init(std.threads);
     if (optind == argc)
         kd_usage("an input dataset file is required");
     if (optind != argc - 1)
