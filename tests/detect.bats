@@ -9,10 +9,13 @@ load '/usr/lib/bats/bats-assert/load'
 B="$BATS_TEST_DIRNAME/../bin"
 FM=/usr/share/datasets/fashion-mnist
 
-# Round trip, kept small to run in well under a minute on a loaded 2-core
-# machine: 200 training scenes of 32x32 with one object (scale 0.5-0.8,
-# 14-22 pixels), a fine-tuned resnet20 at stride 4 (its last stage), 120
-# steps of 8 scenes; 50 test scenes from the test split.
+# Round trip, kept small to run in about a minute on a loaded 2-core
+# machine (14 s of CPU): 200 training scenes of 32x32 with one object
+# (scale 0.5-0.8, 14-22 pixels), a frozen random-init resnet20 at stride 4
+# (its last stage), a head of 16 channels, 60 steps of 8 scenes; 50 test
+# scenes from the test split.  That is far too short to detect well: the
+# test proves the path works end to end and learns, not the method's
+# accuracy.
 setup_file() {
     cd "$BATS_FILE_TMPDIR"
     "$B/model-init" -a resnet20 --in-channels 1 -o r20.h5 > /dev/null
@@ -20,8 +23,8 @@ setup_file() {
         -o tr.h5 > /dev/null
     "$B/dataset" "$FM" --split test --limit 500 --scenes 50 --canvas 32x32 --objects 1,1 --scale 0.5,0.8 \
         -o te.h5 > /dev/null
-    "$B/detect-train" -m r20.h5 --train tr.h5 --steps 120 --batch 8 --head-channels 16 --lr 0.05 --warmup 10 \
-        --log-every 0 --threads 2 -o det.h5 > train.json
+    "$B/detect-train" -m r20.h5 --train tr.h5 --steps 60 --batch 8 --head-channels 16 --lr 0.05 --warmup 5 \
+        --freeze-backbone --log-every 0 --threads 2 -o det.h5 > train.json
 }
 
 setup() {
@@ -61,13 +64,14 @@ setup() {
     run "$B/detect-eval" --gt te.h5 --dets d.h5 --seg d.h5
     assert_success
     echo "$output" > eval.json
-    # Measured when this test was written: AP50 FIXME_AP50, mIoU FIXME_MIOU (120 steps);
-    # the floors sit well below, and far above an untrained head (AP50 ~0.01).
+    # Measured when this test was written: AP50 0.0169, mIoU 0.0746 (the
+    # background right, objects not yet); an untrained head (--steps 1
+    # --lr 0) scores AP50 0 and mIoU 0.002.  The floors sit between.
     /usr/bin/python3 -c "
 import json
 r = json.load(open('eval.json'))
-assert r['AP50'] > FLOOR_AP50, r
-assert r['mIoU'] > FLOOR_MIOU, r"
+assert r['AP50'] > 0.005, r
+assert r['mIoU'] > 0.03, r"
 }
 
 @test "detect: JSON, tensor stream and HDF5 score the same; masks file; same detections whatever --threads" {
