@@ -110,6 +110,18 @@ for k in ('det_stage', 'det_stride', 'det_classes', 'arch'):
     assert a.attrs[k] == b.attrs[k], k
 assert a.attrs['det_stride'] == 4 and a.attrs['det_stage'] == 3 and a.attrs['det_classes'] == 10
 EOF
+    # fine-tuned (backbone momentum and BN statistics in the checkpoint), the
+    # resumed half on another thread count
+    ft="-m r20.h5 --train tr.h5 --batch 2 --head-channels 8 --schedule const --log-every 0"
+    "$B/detect-train" $ft --steps 4 --threads 2 -o ft-full.h5
+    "$B/detect-train" $ft --steps 2 --threads 2 --checkpoint ft-ck.h5 -o ft-half.h5
+    "$B/detect-train" $ft --steps 4 --threads 1 --resume ft-ck.h5 -o ft-res.h5
+    /usr/bin/python3 -c "
+import h5py, numpy as np
+a, b = h5py.File('ft-full.h5'), h5py.File('ft-res.h5'); n = []
+a.visit(lambda k: n.append(k) if isinstance(a[k], h5py.Dataset) else None)
+assert 'train/momentum' in h5py.File('ft-ck.h5')
+assert all(np.array_equal(a[k][()], b[k][()]) for k in n)"
     # the backbone part is still a backbone for the other programs
     run "$B/teacher-extract" -m full.h5 --features plain.h5 -o feats.h5
     assert_success
