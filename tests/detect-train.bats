@@ -1,0 +1,128 @@
+#!/usr/bin/env bats
+# detect-train: a CenterNet-style head on a backbone, trained on scenes.
+# The numbers (focal loss, splats, decoding, the head's backward) are
+# checked in tests/unit/test_centernet.c; here the program: options,
+# inputs, checkpoints and a real training run.
+load '/usr/lib/bats/bats-support/load'
+load '/usr/lib/bats/bats-assert/load'
+
+B="$BATS_TEST_DIRNAME/../bin"
+FM=/usr/share/datasets/fashion-mnist
+
+setup_file() {
+    cd "$BATS_FILE_TMPDIR"
+    "$B/model-init" -a resnet20 --in-channels 1 -o r20.h5 > /dev/null
+    "$B/dataset" "$FM" --split train --limit 2000 --scenes 64 --canvas 32x32 --objects 1,1 --scale 0.5,0.8 \
+        -o tr.h5 > /dev/null
+    "$B/dataset" "$FM" --split train --limit 50 -o plain.h5 > /dev/null
+}
+
+setup() {
+    cd "$BATS_FILE_TMPDIR"
+}
+
+# A short frozen-backbone run (fast), extra options appended.
+short() {
+    "$B/detect-train" -m r20.h5 --train tr.h5 --steps 4 --batch 4 --head-channels 8 --freeze-backbone \
+        --log-every 1 --threads 2 "$@"
+}
+
+@test "detect-train: help and usage errors" {
+    run "$B/detect-train" --help
+    assert_success
+    assert_output --partial "  -m, --model FILE"
+    assert_output --partial "  -o, --output FILE"
+    for o in --train --stride --stage --freeze-backbone --steps --batch --lr --val --val-every \
+        --checkpoint --resume --flip --scale-jitter --hm-weight; do
+        assert_output --partial "  $o"
+    done
+    run "$B/detect-train" --train tr.h5 -o x.h5
+    assert_failure 2
+    assert_line --index 0 "detect-train: a backbone is required (-m BACKBONE.h5)"
+    run "$B/detect-train" -m r20.h5 -o x.h5
+    assert_failure 2
+    assert_line --index 0 "detect-train: training scenes are required (--train SCENES.h5)"
+    run "$B/detect-train" -m r20.h5 --train tr.h5
+    assert_failure 2
+    assert_line --index 0 "detect-train: an output file is required (-o DETECTOR.h5)"
+    run "$B/detect-train" -m r20.h5 --train tr.h5 -o x.h5 --stride 16
+    assert_failure 2
+    assert_line --index 0 "detect-train: --stride: must be 4 or 8, not 16"
+    run "$B/detect-train" -m r20.h5 --train tr.h5 -o x.h5 --schedule step:0.5,2
+    assert_failure 2
+    assert_line --index 0 "detect-train: --schedule: step milestones are fractions of --steps (in [0, 1])"
+    run "$B/detect-train" -m r20.h5 --train tr.h5 -o x.h5 extra
+    assert_failure 2
+    assert_line --index 0 "detect-train: unexpected argument 'extra'"
+}
+
+@test "detect-train: bad inputs, nothing written" {
+    run short --train plain.h5 -o x.h5
+    assert_failure 1
+    assert_output "detect-train: plain.h5: no boxes (a detection dataset is needed: dataset --scenes)"
+    run short --stride 8 -o x.h5
+    assert_failure 1
+    assert_output "detect-train: r20.h5: resnet20 has no stage at stride 8 or a power-of-two multiple of it at 32x32 (strides: 1 2 4)"
+    run short --stage 1 -o x.h5
+    assert_failure 1
+    assert_output "detect-train: r20.h5: resnet20: stage 1 has stride 1, which upsampling cannot bring to stride 4 (strides: 1 2 4)"
+    "$B/dataset" "$FM" --split test --limit 500 --scenes 8 --canvas 48x48 --scale 0.5,0.8 -o v48.h5 > /dev/null
+    run short --val v48.h5 -o x.h5
+    assert_failure 1
+    assert_output "detect-train: v48.h5: 48x48x1 scenes, tr.h5 has 32x32x1"
+    head -c 20000 tr.h5 > trunc.h5
+    run short --train trunc.h5 -o x.h5
+    assert_failure 1
+    assert_output --partial "detect-train: trunc.h5: "
+    # a normalisation std of 1e-38 overflows the backbone: the loss is not finite
+    /usr/bin/python3 -c "
+import h5py, shutil
+shutil.copy('tr.h5', 'nan.h5')
+h5py.File('nan.h5', 'r+').attrs['std'] = [1e-38]"
+    run short --train nan.h5 -o x.h5
+    assert_failure 1
+    assert_output --regexp "^detect-train: step 0: loss is not finite \(hm .*\); nothing written$"
+    [ ! -e x.h5 ]
+}
+
+@test "detect-train: the output is a model file with the head; checkpoint and bit-identical resume" {
+    # const schedule: a 3-step run's checkpoint is the 6-step run's at step 3
+    run short -o full.h5 --steps 6 --schedule const
+    assert_success
+    assert_line --index 5 --regexp '^\{"step": 6, "loss": '
+    run short -o a3.h5 --steps 3 --schedule const --checkpoint ck3.h5
+    assert_success
+    run short -o resumed.h5 --steps 6 --schedule const --resume ck3.h5
+    assert_success
+    assert_line --index 0 --regexp '^\{"step": 4, "loss": '
+    run short -o x.h5 --steps 6 --schedule const --resume ck3.h5 --seed 5
+    assert_failure 1
+    assert_output "detect-train: ck3.h5: made with --seed 0, not 5"
+    /usr/bin/python3 - <<'EOF'
+import h5py, numpy as np
+a, b = h5py.File('full.h5'), h5py.File('resumed.h5')
+names = []
+a.visit(lambda n: names.append(n) if isinstance(a[n], h5py.Dataset) else None)
+assert any(n.startswith('det/hm.') for n in names) and 'conv1.weight' in names, names
+for n in names:
+    assert np.array_equal(a[n][()], b[n][()]), n
+for k in ('det_stage', 'det_stride', 'det_classes', 'arch'):
+    assert a.attrs[k] == b.attrs[k], k
+assert a.attrs['det_stride'] == 4 and a.attrs['det_stage'] == 3 and a.attrs['det_classes'] == 10
+EOF
+    # fine-tuned (backbone momentum and BN statistics in the checkpoint), the
+    # resumed half on another thread count
+    ft="-m r20.h5 --train tr.h5 --batch 2 --head-channels 8 --schedule const --log-every 0"
+    "$B/detect-train" $ft --steps 4 --threads 2 -o ft-full.h5
+    "$B/detect-train" $ft --steps 2 --threads 2 --checkpoint ft-ck.h5 -o ft-half.h5
+    "$B/detect-train" $ft --steps 4 --threads 1 --resume ft-ck.h5 -o ft-res.h5
+    /usr/bin/python3 -c "
+import h5py, numpy as np
+a, b = h5py.File('ft-full.h5'), h5py.File('ft-res.h5'); n = []
+a.visit(lambda k: n.append(k) if isinstance(a[k], h5py.Dataset) else None)
+assert 'train/momentum' in h5py.File('ft-ck.h5')
+assert all(np.array_equal(a[k][()], b[k][()]) for k in n)"
+    # the backbone part is still a backbone for the other programs
+    run "$B/teacher-extract" -m full.h5 --features plain.h5 -o feats.h5
+    assert_success
+}

@@ -1,0 +1,320 @@
+/* CenterNet's targets, losses, decoding (lib/eval/kd_centernet.c) against
+ * tests/gen/centernet.py (tests/fixtures/centernet.h5), and the detection
+ * head's backward (lib/nn/kd_dethead.c) against finite differences. */
+#include <float.h>
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "kd_det.h"
+#include "kd_err.h"
+#include "kd_h5.h"
+#include "kd_rng.h"
+#include "kd_test.h"
+
+#define FX "tests/fixtures/centernet.h5"
+
+static kd_h5 fx;
+
+/* A whole fixture dataset as float (or the given type); n: its elements. */
+static void *rd(const char *name, kd_dtype dt, size_t *n)
+{
+    int64_t dims[KD_MAX_RANK];
+    kd_dtype t;
+    int rank;
+    if (kd_h5_info(&fx, name, &t, &rank, dims))
+        return NULL;
+    size_t cnt = 1;
+    for (int i = 0; i < rank; i++)
+        cnt *= (size_t)dims[i];
+    void *p = malloc(kd_dtype_size(dt) * (cnt ? cnt : 1));
+    if (p && kd_h5_read(&fx, name, dt, 0, rank ? dims[0] : 1, p)) {
+        free(p);
+        return NULL;
+    }
+    if (n)
+        *n = cnt;
+    return p;
+}
+
+static double maxrel(const float *a, const float *b, size_t n)
+{
+    double m = 0;
+    for (size_t i = 0; i < n; i++) {
+        double e = fabs((double)a[i] - b[i]) / (fabs((double)b[i]) + 1e-6);
+        m = e > m ? e : m;
+    }
+    return m;
+}
+
+/* A scalar (rank 0) of the fixture, in float: the checks are relative 1e-5. */
+static double scalar(const char *name)
+{
+    float f;
+    return kd_h5_read(&fx, name, KD_F32, 0, 1, &f) ? NAN : f;
+}
+
+static void test_radius_splat(void)
+{
+    size_t n;
+    float *hw = rd("radius/hw", KD_F32, &n), *r = rd("radius/r", KD_F32, NULL);
+    if (!KD_REQUIRE(hw && r, "radius: %s", kd_err_get()))
+        return;
+    double worst = 0;
+    for (size_t i = 0; i < n / 2; i++) {
+        double e = fabs(kd_cn_radius(hw[2 * i], hw[2 * i + 1], 0.7) - r[i]) / r[i];
+        worst = e > worst ? e : worst;
+    }
+    KD_MIN_CASES(n / 2, 6, "radius");
+    KD_CHECK(worst < 1e-5, "gaussian radius of %zu sizes (max rel err %.2g)", n / 2, worst);
+    free(hw), free(r);
+    int32_t *cs = rd("splat/cases", KD_I32, &n);
+    float *want = rd("splat/heat", KD_F32, NULL);
+    if (!KD_REQUIRE(cs && want, "splat: %s", kd_err_get()))
+        return;
+    float heat[9 * 11] = {0};
+    for (size_t i = 0; i < n / 3; i++)
+        kd_cn_splat(heat, 9, 11, cs[3 * i], cs[3 * i + 1], cs[3 * i + 2]);
+    double e = 0;
+    for (int i = 0; i < 99; i++)
+        e = fmax(e, fabs(heat[i] - want[i]));
+    KD_CHECK(e < 1e-6, "Gaussian splats, clipped at the borders, maxed (max abs err %.2g)", e);
+    free(cs), free(want);
+}
+
+static void test_targets_losses(void)
+{
+    size_t nb;
+    float *boxes = rd("targets/boxes", KD_F32, &nb), *heat = rd("targets/heat", KD_F32, NULL);
+    int32_t *labels = rd("targets/labels", KD_I32, NULL), *ind = rd("targets/ind", KD_I32, NULL);
+    float *wh = rd("targets/wh", KD_F32, NULL), *off = rd("targets/off", KD_F32, NULL);
+    if (!KD_REQUIRE(boxes && heat && labels && ind && wh && off, "targets: %s", kd_err_get()))
+        return;
+    int K = 3, H = 10, W = 12, S = 4, M = (int)(nb / 4);
+    float got[3 * 10 * 12];
+    kd_cn_obj obj[8];
+    int m = kd_cn_targets(boxes, labels, M, K, H, W, S, got, obj, 8);
+    KD_CHECK(m == M, "targets: %d objects of %d", m, M);
+    double e = 0;
+    for (int i = 0; i < K * H * W; i++)
+        e = fmax(e, fabs(got[i] - heat[i]));
+    KD_CHECK(e < 1e-6, "target heatmap (max abs err %.2g)", e);
+    int okk = 1;
+    for (int j = 0; j < m; j++)
+        okk &= obj[j].ind == ind[j] && fabsf(obj[j].wh[0] - wh[2 * j]) < 1e-5f &&
+               fabsf(obj[j].wh[1] - wh[2 * j + 1]) < 1e-5f && fabsf(obj[j].off[0] - off[2 * j]) < 1e-5f &&
+               fabsf(obj[j].off[1] - off[2 * j + 1]) < 1e-5f;
+    KD_CHECK(okk, "peak cells, size and offset targets");
+
+    /* focal */
+    size_t n;
+    float *x = rd("focal/x", KD_F32, &n), *gt = rd("focal/gt", KD_F32, NULL), *dx = rd("focal/dx", KD_F32, NULL);
+    float *gt0 = rd("focal/gt_nopos", KD_F32, NULL), *dx0 = rd("focal/dx_nopos", KD_F32, NULL);
+    if (!KD_REQUIRE(x && gt && dx && gt0 && dx0, "focal: %s", kd_err_get()))
+        return;
+    float *d = calloc(n, sizeof(float));
+    for (size_t i = 0; i < n; i++)
+        d[i] = 0.25f; /* backward accumulates */
+    double L = kd_cn_focal(x, gt, n, 1.0f, d), Lw = scalar("focal/loss");
+    for (size_t i = 0; i < n; i++)
+        d[i] -= 0.25f;
+    KD_CHECK(fabs(L - Lw) / fabs(Lw) < 1e-5, "focal loss %.8g (PyTorch %.8g)", L, Lw);
+    double ge = 0;
+    for (size_t i = 0; i < n; i++)
+        ge = fmax(ge, fabs(d[i] - dx[i]));
+    KD_CHECK(ge < 1e-6, "focal gradient, accumulated, zero where clamped (max abs err %.2g)", ge);
+    memset(d, 0, n * sizeof(float));
+    L = kd_cn_focal(x, gt0, n, 2.0f, d), Lw = scalar("focal/loss_nopos");
+    ge = 0;
+    for (size_t i = 0; i < n; i++)
+        ge = fmax(ge, fabs(d[i] - 2 * dx0[i]));
+    KD_CHECK(fabs(L - Lw) / fabs(Lw) < 1e-5 && ge < 1e-6, "focal loss without positives %.8g (PyTorch %.8g), weighted gradient", L, Lw);
+    free(x), free(gt), free(dx), free(gt0), free(dx0), free(d);
+
+    /* RegL1 over a batch of 2: image 0 all objects, image 1 the first two */
+    float *pred = rd("regl1/pred", KD_F32, &n);
+    if (!KD_REQUIRE(pred, "regl1: %s", kd_err_get()))
+        return;
+    kd_cn_obj bo[7];
+    memcpy(bo, obj, sizeof(kd_cn_obj) * 5);
+    memcpy(bo + 5, obj, sizeof(kd_cn_obj) * 2);
+    int offs[3] = {0, 5, 7};
+    for (int which = 0; which < 2; which++) {
+        char nl[32], nd[32];
+        snprintf(nl, sizeof nl, "regl1/%s_loss", which ? "off" : "wh");
+        snprintf(nd, sizeof nd, "regl1/%s_dpred", which ? "off" : "wh");
+        float *dp = rd(nd, KD_F32, NULL), *g = calloc(n, sizeof(float));
+        double l = kd_cn_reg_l1(pred, 2, H, W, bo, offs, which, 1.0f, g), lw = scalar(nl);
+        KD_CHECK(fabs(l - lw) / lw < 1e-5 && dp && maxrel(g, dp, n) < 1e-4, "%s L1 at the peaks %.8g (PyTorch %.8g)",
+                 which ? "offset" : "size", l, lw);
+        free(dp), free(g);
+    }
+    free(pred);
+
+    float *lg = rd("segce/logits", KD_F32, &n), *dl = rd("segce/dlogits", KD_F32, NULL);
+    uint8_t *lab = rd("segce/labels", KD_U8, NULL);
+    if (!KD_REQUIRE(lg && dl && lab, "segce: %s", kd_err_get()))
+        return;
+    float *g = calloc(n, sizeof(float));
+    double l = kd_seg_ce(lg, lab, 2, K + 1, H, W, 1.0f, g), lw = scalar("segce/loss");
+    KD_CHECK(fabs(l - lw) / lw < 1e-5 && maxrel(g, dl, n) < 1e-4, "segmentation cross-entropy %.8g (PyTorch %.8g)", l,
+             lw);
+    free(lg), free(dl), free(lab), free(g);
+    free(boxes), free(heat), free(labels), free(ind), free(wh), free(off);
+}
+
+static void test_decode(void)
+{
+    size_t n;
+    float *hm = rd("decode/hm", KD_F32, NULL), *wh = rd("decode/wh", KD_F32, NULL), *off = rd("decode/off", KD_F32, NULL);
+    float *want = rd("decode/dets", KD_F32, &n);
+    if (!KD_REQUIRE(hm && wh && off && want, "decode: %s", kd_err_get()))
+        return;
+    int K = 3, H = 10, W = 12, nw = (int)(n / 6);
+    float scr[3 * 10 * 12];
+    int32_t iscr[3 * 10 * 12];
+    kd_cn_det det[20];
+    int m = kd_cn_decode(hm, wh, off, K, H, W, 4, 40, 48, 20, det, scr, iscr);
+    KD_CHECK(m == nw && nw == 20, "decode: %d detections (reference %d)", m, nw);
+    int ok = 1;
+    double e = 0;
+    for (int i = 0; i < m && i < nw; i++) {
+        const float *r = want + 6 * i;
+        ok &= det[i].cls == (int)r[5];
+        e = fmax(e, fabs(det[i].x - r[0]) + fabs(det[i].y - r[1]) + fabs(det[i].w - r[2]) + fabs(det[i].h - r[3]));
+        e = fmax(e, fabs(det[i].score - r[4]) * 1e3);
+    }
+    KD_CHECK(ok && e < 1e-3, "3x3 max-pool peaks, top-k order, classes, boxes and scores (max err %.2g)", e);
+    free(hm), free(wh), free(off), free(want);
+
+    float *x = rd("bilinear/x", KD_F32, NULL), *y = rd("bilinear/y", KD_F32, &n);
+    if (!KD_REQUIRE(x && y, "bilinear: %s", kd_err_get()))
+        return;
+    float *o = malloc(sizeof(float) * n);
+    kd_bilinear_resize(4, 5, 6, x, 20, 24, o);
+    double be = 0;
+    for (size_t i = 0; i < n; i++)
+        be = fmax(be, fabs(o[i] - y[i]));
+    KD_CHECK(be < 1e-5, "bilinear x4 resize as F.interpolate(align_corners=False) (max abs err %.2g)", be);
+    free(x), free(y), free(o);
+}
+
+/* sum_j <out_j, R_j> over the heads: its gradient is R. */
+static double head_obj(kd_dethead *h, const float *x, int n, float *const R[KD_DH_NHEADS], const int *sz)
+{
+    kd_dethead_forward(h, x, n, 1);
+    double s = 0;
+    for (int j = 0; j < KD_DH_NHEADS; j++) {
+        const float *o = kd_dethead_out(h, j);
+        for (int k = 0; k < sz[j]; k++)
+            s += (double)o[k] * R[j][k];
+    }
+    return s;
+}
+
+static void test_head_fd(int nup)
+{
+    int n = 2, C = 3, hh = 3, ww = 4, K = 2;
+    kd_dethead_opts o = {.C = C, .h = hh, .w = ww, .nup = nup, .up = 4, .hc = 5, .K = K, .maxn = n};
+    kd_dethead *h = kd_dethead_new(&o);
+    if (!KD_REQUIRE(h, "head: %s", kd_err_get()))
+        return;
+    kd_dethead_init(h, 3);
+    /* parameters of order 1 (the init's 0.001 last layers would make every
+     * other gradient tiny next to the differences' rounding) */
+    kd_rng pr = kd_rng_make(11, 2, nup);
+    for (size_t i = 0; i < kd_dethead_params(h)->n; i++)
+        kd_dethead_params(h)->p[i] = kd_rng_range(&pr, -0.5f, 0.5f);
+    int H, W;
+    kd_dethead_out_size(h, &H, &W);
+    KD_CHECK(H == hh << nup && W == ww << nup, "head output %dx%d after %d upsamplings", H, W, nup);
+    kd_rng r = kd_rng_make(7, 1, nup);
+    size_t nx = (size_t)n * C * hh * ww;
+    float *x = malloc(sizeof(float) * nx), *dx = calloc(nx, sizeof(float)), *R[KD_DH_NHEADS];
+    int outc[KD_DH_NHEADS] = {K, 2, 2, K + 1}, sz[KD_DH_NHEADS];
+    for (size_t i = 0; i < nx; i++)
+        x[i] = kd_rng_normal(&r);
+    for (int j = 0; j < KD_DH_NHEADS; j++) {
+        sz[j] = n * outc[j] * H * W;
+        R[j] = malloc(sizeof(float) * sz[j]);
+        for (int k = 0; k < sz[j]; k++)
+            R[j][k] = kd_rng_normal(&r);
+    }
+    kd_slab *P = kd_dethead_params(h);
+    memset(P->g, 0, sizeof(float) * P->n);
+    kd_dethead_forward(h, x, n, 1);
+    for (int j = 0; j < KD_DH_NHEADS; j++)
+        memcpy(kd_dethead_dout(h, j), R[j], sizeof(float) * sz[j]);
+    KD_CHECK(kd_dethead_backward(h, dx) == 0, "head backward");
+    /* central differences in float; a coordinate whose one-sided slopes
+     * disagree straddles a ReLU kink (a pre-activation within eps of 0) and
+     * is left out, at most a fifth of them */
+    const float eps = 1e-3f;
+    double num = 0, den = 0;
+    int kinks = 0, tried = 0;
+    double f0 = head_obj(h, x, n, R, sz);
+    for (size_t i = 0; i < P->n + nx; i += i < P->n ? 3 : 1) {
+        float *q = i < P->n ? &P->p[i] : &x[i - P->n];
+        double an = i < P->n ? P->g[i] : dx[i - P->n];
+        float keep = *q;
+        *q = keep + eps;
+        double fp = head_obj(h, x, n, R, sz);
+        *q = keep - eps;
+        double fm = head_obj(h, x, n, R, sz);
+        *q = keep;
+        double gl = (f0 - fm) / eps, gr = (fp - f0) / eps, g = (fp - fm) / (2 * eps);
+        tried++;
+        if (fabs(gl - gr) > 0.02 * fabs(g) + 2e-3) {
+            kinks++;
+            continue;
+        }
+        num += (g - an) * (g - an), den += g * g;
+    }
+    KD_CHECK(kinks * 5 <= tried && sqrt(num / den) < 5e-3,
+             "parameter and input gradients vs finite differences (%d upsamplings): rel err %.2g (%d of %d at kinks)",
+             nup, sqrt(num / den), kinks, tried);
+    for (int j = 0; j < KD_DH_NHEADS; j++)
+        free(R[j]);
+    free(x), free(dx);
+    kd_dethead_free(h);
+}
+
+/* Flip and scale of a scene: pixels, mask and boxes move together. */
+static void test_scene_aug(void)
+{
+    enum { H = 10, W = 12 };
+    uint8_t img[H * W], mask[H * W], oi[H * W], om[H * W];
+    for (int i = 0; i < H * W; i++)
+        img[i] = (uint8_t)(i * 7 % 251), mask[i] = (uint8_t)(i % 3);
+    float box[8] = {1, 2, 4, 3, 9, 8, 3, 2}, ob[8];
+    int32_t lab[2] = {4, 7}, ol[2];
+    int m = kd_scene_aug(img, mask, H, W, 1, box, lab, 2, 1, 1.0f, oi, om, ob, ol);
+    int ok = m == 2 && ol[0] == 4 && ol[1] == 7;
+    for (int y = 0; y < H; y++)
+        for (int x = 0; x < W; x++)
+            ok &= oi[y * W + x] == img[y * W + W - 1 - x] && om[y * W + x] == mask[y * W + W - 1 - x];
+    ok &= ob[0] == 7 && ob[1] == 2 && ob[2] == 4 && ob[3] == 3 && ob[4] == 0 && ob[6] == 3;
+    KD_CHECK(ok, "scene flip: pixels, mask and boxes (x' = W - x - w) mirrored");
+    /* x2 about the centre: box 1 grows out of the canvas and is clipped,
+     * box 2 leaves it (x from 2*9-6 = 12) and is dropped */
+    m = kd_scene_aug(img, mask, H, W, 1, box, lab, 2, 0, 2.0f, oi, om, ob, ol);
+    ok = m == 1 && ol[0] == 4 && ob[0] == 0 && ob[1] == 0 && fabsf(ob[2] - 4) < 1e-6f && fabsf(ob[3] - 5) < 1e-6f;
+    /* output pixel (y, x) samples source ((y + .5 - 5)/2 + 5 - .5, ...): pixel (5, 6) is source (4.75, 5.75) */
+    ok &= om[5 * W + 6] == mask[5 * W + 6] && om[4 * W + 6] == mask[4 * W + 6];
+    KD_CHECK(ok, "scene scale x2: boxes scaled about the centre, clipped, dropped outside; mask by nearest");
+}
+
+int main(void)
+{
+    if (!KD_REQUIRE(kd_h5_open(&fx, FX, "fixture") == 0, "%s: %s", FX, kd_err_get()))
+        return 1;
+    test_radius_splat();
+    test_targets_losses();
+    test_decode();
+    test_scene_aug();
+    test_head_fd(0);
+    test_head_fd(1);
+    test_head_fd(2);
+    kd_h5_close(&fx);
+    return kd_test_failed ? 1 : 0;
+}
