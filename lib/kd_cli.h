@@ -43,6 +43,10 @@ typedef struct {
 
 /* Sets kd_progname from argv0 and the help text printed by --help. */
 void kd_cli_init(const char *argv0, const char *help, kd_std_opts *std);
+/* The errno of a failed write to stdout made outside kd_json (a stream
+ * writer), so that the check at exit knows it (EPIPE: a reader that has
+ * gone, no message). */
+void kd_cli_stdout_failed(int e);
 /* Handles 'h', '?', ':' and the KD_OPT_* values; returns 1 if it handled
  * opt, 0 if opt is the program's own.  --help/--version exit 0, bad values
  * exit 2. */

@@ -201,5 +201,5 @@ import json; g=json.load(open('g.json')); g['images'].append(g['images'][0]); js
 @test "detect-eval: an unwritable standard output is an error with a message" {
     run sh -c "'$DE' --gt '$FX/case11/gt.json' --dets '$FX/case11/dets.json' > /dev/full"
     assert_failure 1
-    assert_output "detect-eval: stdout: write error (No space left on device): the result is lost"
+    assert_output "detect-eval: stdout: write failed (No space left on device)"
 }

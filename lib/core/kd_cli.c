@@ -36,6 +36,8 @@ static void check_stdout(void)
     _exit(KD_EXIT_FAIL);
 }
 
+void kd_cli_stdout_failed(int e) { stdout_errno = e; }
+
 void kd_cli_init(const char *argv0, const char *help, kd_std_opts *std)
 {
     static int registered;

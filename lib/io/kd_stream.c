@@ -30,6 +30,7 @@
 #include <string.h>
 #include <zlib.h>
 
+#include "kd_cli.h"
 #include "kd_err.h"
 #include "kd_file.h"
 #include "kd_names.h"
@@ -315,6 +316,8 @@ static int write_failed(const kd_writer *w)
     int e = errno;
     if (e == EPIPE)
         reader_gone = 1;
+    if (w->out.f == stdout)
+        kd_cli_stdout_failed(e);
     kd_err_set("%s: write error: %s", w->out.path, strerror(e));
     return -1;
 }
@@ -336,9 +339,12 @@ int kd_writer_close(kd_writer *w)
         writer_free(w);
         return -1;
     }
+    int is_stdout = w->out.f == stdout;
     int r = kd_file_commit(&w->out);
     if (r && errno == EPIPE)
         reader_gone = 1;
+    if (r && is_stdout)
+        kd_cli_stdout_failed(errno);
     writer_free(w);
     return r;
 }
