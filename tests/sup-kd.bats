@@ -26,7 +26,9 @@ import sys
 sys.path.insert(0, '$BATS_TEST_DIRNAME/../examples')
 import kdt
 meta, t = next(kdt.read_frames(sys.stdin.buffer))
-kdt.write_frame(sys.stdout.buffer, meta, t)" < t.kdt > t1.kdt
+meta.update(batches='1', epochs='1')  # a whole stream of one frame, still epoch 0
+kdt.write_frame(sys.stdout.buffer, meta, t)
+kdt.write_end(sys.stdout.buffer, 1)" < t.kdt > t1.kdt
 }
 
 setup() { cd "$BATS_FILE_TMPDIR"; rm -f out.h5 out.h5.ckpt.h5; }

@@ -100,7 +100,7 @@ name = $2
 b = bytearray(kdt.encode_frame({}, {'x' * len(name): np.array($3, np.float32)}))
 i = b.index(b'x' * len(name), 40); b[i:i + len(name)] = name
 struct.pack_into('<I', b, 32, zlib.crc32(bytes(b[40:]), zlib.crc32(bytes(b[:32]))))
-open('$1', 'wb').write(b)"
+f = open('$1', 'wb'); f.write(b); kdt.write_end(f, 1)"
 }
 
 @test "tensor-info: an all-NaN or all-Inf tensor is flagged NON-FINITE, not shown as empty" {
