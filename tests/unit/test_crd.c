@@ -14,6 +14,7 @@
 #include "kd_h5.h"
 #include "loss/kd_loss_crd.h"
 #include "kd_test.h"
+#include "kd_test_h5.h"
 
 #define B 4
 #define N 32
@@ -24,22 +25,6 @@
 #define MIN_CASES 4
 
 static const char *fixture = "tests/fixtures/crd.h5";
-
-/* A dataset of exactly n elements of type dt into buf. */
-static int rd(kd_h5 *h, const char *grp, const char *name, kd_dtype dt, long n, void *buf)
-{
-    char p[128];
-    int64_t dims[KD_MAX_RANK];
-    kd_dtype fdt;
-    int rank;
-    snprintf(p, sizeof p, "%s/%s", grp, name);
-    if (kd_h5_info(h, p, &fdt, &rank, dims))
-        return -1;
-    long numel = 1;
-    for (int i = 0; i < rank; i++)
-        numel *= (long)dims[i];
-    return numel == n ? kd_h5_read(h, p, dt, 0, dims[0], buf) : -1;
-}
 
 static double rel(double a, double b) { return fabs(a - b) / fmax(fabs(b), 1e-300); }
 
@@ -63,15 +48,15 @@ static void test_fixture(kd_h5 *h)
         static float fs[B * DS], ft[B * DT], Ws[E * DS], bs[E], Wt[E * DT], bt[E], Ms[N * E], Mt[N * E];
         static float d_fs[B * DS], gWs[E * DS], gbs[E], gWt[E * DT], gbt[E], Ms2[N * E], Mt2[N * E], dfs[B * DS];
         static int64_t idx[B], neg[B * K];
-        int ok = !rd(h, g, "fs", KD_F32, B * DS, fs) && !rd(h, g, "ft", KD_F32, B * DT, ft) &&
-                 !rd(h, g, "Ws", KD_F32, E * DS, Ws) && !rd(h, g, "bs", KD_F32, E, bs) &&
-                 !rd(h, g, "Wt", KD_F32, E * DT, Wt) && !rd(h, g, "bt", KD_F32, E, bt) &&
-                 !rd(h, g, "bank_s", KD_F32, N * E, Ms) && !rd(h, g, "bank_t", KD_F32, N * E, Mt) &&
-                 !rd(h, g, "idx", KD_I64, B, idx) && !rd(h, g, "neg", KD_I64, B * K, neg) &&
-                 !rd(h, g, "d_fs", KD_F32, B * DS, d_fs) && !rd(h, g, "gWs", KD_F32, E * DS, gWs) &&
-                 !rd(h, g, "gbs", KD_F32, E, gbs) && !rd(h, g, "gWt", KD_F32, E * DT, gWt) &&
-                 !rd(h, g, "gbt", KD_F32, E, gbt) && !rd(h, g, "bank_s_after", KD_F32, N * E, Ms2) &&
-                 !rd(h, g, "bank_t_after", KD_F32, N * E, Mt2);
+        int ok = !rd_as(h, g, "fs", KD_F32, B * DS, fs) && !rd_as(h, g, "ft", KD_F32, B * DT, ft) &&
+                 !rd_as(h, g, "Ws", KD_F32, E * DS, Ws) && !rd_as(h, g, "bs", KD_F32, E, bs) &&
+                 !rd_as(h, g, "Wt", KD_F32, E * DT, Wt) && !rd_as(h, g, "bt", KD_F32, E, bt) &&
+                 !rd_as(h, g, "bank_s", KD_F32, N * E, Ms) && !rd_as(h, g, "bank_t", KD_F32, N * E, Mt) &&
+                 !rd_as(h, g, "idx", KD_I64, B, idx) && !rd_as(h, g, "neg", KD_I64, B * K, neg) &&
+                 !rd_as(h, g, "d_fs", KD_F32, B * DS, d_fs) && !rd_as(h, g, "gWs", KD_F32, E * DS, gWs) &&
+                 !rd_as(h, g, "gbs", KD_F32, E, gbs) && !rd_as(h, g, "gWt", KD_F32, E * DT, gWt) &&
+                 !rd_as(h, g, "gbt", KD_F32, E, gbt) && !rd_as(h, g, "bank_s_after", KD_F32, N * E, Ms2) &&
+                 !rd_as(h, g, "bank_t_after", KD_F32, N * E, Mt2);
         if (!KD_REQUIRE(ok, "%s read: %s", g, kd_err_get()))
             continue;
         double zs = attr(h, g, "z_s"), zt = attr(h, g, "z_t"), w = attr(h, g, "weight");

@@ -16,27 +16,10 @@
 #include "kd_h5.h"
 #include "kd_msd.h"
 #include "kd_test.h"
+#include "kd_test_h5.h"
 
 enum { B = 4, C = 8, K = 10, MAXD = 16, MAXHW = 49, MAXR = 32, MIN_CASES = 7 };
 static const char *fixture = "tests/fixtures/msd.h5";
-
-/* A dataset of exactly n elements into buf (as dt); -1 otherwise. */
-static int rd(kd_h5 *h, const char *grp, const char *name, long n, kd_dtype dt, void *buf)
-{
-    char p[128];
-    int64_t dims[KD_MAX_RANK];
-    kd_dtype ft;
-    int rank;
-    snprintf(p, sizeof p, "%s/%s", grp, name);
-    if (kd_h5_info(h, p, &ft, &rank, dims))
-        return -1;
-    long numel = 1;
-    for (int i = 0; i < rank; i++)
-        numel *= (long)dims[i];
-    if (numel != n)
-        return -1;
-    return kd_h5_read(h, p, dt, 0, dims[0], buf);
-}
 
 static int rd_scales(kd_h5 *h, const char *grp, kd_regions *rg)
 {
@@ -96,13 +79,13 @@ static void test_fixture(kd_h5 *h)
         const char *names[2][3] = {{"W", "b", NULL}, {"aw", "ag", "ab"}};
         long sizes[2][3] = {{(long)d * C, d, 0}, {(long)d * C, d, d}};
         int align = space == 1 && d != C, np = space == 0 ? 2 : align ? 3 : 0;
-        ok = !rd(h, g, "F", (long)B * C * hw, KD_F32, F) && !rd(h, g, "zt", (long)B * R * d, KD_F32, zt) &&
-             !rd(h, g, "wt", (long)B * R, KD_F32, wt) && !rd(h, g, "dF", (long)B * C * hw, KD_F32, want_dF);
+        ok = !rd(h, g, "F", (long)B * C * hw, F) && !rd(h, g, "zt", (long)B * R * d, zt) &&
+             !rd(h, g, "wt", (long)B * R, wt) && !rd(h, g, "dF", (long)B * C * hw, want_dF);
         for (int i = 0; i < np; i++) {
             char dn[8];
             snprintf(dn, sizeof dn, "d%s", names[space][i]);
-            ok = ok && !rd(h, g, names[space][i], sizes[space][i], KD_F32, P[i]) &&
-                 !rd(h, g, dn, sizes[space][i], KD_F32, want[i]);
+            ok = ok && !rd(h, g, names[space][i], sizes[space][i], P[i]) &&
+                 !rd(h, g, dn, sizes[space][i], want[i]);
         }
         if (!KD_REQUIRE(ok, "%s: data", g))
             continue;

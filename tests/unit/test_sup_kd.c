@@ -13,25 +13,10 @@
 #include "kd_h5.h"
 #include "kd_loss.h"
 #include "kd_test.h"
+#include "kd_test_h5.h"
 
 enum { B = 6, K = 10, MIN_KD = 5, MIN_DKD = 6 };
 static const char *fixture = "tests/fixtures/sup_kd.h5";
-
-/* A dataset of exactly n elements of dt into buf. */
-static int rd(kd_h5 *h, const char *grp, const char *name, kd_dtype dt, long n, void *buf)
-{
-    char p[128];
-    int64_t dims[KD_MAX_RANK];
-    kd_dtype have;
-    int rank;
-    snprintf(p, sizeof p, "%s/%s", grp, name);
-    if (kd_h5_info(h, p, &have, &rank, dims))
-        return -1;
-    long numel = 1;
-    for (int i = 0; i < rank; i++)
-        numel *= (long)dims[i];
-    return numel == n ? kd_h5_read(h, p, dt, 0, dims[0], buf) : -1;
-}
 
 static double rel(double a, double b) { return fabs(a - b) / fmax(fabs(b), 1e-300); }
 
@@ -56,8 +41,8 @@ static void test_kd(kd_h5 *h)
         static const char *const an[] = {"loss", "T", "weight", "confident"};
         float zs[B * K], zt[B * K], want[B * K], d[B * K];
         double a[4], work[2 * K];
-        int ok = !attrs(h, g, an, a, 4) && !rd(h, g, "zs", KD_F32, B * K, zs) && !rd(h, g, "zt", KD_F32, B * K, zt) &&
-                 !rd(h, g, "grad", KD_F32, B * K, want);
+        int ok = !attrs(h, g, an, a, 4) && !rd_as(h, g, "zs", KD_F32, B * K, zs) && !rd_as(h, g, "zt", KD_F32, B * K, zt) &&
+                 !rd_as(h, g, "grad", KD_F32, B * K, want);
         if (!KD_REQUIRE(ok, "%s read: %s", g, kd_err_get()))
             continue;
         for (int i = 0; i < B * K; i++) /* the gradient is added: start from a known value */
@@ -92,8 +77,8 @@ static void test_dkd(kd_h5 *h)
         float zs[B * K], zt[B * K], want[B * K], d[B * K];
         int32_t y[B];
         double a[9], work[2 * K];
-        int ok = !attrs(h, g, an, a, 9) && !rd(h, g, "zs", KD_F32, B * K, zs) && !rd(h, g, "zt", KD_F32, B * K, zt) &&
-                 !rd(h, g, "y", KD_I32, B, y) && !rd(h, g, "grad", KD_F32, B * K, want);
+        int ok = !attrs(h, g, an, a, 9) && !rd_as(h, g, "zs", KD_F32, B * K, zs) && !rd_as(h, g, "zt", KD_F32, B * K, zt) &&
+                 !rd_as(h, g, "y", KD_I32, B, y) && !rd_as(h, g, "grad", KD_F32, B * K, want);
         if (!KD_REQUIRE(ok, "%s read: %s", g, kd_err_get()))
             continue;
         /* the module's arithmetic: factor from the frame's 0-based epoch */
