@@ -224,3 +224,19 @@ os.execv(sys.argv[1], sys.argv[1:])' "$@"
     assert_failure 1
     [ -z "$(ls -A tmp)" ]
 }
+
+@test "stream: a frame is held once, read (or inflated) straight into its tensors" {
+    "$PY" -c "
+import sys; sys.path.insert(0, '$(dirname "$KDT")'); import kdt, numpy as np
+x = {'x': np.ones(16 << 20, np.float32)}   # 64 MiB
+for name, d in (('plain', False), ('deflated', True)):
+    with open(name + '.kdt', 'wb') as f:
+        kdt.write_frame(f, {}, x, deflate=d); kdt.write_end(f, 1)"
+    for s in plain deflated; do
+        run /usr/bin/time -f "%M KB" "$B/tensor-info" $s.kdt
+        assert_success
+        kb="${lines[${#lines[@]}-1]% KB}"
+        echo "$s: $kb KB"
+        [ "$kb" -gt 65536 ] && [ "$kb" -lt 110000 ]   # the 64 MiB once (plus the process), not twice
+    done
+}

@@ -1,6 +1,7 @@
 /* kd_stream_read — the reader of the kdpipe tensor stream (layout in
  * kd_stream.c): frames checked, inflated and parsed, the end marker found.
- * Everything it allocates is bounded by what it has actually read. */
+ * Tensors are filled straight from the file (or the inflater), so a frame
+ * is held once; a header can claim at most the per-frame bound. */
 #include "kd_stream.h"
 
 #include <errno.h>
@@ -24,8 +25,8 @@ struct kd_reader {
     uint64_t frame; /* index of the next frame */
     int ended;      /* the end marker has been read */
     uint64_t bound; /* largest raw payload accepted (KDPIPE_MAX_FRAME_MB) */
-    uint8_t *buf, *raw;
-    size_t cap, rawcap;
+    uint8_t *buf; /* a piece of the stored payload */
+    size_t cap;
 };
 
 kd_reader *kd_reader_fopen(FILE *f, const char *name)
@@ -82,7 +83,6 @@ void kd_reader_close(kd_reader *r)
     if (r->own)
         fclose(r->f);
     free(r->buf);
-    free(r->raw);
     free(r);
 }
 
@@ -95,113 +95,189 @@ void kd_reader_close(kd_reader *r)
         return -1;                                                                   \
     } while (0)
 
-/* Parses a verified raw payload into f. */
-static int parse(kd_reader *r, const uint8_t *p, uint64_t n, uint32_t nt, uint32_t nm, kd_frame *f)
+/* The payload as a source of bytes, read from the file in bounded pieces
+ * (and inflated) straight into the tensors, so a frame is held once and a
+ * header claiming more than the stream holds costs nothing.  The CRC is
+ * over the stored bytes as they are read; it is checked at the end, and on
+ * any failure the rest is drained first so that corruption is reported as
+ * corruption, not as whatever the parser tripped on. */
+typedef struct {
+    kd_reader *r;
+    int deflated;
+    const uint8_t *mem; /* the payload is in memory (the end marker) */
+    z_stream z;
+    int zok, zend;   /* inflateInit done; Z_STREAM_END seen */
+    uint64_t stored; /* stored bytes of the payload */
+    uint64_t got;    /* stored bytes read so far */
+    uint64_t raw;    /* raw bytes of the payload */
+    uint64_t left;   /* raw bytes not yet taken */
+    uint32_t crc;
+    int io;          /* 1 truncated, 2 read error */
+} src;
+
+#define PIECE ((uint64_t)1 << 20)
+
+/* Reads up to n stored bytes into dst; the count read. */
+static uint64_t src_read(src *s, uint8_t *dst, uint64_t n)
 {
-    const uint8_t *end = p + n;
-#define NEED(k, what)                                                           \
-    if ((uint64_t)(end - p) < (uint64_t)(k))                                    \
-        BAD("payload ends inside %s (corrupt frame)", what);
+    if (n > s->stored - s->got)
+        n = s->stored - s->got;
+    uint64_t have = 0;
+    if (s->mem) {
+        memcpy(dst, s->mem + s->got, n);
+        have = n;
+    }
+    while (have < n) {
+        uint64_t want = n - have > (1u << 30) ? (1u << 30) : n - have;
+        size_t k = fread(dst + have, 1, want, s->r->f);
+        s->crc = crc_update(s->crc, dst + have, k);
+        have += k;
+        if (k < want) {
+            s->io = ferror(s->r->f) ? 2 : 1;
+            break;
+        }
+    }
+    s->got += have;
+    return have;
+}
+
+/* Takes n raw bytes into dst.  0; -1 the payload ends short or does not
+ * inflate. */
+static int src_take(src *s, void *dst, uint64_t n)
+{
+    if (n > s->left)
+        return -1;
+    if (!s->deflated) {
+        if (src_read(s, dst, n) < n)
+            return -1;
+        s->left -= n;
+        return 0;
+    }
+    kd_reader *r = s->r;
+    uint8_t *out = dst;
+    while (n) {
+        if (s->zend)
+            return -1;
+        if (!s->z.avail_in) {
+            uint64_t k = src_read(s, r->buf, PIECE);
+            if (!k)
+                return -1;
+            s->z.next_in = r->buf;
+            s->z.avail_in = (uInt)k;
+        }
+        uInt w = n > (1u << 30) ? (1u << 30) : (uInt)n;
+        s->z.next_out = out;
+        s->z.avail_out = w;
+        int rc = inflate(&s->z, Z_NO_FLUSH);
+        uInt did = w - s->z.avail_out;
+        out += did;
+        n -= did;
+        s->left -= did;
+        if (rc == Z_STREAM_END)
+            s->zend = 1;
+        else if (rc != Z_OK && rc != Z_BUF_ERROR)
+            return -1;
+        else if (rc == Z_BUF_ERROR && s->z.avail_in)
+            return -1;
+    }
+    return 0;
+}
+
+/* A deflated payload must end exactly after raw bytes, its input used up. */
+static int src_deflate_done(src *s)
+{
+    while (!s->zend) {
+        uint8_t extra;
+        if (!s->z.avail_in) {
+            uint64_t k = src_read(s, s->r->buf, PIECE);
+            if (!k)
+                return -1;
+            s->z.next_in = s->r->buf;
+            s->z.avail_in = (uInt)k;
+        }
+        s->z.next_out = &extra;
+        s->z.avail_out = 1;
+        int rc = inflate(&s->z, Z_NO_FLUSH);
+        if (!s->z.avail_out || (rc != Z_OK && rc != Z_STREAM_END))
+            return -1;
+        if (rc == Z_STREAM_END)
+            s->zend = 1;
+    }
+    return s->z.avail_in || s->got < s->stored ? -1 : 0;
+}
+
+/* Parses the payload from s into f. */
+static int parse(kd_reader *r, src *s, uint32_t nt, uint32_t nm, kd_frame *f)
+{
+    uint8_t b[4 + KD_META_KEY + KD_META_VAL + KD_NAME_MAX + 8 * KD_MAX_RANK + 16];
+#define TAKE(dst, k, what)                                                            \
+    if ((uint64_t)(k) > s->left)                                                      \
+        BAD("payload ends inside %s (corrupt frame)", what);                          \
+    if (src_take(s, (dst), (k)))                                                      \
+        BAD("deflated payload does not inflate to %llu bytes", (unsigned long long)s->raw);
     kd_frame_clear(f);
     for (uint32_t i = 0; i < nm; i++) {
-        NEED(2, "metadata");
-        uint16_t k = get16(p);
-        NEED(2 + (uint64_t)k + 2, "metadata");
-        uint16_t v = get16(p + 2 + k);
-        NEED(4 + (uint64_t)k + v, "metadata");
-        if (k == 0 || k >= KD_META_KEY || v >= KD_META_VAL)
+        TAKE(b, 2, "metadata");
+        uint16_t k = get16(b);
+        if (k == 0 || k >= KD_META_KEY)
             BAD("metadata entry %u has a bad key or value length", i);
-        if (!kd_utf8_ok((const char *)(p + 2), k, 1) || !kd_utf8_ok((const char *)(p + 4 + k), v, 0))
+        TAKE(b + 2, (uint64_t)k + 2, "metadata");
+        uint16_t v = get16(b + 2 + k);
+        if (v >= KD_META_VAL)
+            BAD("metadata entry %u has a bad key or value length", i);
+        TAKE(b + 4 + k, v, "metadata");
+        if (!kd_utf8_ok((const char *)(b + 2), k, 1) || !kd_utf8_ok((const char *)(b + 4 + k), v, 0))
             BAD("metadata entry %u: the key or value is not UTF-8 without NUL (or the key has control characters)", i);
         char key[KD_META_KEY];
-        memcpy(key, p + 2, k);
+        memcpy(key, b + 2, k);
         key[k] = 0;
-        if (kd_frame_meta_set(f, key, "%.*s", (int)v, (const char *)(p + 4 + k)))
+        if (kd_frame_meta_set(f, key, "%.*s", (int)v, (const char *)(b + 4 + k)))
             BAD("%s", kd_err_get());
-        p += 4 + k + v;
     }
     for (uint32_t i = 0; i < nt; i++) {
-        NEED(2, "a tensor header");
-        uint16_t k = get16(p);
+        TAKE(b, 2, "a tensor header");
+        uint16_t k = get16(b);
         if (k == 0 || k >= KD_NAME_MAX)
             BAD("tensor %u: name length %u outside [1, %d]", i, k, KD_NAME_MAX - 1);
-        NEED(2 + (uint64_t)k + 4, "a tensor header");
-        if (!kd_utf8_ok((const char *)(p + 2), k, 1))
+        TAKE(b, (uint64_t)k + 4, "a tensor header");
+        if (!kd_utf8_ok((const char *)b, k, 1))
             BAD("tensor %u: the name is not UTF-8 without NUL and control characters", i);
         char name[KD_NAME_MAX];
-        memcpy(name, p + 2, k);
+        memcpy(name, b, k);
         name[k] = 0;
-        p += 2 + k;
-        int dt = p[0], rank = p[1];
+        int dt = b[k], rank = b[k + 1];
         if (!kd_dtype_size((kd_dtype)dt))
             BAD("tensor '%s': unknown dtype %d", name, dt);
         if (rank > KD_MAX_RANK)
             BAD("tensor '%s': rank %d > %d", name, rank, KD_MAX_RANK);
-        p += 4;
-        NEED(8 * (uint64_t)rank + 8, "a tensor header");
+        TAKE(b, 8 * (uint64_t)rank + 8, "a tensor header");
         int64_t dims[KD_MAX_RANK];
-        uint64_t numel = 1;
+        uint64_t numel = 1, n = s->raw;
         for (int d = 0; d < rank; d++) {
-            uint64_t x = get64(p + 8 * d);
+            uint64_t x = get64(b + 8 * d);
             if (x > n || (x && numel > n / x))
                 BAD("tensor '%s': dimension %d (%llu) exceeds the frame", name, d, (unsigned long long)x);
             numel *= x;
             dims[d] = (int64_t)x;
         }
-        p += 8 * rank;
-        uint64_t nb = get64(p);
-        p += 8;
+        uint64_t nb = get64(b + 8 * rank);
         if (nb != numel * kd_dtype_size((kd_dtype)dt))
             BAD("tensor '%s': %llu bytes do not match its shape", name, (unsigned long long)nb);
-        NEED(nb, "tensor data");
+        if (nb > s->left)
+            BAD("payload ends inside tensor data (corrupt frame)");
         if (kd_frame_get(f, name))
             BAD("tensor '%s' appears twice", name);
         kd_tensor *t = kd_frame_add(f, name, (kd_dtype)dt, rank, dims);
         if (!t)
             BAD("%s", kd_err_get());
-        if (nb)
-            memcpy(t->data, p, nb);
-        p += nb;
+        TAKE(t->data, nb, "tensor data");
     }
-    if (p != end)
-        BAD("%llu unexplained bytes at the end of the payload", (unsigned long long)(end - p));
+    if (s->deflated && (s->left ? s->zend : src_deflate_done(s)))
+        BAD("deflated payload does not inflate to %llu bytes", (unsigned long long)s->raw);
+    if (s->left)
+        BAD("%llu unexplained bytes at the end of the payload", (unsigned long long)s->left);
     return 0;
-#undef NEED
-}
-
-/* Inflates r->buf[0..stored) into r->raw, growing it as output comes, so
- * that a header claiming a large raw size costs memory only if the data
- * really inflates to it.  0; -1 if it does not inflate to exactly raw
- * bytes; -2 out of memory. */
-static int inflate_grow(kd_reader *r, uint64_t stored, uint64_t raw)
-{
-    z_stream z = {0};
-    if (inflateInit(&z) != Z_OK)
-        return -2;
-    const uint8_t *in = r->buf;
-    uint64_t in_left = stored, have = 0;
-    int rc = Z_OK, bad = 0;
-    while (rc != Z_STREAM_END && !bad) {
-        uint64_t want = raw - have > (16u << 20) ? (16u << 20) : raw - have;
-        if (grow(&r->raw, &r->rawcap, have + want + 1)) { /* +1: room to see output beyond raw */
-            bad = -2;
-            break;
-        }
-        if (!z.avail_in) {
-            z.next_in = (Bytef *)in;
-            z.avail_in = in_left > (1u << 30) ? (1u << 30) : (uInt)in_left;
-            in += z.avail_in;
-            in_left -= z.avail_in;
-        }
-        z.next_out = r->raw + have;
-        z.avail_out = (uInt)(want + 1);
-        rc = inflate(&z, Z_NO_FLUSH);
-        have = (uint64_t)(z.next_out - r->raw);
-        if ((rc != Z_OK && rc != Z_STREAM_END) || have > raw || (rc == Z_OK && !z.avail_in && !in_left && z.avail_out))
-            bad = -1;
-    }
-    inflateEnd(&z);
-    return bad ? bad : have == raw && !z.avail_in && !in_left ? 0 : -1;
+#undef TAKE
 }
 
 /* The end marker's payload (already CRC-checked): its frame count must be
@@ -210,7 +286,8 @@ static int end_marker(kd_reader *r, const uint8_t *p, uint64_t n, uint32_t nt, u
 {
     kd_frame m;
     kd_frame_init(&m);
-    int bad = nt != 0 || nm != 1 || parse(r, p, n, 0, nm, &m);
+    src s = {.r = r, .mem = p, .stored = n, .raw = n, .left = n};
+    int bad = nt != 0 || nm != 1 || parse(r, &s, 0, nm, &m);
     const char *v = bad ? NULL : kd_frame_meta_get(&m, KD_META_FRAMES);
     char want[24];
     snprintf(want, sizeof want, "%llu", (unsigned long long)r->frame);
@@ -266,42 +343,35 @@ int kd_reader_next(kd_reader *r, kd_frame *f)
     if ((flags & 1) && stored > compressBound((uLong)raw) + 64)
         BAD("compressed size %llu implausible for %llu bytes", (unsigned long long)stored,
             (unsigned long long)raw);
-    /* Read the payload in bounded pieces: allocation follows the data. */
-    uint64_t have = 0;
-    while (have < stored) {
-        uint64_t want = stored - have;
-        if (want > (16u << 20))
-            want = 16u << 20;
-        if (grow(&r->buf, &r->cap, have + want))
+    src s = {.r = r, .deflated = flags & F_DEFLATE, .stored = stored, .raw = raw, .left = raw};
+    s.crc = crc_update((uint32_t)crc32(0L, Z_NULL, 0), h, 32);
+    if (grow(&r->buf, &r->cap, (flags & F_END) ? stored : PIECE))
+        BAD("out of memory");
+    if (flags & F_END) {
+        if (src_read(&s, r->buf, stored) == stored && s.crc == get32(h + 32))
+            return end_marker(r, r->buf, stored, nt, nm);
+    } else {
+        if (s.deflated && inflateInit(&s.z) != Z_OK)
             BAD("out of memory");
-        size_t k = fread(r->buf + have, 1, want, r->f);
-        have += k;
-        if (k < want) {
-            if (ferror(r->f))
-                BAD("read error: %s", strerror(errno));
-            BAD("truncated payload (%llu of %llu bytes; stream ends at byte %llu)",
-                (unsigned long long)have, (unsigned long long)stored,
-                (unsigned long long)(r->off + HDR + have));
-        }
+        int bad = parse(r, &s, nt, nm, f);
+        if (s.deflated)
+            inflateEnd(&s.z);
+        if (!bad && s.got == stored && s.crc == get32(h + 32))
+            goto done;
+        /* drain what is left, so the CRC and a truncation speak first */
+        while (!s.io && s.got < stored)
+            src_read(&s, r->buf, PIECE);
+        if (!s.io && s.crc == get32(h + 32))
+            return -1; /* the parser's message stands */
+        kd_frame_clear(f);
     }
-    uint32_t crc = (uint32_t)crc32(0L, Z_NULL, 0);
-    crc = crc_update(crc, h, 32);
-    crc = crc_update(crc, r->buf, stored);
-    if (crc != get32(h + 32))
-        BAD("CRC mismatch (corrupt frame)");
-    if (flags & F_END)
-        return end_marker(r, r->buf, stored, nt, nm);
-    const uint8_t *payload = r->buf;
-    if (flags & 1) {
-        int rc = inflate_grow(r, stored, raw);
-        if (rc == -2)
-            BAD("out of memory");
-        if (rc)
-            BAD("deflated payload does not inflate to %llu bytes", (unsigned long long)raw);
-        payload = r->raw;
-    }
-    if (parse(r, payload, raw, nt, nm, f))
-        return -1;
+    if (s.io == 2)
+        BAD("read error: %s", strerror(errno));
+    if (s.io)
+        BAD("truncated payload (%llu of %llu bytes; stream ends at byte %llu)", (unsigned long long)s.got,
+            (unsigned long long)stored, (unsigned long long)(r->off + HDR + s.got));
+    BAD("CRC mismatch (corrupt frame)");
+done:
     r->off += HDR + stored;
     r->frame++;
     return 1;
