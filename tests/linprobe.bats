@@ -196,3 +196,27 @@ f['features']=np.zeros((10,3),np.float32); f['labels']=np.zeros(11,np.int32)"
     assert_failure 1
     assert_output "linprobe: xf.h5: 11 labels for 10 rows"
 }
+
+@test "linprobe: a small file declaring millions of never-written rows is refused before anything is allocated" {
+    "$PY" -c "
+import h5py, shutil
+shutil.copy('te.h5', 'liar.h5'); shutil.copy('te.h5', 'part.h5')
+with h5py.File('liar.h5', 'a') as f:
+    for k in ('images', 'labels'):
+        sh = (2000000,) + f[k].shape[1:]; dt = f[k].dtype; del f[k]
+        f.create_dataset(k, shape=sh, dtype=dt, chunks=(1000,) + sh[1:])
+with h5py.File('part.h5', 'a') as f:
+    im = f['images'][:100]; del f['images']
+    f.create_dataset('images', shape=(1000,) + im.shape[1:], dtype='u1', chunks=(50,) + im.shape[1:])[:100] = im
+    f.create_dataset('features', shape=(3, 4), dtype='f4')"
+    [ "$(stat -c %s liar.h5)" -lt 100000 ]
+    run /usr/bin/time -f "%M KB" "$LP" liar.h5 te.h5
+    assert_failure 1
+    assert_line --index 0 "linprobe: liar.h5: dataset 'images' declares 2000000 rows that were never written"
+    [ "${lines[2]% KB}" -lt 100000 ]
+    run "$LP" part.h5 te.h5
+    assert_failure 1
+    assert_output "linprobe: part.h5: dataset 'images' declares 1000 rows that were never all written"
+    run "$B/tensor-info" part.h5
+    assert_failure 1
+}

@@ -289,3 +289,27 @@ PY
     assert_output ""
     cmp <(h5dump -d features "$T/f8.h5" 2>/dev/null | tail -n +3) <(h5dump -d features "$T/f1.h5" 2>/dev/null | tail -n +3)
 }
+
+@test "a small deflated frame of large views is refused before the model plans gigabytes (KDPIPE_MAX_IMAGE, KDPIPE_MAX_MEMORY_MB)" {
+    /usr/bin/python3 -c "
+import sys; sys.path.insert(0, '$BATS_TEST_DIRNAME/../examples'); import kdt, numpy as np
+with open('$T/huge.kdt', 'wb') as f:
+    kdt.write_frame(f, {'epoch': '0', 'step': '0', 'batches': '1'}, {'view0': np.zeros((4, 1, 2048, 2048), np.float32)}, deflate=True)
+    kdt.write_end(f, 1)"
+    [ "$(stat -c %s "$T/huge.kdt")" -lt 400000 ]
+    run /usr/bin/time -f "%M KB" "$TE" -m "$T/r20.h5" "$T/huge.kdt" -o "$T/o.kdt"
+    assert_failure 1
+    assert_line --index 0 "teacher-extract: model: input of 2048x2048 is larger than the bound of 1024 pixels a side (KDPIPE_MAX_IMAGE raises it)"
+    [ "${lines[2]% KB}" -lt 300000 ]
+    run env KDPIPE_MAX_IMAGE=2048 /usr/bin/time -f "%M KB" "$TE" -m "$T/r20.h5" "$T/huge.kdt" -o "$T/o.kdt"
+    assert_failure 1
+    assert_line --index 0 --regexp "^teacher-extract: model: 4 images of 2048x2048 need [0-9]+ MB of activations, more than the bound of 8192 MB \(KDPIPE_MAX_MEMORY_MB raises it\)$"
+    [ "${lines[2]% KB}" -lt 300000 ]
+    run env KDPIPE_MAX_IMAGE=2048 KDPIPE_MAX_MEMORY_MB=4k "$TE" -m "$T/r20.h5" "$T/huge.kdt" -o "$T/o.kdt"
+    assert_failure 1
+    assert_output "teacher-extract: KDPIPE_MAX_MEMORY_MB='4k' is not a number of MB in [1, 1048576]"
+    [ ! -e "$T/o.kdt" ]
+    run env KDPIPE_MAX_MEMORY_MB=1 "$TE" -m "$T/r20.h5" "$T/s.kdt" -o "$T/o.kdt"
+    assert_failure 1
+    assert_output --regexp "^teacher-extract: model: 16 images of 28x28 need [0-9]+ MB of activations, more than the bound of 1 MB"
+}

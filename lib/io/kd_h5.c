@@ -379,6 +379,36 @@ int kd_h5_write(kd_h5 *h, const char *name, kd_dtype dt, int rank, const int64_t
     return 0;
 }
 
+/* 0 every element has storage; 1 none has; 2 some chunks are missing.
+ * (H5Dget_space_status compares bytes, so it calls any compressed dataset
+ * partly allocated; chunks are counted instead.) */
+static int data_unwritten(hid_t ds, int rank, const hsize_t *d)
+{
+    hid_t pl = H5Dget_create_plist(ds);
+    H5D_layout_t lay = pl < 0 ? H5D_LAYOUT_ERROR : H5Pget_layout(pl);
+    int rc = 0;
+    if (lay == H5D_CHUNKED) {
+        hsize_t c[KD_MAX_RANK], want = 1, have = 0;
+        hid_t sp = H5Dget_space(ds); /* 1.10 refuses H5S_ALL here */
+        if (sp < 0 || H5Pget_chunk(pl, rank, c) != rank || H5Dget_num_chunks(ds, sp, &have) < 0)
+            rc = 1;
+        else {
+            for (int i = 0; i < rank; i++)
+                want *= c[i] ? (d[i] + c[i] - 1) / c[i] : 0;
+            rc = have >= want ? 0 : have ? 2 : 1;
+        }
+        if (sp >= 0)
+            H5Sclose(sp);
+    } else if (lay == H5D_CONTIGUOUS) {
+        H5D_space_status_t st;
+        rc = H5Dget_space_status(ds, &st) < 0 || st != H5D_SPACE_STATUS_ALLOCATED;
+    } else if (lay != H5D_COMPACT)
+        rc = 1;
+    if (pl >= 0)
+        H5Pclose(pl);
+    return rc;
+}
+
 int kd_h5_info(const kd_h5 *h, const char *name, kd_dtype *dt, int *rank, int64_t *dims)
 {
     if (!kd_h5_exists(h, name)) {
@@ -402,10 +432,24 @@ int kd_h5_info(const kd_h5 *h, const char *name, kd_dtype *dt, int *rank, int64_
         rc = -1;
     } else {
         H5Sget_simple_extent_dims(sp, d, NULL);
-        for (int i = 0; i < r; i++)
+        hsize_t numel = 1;
+        for (int i = 0; i < r; i++) {
             dims[i] = (int64_t)d[i];
+            numel *= d[i];
+        }
         *rank = r;
-        if (cls == H5T_FLOAT)
+        /* A shape is a promise only if its data were written: a few KB of
+         * file can declare millions of never-written (fill-value) rows, and
+         * every reader sizes its buffers from this shape. */
+        int unwritten = numel ? data_unwritten(ds, r, d) : 0;
+        if (unwritten) {
+            kd_err_set("%s: dataset '%s' declares %llu rows that were never %swritten", h->path, name,
+                       (unsigned long long)(r ? d[0] : 1), unwritten == 2 ? "all " : "");
+            rc = -1;
+        }
+        if (rc)
+            ;
+        else if (cls == H5T_FLOAT)
             *dt = KD_F32;
         else if (cls == H5T_INTEGER && sz == 1 && sg == H5T_SGN_NONE)
             *dt = KD_U8;

@@ -12,6 +12,7 @@
 #include "kd_cli.h"
 #include "kd_err.h"
 #include "kd_file.h"
+#include "kd_limits.h"
 #include "kd_names.h"
 #include "kd_stream_impl.h"
 
@@ -38,16 +39,11 @@ kd_reader *kd_reader_fopen(FILE *f, const char *name)
     }
     r->f = f;
     snprintf(r->name, sizeof r->name, "%s", name);
-    const char *env = getenv(KD_STREAM_BOUND_ENV);
-    long mb = KD_STREAM_BOUND_MB;
-    if (env && *env) {
-        char *end;
-        mb = strtol(env, &end, 10);
-        if (*end || mb < 1 || mb > 4096) {
-            kd_err_set("%s: %s='%s' is not a number of MB in [1, 4096]", name, KD_STREAM_BOUND_ENV, env);
-            free(r);
-            return NULL;
-        }
+    long mb = kd_env_bound(KD_STREAM_BOUND_ENV, "MB", KD_STREAM_BOUND_MB, 4096);
+    if (mb < 0) {
+        kd_err_prefix("%s", name);
+        free(r);
+        return NULL;
     }
     r->bound = (uint64_t)mb << 20;
     return r;

@@ -8,6 +8,7 @@
 
 #include "kd_arena.h"
 #include "kd_err.h"
+#include "kd_limits.h"
 #include "kd_model_build.h"
 
 #define ALIGN16(n) (((n) + 15) & ~(size_t)15)
@@ -117,6 +118,14 @@ int kd_model_prepare(kd_model *m, int max_n, int h, int w)
 {
     if (max_n < 1 || h < 1 || w < 1 || max_n > (1 << 24) || h > 8192 || w > 8192) {
         kd_err_set("model: bad batch/input size %d x %dx%d", max_n, h, w);
+        return -1;
+    }
+    long side = kd_image_bound_px();
+    if (side < 0)
+        return -1;
+    if (h > side || w > side) {
+        kd_err_set("model: input of %dx%d is larger than the bound of %ld pixels a side (%s raises it)", h, w, side,
+                   KD_IMAGE_BOUND_ENV);
         return -1;
     }
     if (kd_model_plan_shapes(m, max_n, h, w, m->vals, m->nodes))
@@ -231,6 +240,17 @@ int kd_model_prepare(kd_model *m, int max_n, int h, int w)
             if (s > ws)
                 ws = s;
         }
+    }
+    /* checked before anything is allocated: a small input (a deflated
+     * frame of large views) must not plan gigabytes unasked */
+    double mb = ((double)(act_need + dact_need + aux + ws + fold_need + iaux) * 4 + m->nv) / (1 << 20);
+    long bound = kd_memory_bound_mb();
+    if (bound < 0)
+        return -1;
+    if (mb > (double)bound) {
+        kd_err_set("model: %d images of %dx%d need %.0f MB of activations, more than the bound of %ld MB (%s raises it)",
+                   max_n, h, w, mb, bound, KD_MEMORY_BOUND_ENV);
+        return -1;
     }
     if (ensure((void **)&m->act, &m->act_cap, act_need, sizeof(float)) ||
         ensure((void **)&m->dact, &m->dact_cap, dact_need, sizeof(float)) ||
