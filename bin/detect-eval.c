@@ -77,18 +77,6 @@ static void heap_reserve(const char *a, const char *b)
     free(p);
 }
 
-static void json_escaped(FILE *f, const char *s)
-{
-    fputc('"', f);
-    for (; *s; s++) {
-        if (*s == '"' || *s == '\\')
-            fputc('\\', f);
-        if ((unsigned char)*s >= 0x20)
-            fputc(*s, f);
-    }
-    fputc('"', f);
-}
-
 static void json_num(FILE *o, double v)
 {
     if (isfinite(v))
@@ -120,7 +108,7 @@ static void boxes_eval(FILE *o, const char *gt, const char *dets, int per_class)
         fprintf(o, ", \"per_class\": {");
         for (int k = 0; k < c.ncats; k++) {
             fprintf(o, "%s\"%lld\": {\"name\": ", k ? ", " : "", (long long)c.cats[k]);
-            json_escaped(o, c.catnames[k] ? c.catnames[k] : "");
+            kd_json_fputs(o, c.catnames[k] ? c.catnames[k] : "");
             fprintf(o, ", \"AP\": %.17g, \"voc_ap50\": %.17g}", r.per_class[k], r.voc_class[k]);
         }
         fprintf(o, "}");

@@ -105,6 +105,9 @@ typedef struct {
 } kd_json;
 void kd_json_begin(kd_json *j, FILE *f);
 void kd_json_str(kd_json *j, const char *key, const char *val);
+/* s as a JSON string literal, quotes included: '"' and '\\' escaped,
+ * control characters as \\u00XX (never dropped). */
+void kd_json_fputs(FILE *f, const char *s);
 void kd_json_num(kd_json *j, const char *key, double val);
 void kd_json_int(kd_json *j, const char *key, long long val);
 /* A key whose value is written raw (a nested object or array the caller built). */

@@ -71,6 +71,10 @@ int kd_frame_meta_set(kd_frame *f, const char *key, const char *fmt, ...) __attr
 const char *kd_frame_meta_get(const kd_frame *f, const char *key);
 /* Integer metadata; returns def when absent or not an integer. */
 int64_t kd_frame_meta_i64(const kd_frame *f, const char *key, int64_t def);
+/* A count in the metadata: *out = def when key is absent; 0; -1 (error
+ * "metadata KEY='V' is not an integer >= min") when present but not a
+ * decimal integer of at least min. */
+int kd_frame_meta_count(const kd_frame *f, const char *key, int64_t min, int64_t def, int64_t *out);
 
 /* Deep copy of src into dst (dst's memory reused). */
 int kd_frame_copy(kd_frame *dst, const kd_frame *src);

@@ -203,3 +203,34 @@ import json; g=json.load(open('g.json')); g['images'].append(g['images'][0]); js
     assert_failure 1
     assert_output "detect-eval: stdout: write failed (No space left on device)"
 }
+
+@test "detect-eval: COCO JSON as pycocotools takes it; bad fields named, not guessed" {
+    cat > gt.json <<'J'
+{"images": [{"id": 1}, {"id": 2}], "categories": [{"id": 1, "name": "a\u0007b"}],
+ "annotations": [{"id": 1, "image_id": 1, "category_id": 1, "bbox": [0, 0, 10, 10], "area": 100, "iscrowd": false},
+                 {"id": 2, "image_id": 2, "category_id": 1, "bbox": [5, 5, 20, 20], "area": 400, "iscrowd": true}]}
+J
+    echo '[{"image_id": 1, "category_id": 1, "bbox": [0, 0, 10, 10], "score": 0.9}, {"image_id": 2, "category_id": 1, "bbox": [5, 5, 20, 20], "score": 0.8}]' > dt.json
+    sed 's/"iscrowd": true/"iscrowd": 1/; s/"iscrowd": false/"iscrowd": 0/' gt.json > gt01.json
+    run "$DE" --per-class --gt gt.json --dets dt.json
+    assert_success
+    booleans="$output"
+    assert_output --partial '"name": "a\u0007b"'       # a control character escaped, not dropped
+    run "$DE" --per-class --gt gt01.json --dets dt.json
+    assert_success
+    [ "$output" = "$booleans" ]                          # true/false are 1/0, as in pycocotools
+    sed 's/"area": 100/"area": "big"/' gt.json > g2.json
+    run "$DE" --gt g2.json --dets dt.json
+    assert_failure 1
+    assert_output 'detect-eval: g2.json: annotation 0: "area" is not a number'
+    sed 's/{"id": 2}/{"id": 1e300}/' gt.json > g3.json
+    run "$DE" --gt g3.json --dets dt.json
+    assert_failure 1
+    assert_output 'detect-eval: g3.json: image 1: "id" is not an integer'
+    run "$DE" --gt nope.json --dets dt.json
+    assert_failure 1
+    assert_output "detect-eval: nope.json: No such file or directory"
+    run "$DE" --gt . --dets dt.json
+    assert_failure 1
+    assert_output "detect-eval: .: Is a directory"
+}

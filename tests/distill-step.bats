@@ -429,3 +429,26 @@ print('finite' if not bad else 'not finite: %s' % bad[:3])"
     assert_failure 1
     assert_output "distill-step: /dev/full: write error (No space left on device): the log is incomplete"
 }
+
+@test "distill-step: bad schedule metadata is a data error (exit 1) naming the frame, not a usage error" {
+    stream 1 > s.kdt
+    "$PY" -c "
+import sys; sys.path.insert(0, '$BATS_TEST_DIRNAME/../examples')
+import kdt
+fr = list(kdt.read_frames(open('s.kdt', 'rb')))
+for name, key, val in (('b0', 'batches', lambda i: '0'), ('neg', 'step', lambda i: str(-1 - i)), ('ep', 'epoch', lambda i: 'x')):
+    with open(name + '.kdt', 'wb') as f:
+        for i, (m, t) in enumerate(fr):
+            m = dict(m); m[key] = val(i); kdt.write_frame(f, m, t)
+        kdt.write_end(f, len(fr))"
+    run "$DS" --method ce -m sup.h5 -o out.h5 --quiet b0.kdt
+    assert_failure 1
+    assert_output "distill-step: b0.kdt: frame 0: metadata batches='0' is not an integer >= 1"
+    run "$DS" --method ce -m sup.h5 -o out.h5 --quiet neg.kdt
+    assert_failure 1
+    assert_output "distill-step: frame 0: metadata step='-1' is not an integer >= 0"
+    run "$DS" --method ce -m sup.h5 -o out.h5 --quiet ep.kdt
+    assert_failure 1
+    assert_output "distill-step: frame 0: metadata epoch='x' is not an integer >= 0"
+    [ ! -e out.h5 ]
+}

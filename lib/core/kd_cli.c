@@ -273,19 +273,35 @@ void kd_json_begin(kd_json *j, FILE *f)
     json_put(j, "{");
 }
 
+/* The JSON spelling of byte c: itself, or an escape. */
+static const char *json_char(unsigned char c, char buf[8])
+{
+    if (c == '"' || c == '\\')
+        snprintf(buf, 8, "\\%c", c);
+    else if (c < 0x20 || c == 0x7f)
+        snprintf(buf, 8, "\\u%04x", c);
+    else
+        buf[0] = (char)c, buf[1] = 0;
+    return buf;
+}
+
 void kd_json_str(kd_json *j, const char *key, const char *val)
 {
+    char b[8];
     json_key(j, key);
     json_put(j, "\"");
-    for (const unsigned char *p = (const unsigned char *)val; *p; p++) {
-        if (*p == '"' || *p == '\\')
-            json_put(j, "\\%c", *p);
-        else if (*p < 0x20 || *p == 0x7f)
-            json_put(j, "\\u%04x", *p);
-        else
-            json_put(j, "%c", *p);
-    }
+    for (const unsigned char *p = (const unsigned char *)val; *p; p++)
+        json_put(j, "%s", json_char(*p, b));
     json_put(j, "\"");
+}
+
+void kd_json_fputs(FILE *f, const char *s)
+{
+    char b[8];
+    fputc('"', f);
+    for (const unsigned char *p = (const unsigned char *)s; *p; p++)
+        fputs(json_char(*p, b), f);
+    fputc('"', f);
 }
 
 void kd_json_num(kd_json *j, const char *key, double val)

@@ -260,6 +260,23 @@ int64_t kd_frame_meta_i64(const kd_frame *f, const char *key, int64_t def)
     return x;
 }
 
+int kd_frame_meta_count(const kd_frame *f, const char *key, int64_t min, int64_t def, int64_t *out)
+{
+    const char *v = kd_frame_meta_get(f, key);
+    *out = def;
+    if (!v)
+        return 0;
+    char *end;
+    errno = 0;
+    long long x = strtoll(v, &end, 10);
+    if (errno || end == v || *end || x < min) {
+        kd_err_set("metadata %s='%s' is not an integer >= %lld", key, v, (long long)min);
+        return -1;
+    }
+    *out = x;
+    return 0;
+}
+
 int kd_frame_copy(kd_frame *dst, const kd_frame *src)
 {
     kd_frame_clear(dst);

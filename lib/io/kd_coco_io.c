@@ -6,6 +6,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 
 #include "kd_coco.h"
 #include "kd_dataset.h"
@@ -22,9 +23,14 @@ static int get_i64(json_t *o, const char *key, int64_t *v, int required)
             kd_err_set("missing \"%s\"", key);
         return required ? -1 : 1;
     }
+    /* pycocotools takes booleans (iscrowd: true) and whole reals as ids;
+     * a real beyond int64 would be undefined behaviour to convert */
     if (json_is_integer(x))
         *v = json_integer_value(x);
-    else if (json_is_real(x) && json_real_value(x) == floor(json_real_value(x)))
+    else if (json_is_boolean(x))
+        *v = json_is_true(x);
+    else if (json_is_real(x) && json_real_value(x) == floor(json_real_value(x)) &&
+             fabs(json_real_value(x)) < 9.2e18)
         *v = (int64_t)json_real_value(x);
     else {
         kd_err_set("\"%s\" is not an integer", key);
@@ -81,7 +87,20 @@ static json_t *load(const char *path)
 {
     json_error_t e;
     /* "-" is standard input, as everywhere in kdpipe */
-    json_t *j = strcmp(path, "-") == 0 ? json_loadf(stdin, 0, &e) : json_load_file(path, 0, &e);
+    FILE *f = strcmp(path, "-") == 0 ? stdin : fopen(path, "rb");
+    struct stat st;
+    if (f && f != stdin && (fstat(fileno(f), &st) || S_ISDIR(st.st_mode))) {
+        errno = S_ISDIR(st.st_mode) ? EISDIR : errno;
+        fclose(f);
+        f = NULL;
+    }
+    if (!f) {
+        kd_err_set("%s: %s", path, strerror(errno));
+        return NULL;
+    }
+    json_t *j = json_loadf(f, 0, &e);
+    if (f != stdin)
+        fclose(f);
     if (!j)
         kd_err_set("%s: line %d column %d: %s", path, e.line, e.column, e.text);
     return j;
@@ -123,10 +142,11 @@ int kd_coco_load_gt_json(kd_coco *c, const char *path)
         if (get_i64(o, "image_id", &b->image, 1) || get_i64(o, "category_id", &b->cat, 1) || get_bbox(o, b) ||
             get_i64(o, "id", &b->id, 0) < 0 || get_i64(o, "iscrowd", &crowd, 0) < 0)
             goto bad_ann;
-        if (get_num(o, "area", &b->area, 0) == 1)
-            b->area = b->w * b->h;
-        else if (!isfinite(b->area))
+        int ra = get_num(o, "area", &b->area, 0);
+        if (ra < 0)
             goto bad_ann;
+        if (ra == 1)
+            b->area = b->w * b->h;
         if (!json_object_get(o, "id"))
             b->id = (int64_t)i + 1;
         b->crowd = crowd != 0;

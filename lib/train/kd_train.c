@@ -100,8 +100,13 @@ int kd_trainer_init(kd_trainer *t, kd_frame *first)
         kd_err_set("view0 has %d channels but the model takes %d", t->C, kd_model_opts(t->m)->in_channels);
         return -1;
     }
-    t->batches = (long)kd_frame_meta_i64(first, KD_META_BATCHES, 0);
-    t->epochs = (long)kd_frame_meta_i64(first, KD_META_EPOCHS, 0);
+    int64_t nb, ne;
+    if (kd_frame_meta_count(first, KD_META_BATCHES, 1, 0, &nb) || kd_frame_meta_count(first, KD_META_EPOCHS, 1, 0, &ne)) {
+        kd_err_prefix("frame 0");
+        return -1;
+    }
+    t->batches = (long)nb;
+    t->epochs = (long)ne;
     if (kd_model_prepare(t->m, t->B, t->H, t->W))
         return -1;
     kd_model_set_rng(t->m, t->o.seed, 0);
@@ -254,13 +259,18 @@ static const kd_pview *slab_view(const void *s, int k) { return &((const kd_slab
 
 int kd_trainer_step(kd_trainer *t, kd_frame *f, long frame_no)
 {
-    long fstep = (long)kd_frame_meta_i64(f, KD_META_STEP, frame_no);
+    int64_t fstep, fepoch;
+    if (kd_frame_meta_count(f, KD_META_STEP, 0, frame_no, &fstep) ||
+        kd_frame_meta_count(f, KD_META_EPOCH, 0, t->epoch, &fepoch)) {
+        kd_err_prefix("frame %ld", frame_no);
+        return -1;
+    }
     if (fstep < t->step)
         return 0; /* resume: already trained on */
     int n;
     if (check_frame(t, f, frame_no, &n))
         return -1;
-    t->epoch = (long)kd_frame_meta_i64(f, KD_META_EPOCH, t->epoch);
+    t->epoch = (long)fepoch;
     kd_tensor *lab = kd_frame_get(f, KD_NAME_LABEL);
     kd_loss_batch b = {.frame = f, .n = n, .step = t->step, .epoch = t->epoch,
                        .label = lab ? lab->data : NULL, .student = t->m,
