@@ -1,7 +1,9 @@
 /* kd_train_dist — the trainer across processes (kd_train.h, kd_dist.h):
  * which losses may run so, sync-BN, the per-step agreement of the ranks and
  * the averaging of the gradients. */
+#include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 
 #include "kd_dist.h"
 #include "kd_err.h"
@@ -68,6 +70,15 @@ int kd_trainer_dist_check(kd_trainer *t, kd_frame *f, long frame_no)
         mine[0] = 1;
         mine[1] = kd_frame_meta_i64(f, KD_META_STEP, frame_no);
         mine[2] = x && x->rank >= 1 ? x->dims[0] : 0;
+    }
+    char want[32];
+    snprintf(want, sizeof want, "%d/%d", kd_dist_rank(), N);
+    const char *got = f ? kd_frame_meta_get(f, KD_META_SHARD) : want;
+    if (!got || strcmp(got, want)) {
+        /* every rank on the whole stream would train N times on each image */
+        kd_err_set("frame %ld: rank %d of %d reads %s%s (augment --shard %s)", frame_no, kd_dist_rank(), N,
+                   got ? "shard " : "a stream that is not a shard", got ? got : "", want);
+        return -1;
     }
     if (kd_dist_allgather_i64(mine, 3, all))
         return -1;
