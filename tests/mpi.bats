@@ -201,3 +201,19 @@ ranks2() { # PREFIX distill-step options...
     assert_output --partial "augment: --shard 0/3: the last batch of each epoch has 16 images, which 3 ranks cannot share equally: --drop-last, or a --limit that is a multiple of 3"
     [ ! -e x.kdt ]
 }
+
+@test "mpi: README 'More machines' runs as written (256 images, one epoch, batch 64)" {
+    cd "$BATS_TEST_TMPDIR"
+    awk '$0 == "## More machines" {f = 1; next} f && /^```sh/ {p = 1; next} p && /^```/ {exit} p' \
+        "$BATS_TEST_DIRNAME/../README.md" > more.sh
+    grep -q -- "--shard \$OMPI_COMM_WORLD_RANK/\$OMPI_COMM_WORLD_SIZE" more.sh
+    grep -q -- "--hostfile hosts" more.sh
+    sed -e 's/^dataset \(.*\) -o /dataset \1 --limit 256 -o /' -e 's/--epochs 200/--epochs 1/' \
+        -e 's/--batch 256/--batch 64/' more.sh > small.sh
+    [ "$(grep -c -- '--limit 256' small.sh)" = 1 ] && grep -q -- "--epochs 1 " small.sh
+    run env PATH="$B:$PATH" timeout 120 sh -e small.sh
+    assert_success
+    assert_output --partial '"steps": 4'
+    assert_output --partial '"loss_moco"'
+    [ -s moco.h5 ] && [ -s moco.h5.ckpt.h5 ]
+}
