@@ -63,10 +63,10 @@ const char *kd_dist_describe(void)
 /* MPI counts are int: large buffers go in chunks */
 #define CHUNK ((size_t)1 << 30)
 
-int kd_dist_sum_f32(float *v, size_t n)
+static int sum(void *v, size_t n, MPI_Datatype t, size_t esz)
 {
     for (size_t o = 0; joined && size_ > 1 && o < n; o += CHUNK) {
-        int rc = MPI_Allreduce(MPI_IN_PLACE, v + o, (int)(n - o < CHUNK ? n - o : CHUNK), MPI_FLOAT, MPI_SUM,
+        int rc = MPI_Allreduce(MPI_IN_PLACE, (char *)v + o * esz, (int)(n - o < CHUNK ? n - o : CHUNK), t, MPI_SUM,
                                MPI_COMM_WORLD);
         if (rc != MPI_SUCCESS)
             return fail(rc, "allreduce");
@@ -74,16 +74,8 @@ int kd_dist_sum_f32(float *v, size_t n)
     return 0;
 }
 
-int kd_dist_sum_f64(double *v, size_t n)
-{
-    for (size_t o = 0; joined && size_ > 1 && o < n; o += CHUNK) {
-        int rc = MPI_Allreduce(MPI_IN_PLACE, v + o, (int)(n - o < CHUNK ? n - o : CHUNK), MPI_DOUBLE, MPI_SUM,
-                               MPI_COMM_WORLD);
-        if (rc != MPI_SUCCESS)
-            return fail(rc, "allreduce");
-    }
-    return 0;
-}
+int kd_dist_sum_f32(float *v, size_t n) { return sum(v, n, MPI_FLOAT, sizeof *v); }
+int kd_dist_sum_f64(double *v, size_t n) { return sum(v, n, MPI_DOUBLE, sizeof *v); }
 
 static int gather(const void *send, size_t n, void *recv, MPI_Datatype t, size_t esz)
 {
