@@ -19,6 +19,8 @@ B="$BATS_TEST_DIRNAME/../bin"
 PY=/usr/bin/python3
 # root here; oversubscribed cores: ranks yield instead of spinning in collectives
 export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 OMPI_MCA_mpi_yield_when_idle=1 OMPI_MCA_btl=self,vader
+# make asan: LeakSanitizer leaves Open MPI's own allocations alone (tests/mpi.lsan)
+[ -z "${KD_ASAN:-}" ] || export LSAN_OPTIONS="suppressions=$BATS_TEST_DIRNAME/mpi.lsan${LSAN_OPTIONS:+:$LSAN_OPTIONS}"
 MPIRUN="timeout 120 mpirun --oversubscribe --bind-to none"
 CE="--method ce --lr 0.001 --schedule const --threads 1"
 MOCO="--method moco --queue 64 --moco-m 0.99 --shuffle-bn-group 4 --lr 0.001 --schedule const --threads 1"
