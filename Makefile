@@ -15,7 +15,17 @@ OPT     ?= -O2 -march=native
 WARN     = -Wall -Wextra -Werror -Wno-unused-parameter
 CFLAGS  ?= $(OPT) -g
 ALL_CFLAGS = -std=c11 -D_GNU_SOURCE -fopenmp $(WARN) $(CFLAGS) $(OPT_EXTRA) $(SAN) -Ilib $(PKG_CFLAGS) -MMD -MP
-LDLIBS   = $(PKG_LIBS) -lblis -lm -lpthread
+LDLIBS   = $(PKG_LIBS) -lblis -lm -lpthread $(MPI_LIBS)
+
+# MPI is optional (kd_dist.h): with mpicc on PATH, lib/train/kd_dist.c is
+# compiled against it and every program links it (the trainer and the loss
+# registry call kd_dist); `make MPICC=` builds the one-process version.
+MPICC   ?= $(shell command -v mpicc 2>/dev/null)
+ifneq ($(MPICC),)
+MPI_CFLAGS := -DKD_HAVE_MPI $(shell $(MPICC) --showme:compile 2>/dev/null)
+MPI_LIBS   := $(shell $(MPICC) --showme:link 2>/dev/null)
+endif
+lib/train/kd_dist.o: ALL_CFLAGS += $(MPI_CFLAGS)
 
 ifeq ($(ASAN),1)
 SAN = -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined

@@ -37,6 +37,9 @@ static const char help[] =
     "  --channels 1|3      output channels (default: the images')\n"
     "  --no-shuffle        dataset order instead of a random permutation\n"
     "  --drop-last         leave out the last incomplete batch of each epoch\n"
+    "  --shard R/N         write only rank R's slice of every batch (R of N processes\n"
+    "                      of distill-step under mpirun): images R*B/N.. of each\n"
+    "                      batch of B; the N shards make up the unsharded stream\n"
     "  --limit N           use only the first N images\n"
     "  --deflate           compress frames (for streams written to disk)\n"
     "  --max-memory MB     hold the images in memory up to this size (2048)\n"
@@ -91,6 +94,7 @@ enum {
     OPT_STD,
     OPT_NO_NORMALIZE,
     OPT_MAX_MEMORY,
+    OPT_SHARD,
 };
 
 static const struct option longopts[] = {
@@ -103,6 +107,7 @@ static const struct option longopts[] = {
     {"channels", required_argument, 0, OPT_CHANNELS},
     {"no-shuffle", no_argument, 0, OPT_NO_SHUFFLE},
     {"drop-last", no_argument, 0, OPT_DROP_LAST},
+    {"shard", required_argument, 0, OPT_SHARD},
     {"limit", required_argument, 0, OPT_LIMIT},
     {"deflate", no_argument, 0, OPT_DEFLATE},
     {"dump-png", required_argument, 0, OPT_DUMP_PNG},
@@ -263,6 +268,7 @@ int main(int argc, char **argv)
     const char *out_path = "-", *png_dir = NULL, *policy_name = "mocov2";
     int views = -1, batch = 256, shuffle = 1, drop_last = 0, deflate = 0, oh = 0, ow = 0, oc = 0;
     long epochs = 1;
+    int shard_r = 0, shard_n = 0; /* --shard R/N; 0: the whole batch */
     int64_t limit = -1, start_epoch = 0;
     double max_mem = 2048.0 * (1 << 20);
     kd_aug_overrides ov;
@@ -291,6 +297,13 @@ int main(int argc, char **argv)
             break;
         case OPT_NO_SHUFFLE: shuffle = 0; break;
         case OPT_DROP_LAST: drop_last = 1; break;
+        case OPT_SHARD: {
+            char tail;
+            if (sscanf(optarg, "%d/%d%c", &shard_r, &shard_n, &tail) != 2 || shard_n < 1 || shard_r < 0 ||
+                shard_r >= shard_n)
+                kd_usage("--shard: '%s' is not R/N with 0 <= R < N", optarg);
+            break;
+        }
         case OPT_LIMIT: limit = kd_parse_long("--limit", optarg, 1, (long)1 << 40); break;
         case OPT_DEFLATE: deflate = 1; break;
         case OPT_DUMP_PNG: png_dir = optarg; break;
@@ -344,6 +357,14 @@ int main(int argc, char **argv)
     if (drop_last && batch > N)
         kd_die(KD_EXIT_FAIL, "--batch %d is larger than the %lld images and --drop-last leaves nothing", batch,
                (long long)N);
+    /* equal shards: every rank takes the same number of steps and its
+     * gradient the same weight (kd_train.h) */
+    if (shard_n > 1 && batch % shard_n)
+        kd_usage("--shard %d/%d: --batch %d is not a multiple of %d", shard_r, shard_n, batch, shard_n);
+    if (shard_n > 1 && !drop_last && (N % batch) % shard_n)
+        kd_die(KD_EXIT_FAIL, "--shard %d/%d: the last batch of each epoch has %lld images, which %d ranks cannot "
+               "share equally: --drop-last, or a --limit that is a multiple of %d", shard_r, shard_n,
+               (long long)(N % batch), shard_n, shard_n);
     int32_t *labels = NULL;
     if (di.has_labels) {
         labels = malloc(sizeof(int32_t) * (size_t)N);
@@ -382,14 +403,17 @@ int main(int argc, char **argv)
     kd_frame fr;
     kd_frame_init(&fr);
     int64_t frames = 0, nviews = 0, done = 0;
-    const int64_t total = (drop_last ? nb * batch : N) * epochs; /* images this run augments */
+    const int64_t total = (drop_last ? nb * batch : N) * epochs / (shard_n ? shard_n : 1); /* images this run augments */
     double t0 = kd_now();
     for (int64_t e = start_epoch; e < start_epoch + epochs; e++) {
         kd_augment_order(std.seed, e, shuffle, perm, N);
         for (int64_t bi = 0; bi < nb; bi++) {
             int64_t s = bi * batch;
             int b = (int)(N - s < batch ? N - s : batch);
+            if (shard_n)
+                s += (int64_t)shard_r * (b / shard_n), b /= shard_n;
             if (kd_augmenter_frame(aug, &fr, e, bi, perm + s, b) < 0 ||
+                (shard_n && kd_frame_meta_set(&fr, KD_META_SHARD, "%d/%d", shard_r, shard_n)) ||
                 (png_dir && frames == 0 && dump_png(png_dir, &pol, &fr, views, b, perm + s, images, df, H, W, C) < 0)) {
                 kd_writer_abort(wr);
                 kd_die_err();

@@ -7,6 +7,7 @@
 #include <string.h>
 
 #include "kd_cli.h"
+#include "kd_dist.h"
 #include "kd_gemm.h"
 #include "kd_loss.h"
 #include "kd_model_io.h"
@@ -49,12 +50,15 @@ static const char help_tail[] =
     "  --ckpt FILE         checkpoint path (default OUT.ckpt.h5);  --ckpt-every N steps\n"
     "  --resume CKPT       continue from a checkpoint: frames before its step are skipped\n"
     "  --log FILE          JSON-lines log there instead of stdout;  --log-every N (1)\n"
+    "Several processes (mpirun -np N, each reading augment --shard R/N):\n"
+    "  --sync-bn           BN statistics over the global batch (default: per rank);\n"
+    "                      the log, validation, checkpoints and OUT are rank 0's\n"
     "Common: -m MODEL.h5, -o OUT.h5, --seed S, --threads N, --quiet, -h, --version\n"
     "See distill-step(1).\n";
 
 enum { OPT_METHOD = KD_OPT_PROG, OPT_LOSS, OPT_LOSSOPT, OPT_LR, OPT_LRSCALE, OPT_MOM, OPT_NEST, OPT_WD, OPT_WDX,
        OPT_SCHED, OPT_WARM, OPT_EPOCHS, OPT_TOTAL, OPT_VAL, OPT_VALEVERY, OPT_VALLIM, OPT_BANK, OPT_BANKLIM,
-       OPT_KNNK, OPT_KNNT, OPT_CKPT, OPT_CKPTEVERY, OPT_RESUME, OPT_LOG, OPT_LOGEVERY, OPT_LARS,
+       OPT_KNNK, OPT_KNNT, OPT_CKPT, OPT_CKPTEVERY, OPT_RESUME, OPT_LOG, OPT_LOGEVERY, OPT_LARS, OPT_SYNCBN,
        OPT_LOSSFLAG = KD_OPT_PROG + 0x100 /* + index into flags[] */ };
 static const struct option prog_opts[] = {
     {"method", required_argument, 0, OPT_METHOD}, {"loss", required_argument, 0, OPT_LOSS},
@@ -70,7 +74,7 @@ static const struct option prog_opts[] = {
     {"knn-bank-limit", required_argument, 0, OPT_BANKLIM}, {"knn-k", required_argument, 0, OPT_KNNK},
     {"knn-t", required_argument, 0, OPT_KNNT}, {"ckpt", required_argument, 0, OPT_CKPT},
     {"ckpt-every", required_argument, 0, OPT_CKPTEVERY}, {"resume", required_argument, 0, OPT_RESUME},
-    {"log", required_argument, 0, OPT_LOG}, {"log-every", required_argument, 0, OPT_LOGEVERY},
+    {"sync-bn", no_argument, 0, OPT_SYNCBN}, {"log", required_argument, 0, OPT_LOG}, {"log-every", required_argument, 0, OPT_LOGEVERY},
     {"model", required_argument, 0, 'm'}, {"output", required_argument, 0, 'o'},
     KD_STD_LONGOPTS};
 
@@ -267,6 +271,7 @@ int main(int argc, char **argv)
     kd_std_opts std;
     char *help = help_text();
     kd_cli_init(argv[0], help ? help : help_tail, &std);
+    kd_cli_version_note(kd_dist_describe());
     build_longopts();
     const char *model_path = NULL, *out = NULL, *val = NULL, *bank = NULL, *ckpt = NULL, *resume = NULL,
                *log_path = NULL;
@@ -320,6 +325,7 @@ int main(int argc, char **argv)
         case OPT_CKPT: ckpt = optarg; break;
         case OPT_CKPTEVERY: ckpt_every = kd_parse_long("--ckpt-every", optarg, 1, 1L << 40); break;
         case OPT_RESUME: resume = optarg; break;
+        case OPT_SYNCBN: to.sync_bn = 1; break;
         case OPT_LOG: log_path = optarg; break;
         case OPT_LOGEVERY: log_every = kd_parse_long("--log-every", optarg, 1, 1L << 40); break;
         case 'm': model_path = optarg; break;
@@ -354,8 +360,21 @@ int main(int argc, char **argv)
         snprintf(ckpt_buf, sizeof ckpt_buf, "%s.ckpt.h5", out);
         ckpt = ckpt_buf;
     }
-    kd_cli_output(out); /* found unwritable at the start, not after the training */
-    kd_cli_output(ckpt);
+    if (kd_dist_init(&argc, &argv))
+        kd_die_err();
+    /* rank 0 writes (log, checkpoints, OUT) and validates; the others train */
+    const int R = kd_dist_size(), rank0 = kd_dist_rank() == 0;
+    static char name[64];
+    if (R > 1) {
+        snprintf(name, sizeof name, "%s (rank %d of %d)", kd_progname, kd_dist_rank(), R);
+        kd_progname = name;
+    }
+    if (!rank0)
+        std.quiet = 1, val = NULL, log_path = "/dev/null", ckpt_every = 0;
+    if (rank0) {
+        kd_cli_output(out); /* found unwritable at the start, not after the training */
+        kd_cli_output(ckpt);
+    }
     kd_gemm_init(kd_cli_threads(&std));
     signal(SIGPIPE, SIG_IGN);
 
@@ -416,6 +435,8 @@ int main(int argc, char **argv)
     tlast = kd_now();     /* img_s counts training, not validation */
     do {
         double ts = kd_now();
+        if (kd_trainer_dist_check(t, &f, frames))
+            kd_die_err();
         rc = kd_trainer_step(t, &f, frames++);
         if (rc < 0) {
             if (rc == KD_TRAIN_NOT_FINITE)
@@ -427,8 +448,8 @@ int main(int argc, char **argv)
         const kd_step_info *si = kd_trainer_last(t);
         long step = kd_trainer_steps(t);
         trun += kd_now() - ts;
-        imgs_since += si->n;
-        imgs_run += si->n;
+        imgs_since += (long)si->n * R; /* the global batch */
+        imgs_run += (long)si->n * R;
         loss_avg = step - start == 1 ? si->loss : 0.98 * loss_avg + 0.02 * si->loss;
         if (step % log_every == 0) {
             double now = kd_now();
@@ -456,6 +477,8 @@ int main(int argc, char **argv)
     kd_progress_end(&std);
     if (rc < 0)
         kd_die_err();
+    if (kd_trainer_dist_check(t, NULL, frames)) /* every rank's stream ended here too */
+        kd_die_err();
     long steps = kd_trainer_steps(t);
     /* a checkpoint of the finished run has nothing left to train: its
      * model is the output */
@@ -468,7 +491,7 @@ int main(int argc, char **argv)
      * length given by --epochs or --total-steps is the user's (a run stopped
      * on purpose, to be resumed). */
     if (to.total_steps <= 0 && to.epochs <= 0 && total > 0 && steps < total) {
-        if (kd_trainer_save(t, ckpt))
+        if (rank0 && kd_trainer_save(t, ckpt))
             kd_die_err();
         kd_die(KD_EXIT_FAIL, "%s: the stream ended at step %ld of the %ld its frames announce (epochs x batches): "
                "%s is not written; %s holds step %ld", in, steps, total, out, ckpt, steps);
@@ -476,7 +499,7 @@ int main(int argc, char **argv)
     if (val && !finished && !(val_every && steps % val_every == 0))
         log_val(t, logf);
     /* the deployed model, and the state to continue from */
-    if (kd_trainer_save(t, ckpt) || kd_model_save(kd_trainer_model(t), out))
+    if (rank0 && (kd_trainer_save(t, ckpt) || kd_model_save(kd_trainer_model(t), out)))
         kd_die_err();
     kd_json j;
     kd_json_begin(&j, logf);
@@ -491,6 +514,8 @@ int main(int argc, char **argv)
     kd_reader_close(rd);
     kd_frame_free(&f);
     kd_trainer_free(t);
+    if (kd_dist_finalize())
+        kd_die_err();
     for (int i = 0; i < L.n; i++)
         free(L.opts[i]);
     free(help);

@@ -43,6 +43,8 @@ typedef struct {
 
 /* Sets kd_progname from argv0 and the help text printed by --help. */
 void kd_cli_init(const char *argv0, const char *help, kd_std_opts *std);
+/* One more line for --version (e.g. kd_dist_describe()); NULL: none. */
+void kd_cli_version_note(const char *line);
 /* The errno of a failed write to stdout made outside kd_json (a stream
  * writer), so that the check at exit knows it (EPIPE: a reader that has
  * gone, no message). */

@@ -58,6 +58,20 @@ void kd_bn_forward_eval(int N, int C, int HW, const float *x, const float *gamma
 void kd_bn_backward(int N, int C, int HW, int group, const float *x, const float *mean,
                     const float *rstd, const float *gamma, const float *dy,
                     float *dx, float *dgamma, float *dbeta);
+/* Synchronised batch norm (data parallelism, kd_dist.h): the statistics of
+ * the whole batch of every replica, whose part here is x [N,C,HW].
+ * sum(v, n) replaces v[0..n) by its sum over the replicas (identity: one
+ * replica, the same as group 0 above); work holds 2*C+1 doubles.  dy on
+ * each replica is the gradient of its own mean loss, so dx and the local
+ * dgamma/dbeta are those of the mean over replicas times their number, as
+ * the trainer's averaging of the gradients expects.  -1 when sum fails. */
+typedef int (*kd_bn_sum_fn)(double *v, size_t n);
+int kd_bn_forward_train_sync(kd_bn_sum_fn sum, double *work, int N, int C, int HW, const float *x,
+                             const float *gamma, const float *beta, float *y, float *mean, float *rstd,
+                             float *run_mean, float *run_var, float momentum, float eps);
+int kd_bn_backward_sync(kd_bn_sum_fn sum, double *work, int N, int C, int HW, const float *x, const float *mean,
+                        const float *rstd, const float *gamma, const float *dy, float *dx, float *dgamma,
+                        float *dbeta);
 void kd_bn_forward_train_ref(int N, int C, int HW, int group, const float *x,
                              const float *gamma, const float *beta, float *y,
                              float *mean, float *rstd, float *run_mean, float *run_var,

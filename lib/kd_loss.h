@@ -120,6 +120,13 @@ typedef struct {
     const char *summary;  /* one line for --help */
     const char *needs;    /* human-readable: what the frame and model must have */
     kd_monitor monitor;
+    /* 1: right under data parallelism (kd_dist.h, several processes, each
+     * on its shard of the batch, gradients averaged): a mean of per-sample
+     * terms, or state the loss keeps the same on every rank itself.  Terms
+     * over the whole batch (contrasts between its samples) or state updated
+     * from this process's samples alone (banks, queues) are not: the
+     * trainer refuses them in a job of several processes. */
+    int data_parallel;
     const kd_loss_opt *opts; /* terminated by {0}; NULL: none */
     size_t opts_size;
     void *(*init)(kd_loss_init *c);

@@ -152,6 +152,13 @@ void kd_model_set_rng(kd_model *m, uint64_t seed, uint64_t step);
 /* Switch dropout / stochastic depth off in training (both on by default, as
  * in PyTorch). */
 void kd_model_set_regularisers(kd_model *m, int dropout, int drop_path);
+/* Synchronised batch norm (kd_bn_forward_train_sync): training forwards with
+ * whole-batch statistics (BN group 0) take them over every replica, whose
+ * partial sums sum() adds up; NULL: this process's batch alone (the
+ * default).  Backward follows the forward it differentiates.  -1: out of
+ * memory. */
+int kd_model_set_bn_sync(kd_model *m, int (*sum)(double *v, size_t n));
+int (*kd_model_bn_sync(const kd_model *m))(double *v, size_t n);
 /* Bytes held by the model: parameters, gradients, buffers, activations and
  * workspace as prepared. */
 size_t kd_model_memory(const kd_model *m);

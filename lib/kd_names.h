@@ -41,6 +41,7 @@ typedef enum {
 #define KD_META_BATCHES "batches" /* batches per epoch */
 #define KD_META_SEED "seed"
 #define KD_META_POLICY "policy"
+#define KD_META_SHARD "shard"     /* "R/N": the frame is rank R's slice of the global batch (augment --shard) */
 #define KD_META_FRAMES "frames"   /* the end marker's only entry: frames before it (kdt(5)) */
 
 /* The name of family f for view i into buf (KD_NAME_MAX bytes suffice for

@@ -24,6 +24,17 @@
  *   with the scheduled learning rate over the model's slab and each loss's
  *   slab; every loss's post.
  *
+ * Data parallelism (kd_dist.h): in a job of N processes each trains on
+ * its shard of every global batch (augment --shard R/N); after the
+ * backward the gradients of the model and of the losses' own parameters are
+ * summed over the ranks (one call per slab) and divided by N, so every rank
+ * takes the same SGD step; the logged loss is the mean over the ranks.  BN
+ * statistics are each rank's own (the saved running statistics are rank
+ * 0's, as DDP's broadcast buffers make them) unless sync_bn, which takes
+ * them over the global batch (kd_model_set_bn_sync): with sync_bn and
+ * equal shards a job of N ranks trains what one process does on the global
+ * batch.  Only losses with data_parallel (kd_loss.h) are accepted.
+ *
  * The schedule's length is --total-steps, else epochs x batches-per-epoch,
  * where epochs is opts.epochs or the frames' "epochs" metadata and the
  * batches per epoch come from the frames' "batches" metadata. */
@@ -46,6 +57,7 @@ typedef struct {
     double epochs;         /* > 0: overrides the stream's "epochs" */
     long total_steps;      /* > 0: the schedule's length in steps */
     uint64_t seed;
+    int sync_bn;           /* data parallelism: BN statistics over every rank's batch */
 } kd_train_opts;
 
 #define KD_TRAIN_MAX_LOSSES 8
@@ -76,6 +88,12 @@ int kd_trainer_resume(kd_trainer *t, const char *ckpt);
  * step); -1 with kd_err "frame N: ..."; KD_TRAIN_NOT_FINITE with kd_err
  * "step S: loss is not finite (...)". */
 int kd_trainer_step(kd_trainer *t, kd_frame *f, long frame_no);
+
+/* Data parallelism: every rank calls it before each kd_trainer_step with
+ * the frame, and with NULL when its stream has ended; 0 when the ranks
+ * agree (all have a frame of the same step and batch size, or all ended),
+ * else -1 with kd_err saying which rank differs.  One process: 0. */
+int kd_trainer_dist_check(kd_trainer *t, kd_frame *f, long frame_no);
 
 /* Model + training state, atomically (temporary name, fsync, rename): the
  * checkpoint.  The deployed model is kd_model_save(kd_trainer_model(t)). */

@@ -70,6 +70,9 @@ void kd_usage(const char *fmt, ...)
     exit(KD_EXIT_USAGE);
 }
 
+static const char *version_note;
+void kd_cli_version_note(const char *line) { version_note = line; }
+
 int kd_cli_std(int opt, const char *arg, kd_std_opts *std)
 {
     switch (opt) {
@@ -78,6 +81,8 @@ int kd_cli_std(int opt, const char *arg, kd_std_opts *std)
         exit(KD_EXIT_OK);
     case KD_OPT_VERSION:
         printf("%s (kdpipe) %s\nBLIS kernels: %s\n", kd_progname, KD_VERSION, kd_gemm_arch());
+        if (version_note)
+            printf("%s\n", version_note);
         exit(KD_EXIT_OK);
     case KD_OPT_THREADS:
         std->threads = (int)kd_parse_long("--threads", arg, 1, 1024);

@@ -41,11 +41,20 @@ const char *kd_err_get(void)
     return err_buf[0] ? err_buf : "unknown error";
 }
 
+/* One write per message: several processes of an MPI job share stderr, and
+ * unbuffered pieces of their messages would interleave. */
 static void vwarn(const char *fmt, va_list ap)
 {
-    fprintf(stderr, "%s: ", kd_progname);
-    vfprintf(stderr, fmt, ap);
-    fputc('\n', stderr);
+    char buf[4096];
+    int n = snprintf(buf, sizeof buf, "%s: ", kd_progname);
+    if (n < 0 || (size_t)n >= sizeof buf)
+        n = 0;
+    int m = vsnprintf(buf + n, sizeof buf - (size_t)n, fmt, ap);
+    if (m < 0)
+        m = 0;
+    size_t len = (size_t)n + (size_t)m < sizeof buf - 1 ? (size_t)n + (size_t)m : sizeof buf - 2;
+    buf[len] = '\n';
+    fwrite(buf, 1, len + 1, stderr);
 }
 
 void kd_warn(const char *fmt, ...)

@@ -44,6 +44,7 @@ const kd_loss_module kd_loss_ce = {
     .summary = "supervised cross-entropy of the logits on view0 against label",
     .needs = "label i32 [B]; a model with a classifier",
     .monitor = KD_MONITOR_TOP1,
+    .data_parallel = 1,
     .init = ce_init,
     .compute = ce_compute,
     .free = free,

@@ -71,6 +71,7 @@ const kd_loss_module kd_loss_disco = {
     .summary = "DisCo's term alone: mean |t.emb_v - n(emb on view v)|^2, v = 0, 1 (DisCo: --loss moco:1,disco:32)",
     .needs = "view0, view1, t.emb0, t.emb1 f32 [B,E] (teacher-extract); a head as wide as the teacher's",
     .monitor = KD_MONITOR_KNN,
+    .data_parallel = 1,
     .init = disco_init,
     .compute = disco_compute,
     .free = disco_free,

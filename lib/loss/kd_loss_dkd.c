@@ -60,6 +60,7 @@ const kd_loss_module kd_loss_dkd = {
     .summary = "DKD (mdistiller): warm-up x T^2 (alpha TCKD + beta NCKD) of logits vs t.logits0 on view0 (--loss ce:1,dkd:1)",
     .needs = "view0, t.logits0 f32 [B,K] (teacher-extract), label i32 [B]; a classifier with the teacher's K classes",
     .monitor = KD_MONITOR_TOP1,
+    .data_parallel = 1,
     .opts = dkd_optv,
     .opts_size = sizeof(dkd_opts),
     .init = dkd_init,

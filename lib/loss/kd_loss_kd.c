@@ -47,6 +47,7 @@ const kd_loss_module kd_loss_kd = {
     .summary = "KD (RepDistiller): T^2 KL(softmax(t.logits0/T) || softmax(logits/T)) on view0 (--loss ce:0.1,kd:0.9)",
     .needs = "view0, t.logits0 f32 [B,K] (teacher-extract); a classifier with the teacher's K classes",
     .monitor = KD_MONITOR_TOP1,
+    .data_parallel = 1,
     .opts = kd_optv,
     .opts_size = sizeof(kd_opts),
     .init = kd_init,

@@ -2,12 +2,22 @@
  * encoder updated before the keys are computed, shuffle-BN emulated by
  * per-group statistics over a permutation of view1, and a FIFO queue of
  * normalised keys.  Only the query encoder (the student on view0) receives
- * gradients; the key encoder and queue are state, checkpointed. */
+ * gradients; the key encoder and queue are state, checkpointed.
+ *
+ * On R processes (kd_dist.h) as MoCo's DDP code does it: view1 of the
+ * global batch is gathered, shuffled by one permutation of the global batch
+ * (the same on every rank), each rank encodes its slice of the shuffled
+ * batch (BN groups within it; whole-batch statistics synchronised with
+ * --sync-bn, else the rank's own), the keys are gathered and unshuffled,
+ * and every rank pushes all of them into its queue: the queues, and the
+ * key encoders, stay the same on every rank, and with equal groups the
+ * keys are those of one process. */
 #include <math.h>
 #include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "kd_dist.h"
 #include "kd_err.h"
 #include "kd_loss.h"
 #include "kd_names.h"
@@ -35,7 +45,10 @@ typedef struct {
     kd_model *key;          /* momentum encoder */
     int E, B, C, H, W;
     kd_queue queue;         /* normalised keys */
-    float *kin, *k, *knorm; /* shuffled key input, keys [B,E], norms */
+    int R, rank;            /* processes of the job, this one */
+    float *kin, *knorm;     /* this rank's shuffled key input [B,C,H,W]; norms [R*B] */
+    float *vall, *kall;     /* R > 1: gathered view1 [R*B,C,H,W], shuffled keys [R*B,E] */
+    float *kg, *k;          /* keys of the global batch [R*B,E]; k: this rank's rows */
     float *q, *qnorm, *lg, *dq; /* [B,E], [B], [B,1+K], [B,E] */
     int64_t *perm;
 } moco_state;
@@ -47,7 +60,7 @@ static void moco_free(void *st)
         return;
     kd_model_free(s->key);
     kd_queue_free(&s->queue);
-    free(s->kin), free(s->k), free(s->knorm), free(s->q), free(s->qnorm), free(s->lg);
+    free(s->kin), free(s->kg), free(s->knorm), free(s->vall), free(s->kall), free(s->q), free(s->qnorm), free(s->lg);
     free(s->dq), free(s->perm);
     free(s);
 }
@@ -92,16 +105,27 @@ static void *moco_init(kd_loss_init *c)
     }
     memcpy(kp, qp, sizeof(float) * np);
     memcpy(kb, qb, sizeof(float) * nb);
-    size_t K = (size_t)o->queue, E = (size_t)s->E, B = (size_t)s->B;
-    s->kin = malloc(sizeof(float) * B * s->C * s->H * s->W);
-    s->k = malloc(sizeof(float) * B * E);
-    s->knorm = malloc(sizeof(float) * B);
+    s->R = kd_dist_size(), s->rank = kd_dist_rank();
+    size_t K = (size_t)o->queue, E = (size_t)s->E, B = (size_t)s->B, R = (size_t)s->R, per = (size_t)s->C * s->H * s->W;
+    s->kin = malloc(sizeof(float) * B * per);
+    s->kg = malloc(sizeof(float) * R * B * E);
+    s->knorm = malloc(sizeof(float) * R * B);
+    if (R > 1) {
+        s->vall = malloc(sizeof(float) * R * B * per);
+        s->kall = malloc(sizeof(float) * R * B * E);
+        /* the key encoder's statistics over the ranks, when they are the student's */
+        if (!s->vall || !s->kall || kd_model_set_bn_sync(s->key, kd_model_bn_sync(m))) {
+            kd_err_set("loss %s: out of memory", c->instance);
+            moco_free(s);
+            return NULL;
+        }
+    }
     s->q = malloc(sizeof(float) * B * E);
     s->qnorm = malloc(sizeof(float) * B);
     s->lg = malloc(sizeof(float) * B * (1 + K));
     s->dq = malloc(sizeof(float) * B * E);
-    s->perm = malloc(sizeof(int64_t) * B);
-    if (kd_queue_init(&s->queue, o->queue, s->E, c->seed, 0x6d6f636f) || !s->kin || !s->k || !s->knorm || !s->q || !s->qnorm || !s->lg || !s->dq || !s->perm) {
+    s->perm = malloc(sizeof(int64_t) * R * B);
+    if (kd_queue_init(&s->queue, o->queue, s->E, c->seed, 0x6d6f636f) || !s->kin || !s->kg || !s->knorm || !s->q || !s->qnorm || !s->lg || !s->dq || !s->perm) {
         kd_err_set("loss %s: out of memory for a queue of %zu x %zu", c->instance, K, E);
         moco_free(s);
         return NULL;
@@ -120,23 +144,41 @@ static int moco_pre(void *st, kd_loss_batch *b)
     float m = s->o.moco_m;
     for (size_t i = 0; i < np; i++)
         pk[i] = m * pk[i] + (1 - m) * pq[i];
-    int n = b->n, G = s->o.bn_group;
-    if (G > 0 && n % G)
+    /* the global batch: n images on each of the R ranks (kd_trainer_dist_check) */
+    int n = b->n, ng = n * s->R, G = s->o.bn_group;
+    if (G > 0 && ng % G)
         G = 0; /* a short last batch: one group */
+    int sync = 0;
+    if (G == 0 || G == ng) /* statistics over the global batch */
+        G = 0, sync = 1;
+    else if (n % G) {
+        kd_err_set("loss moco: --shuffle-bn-group %d spans ranks (%d images each): give a divisor of %d or 0", G, n, n);
+        return -1;
+    }
+    kd_model_set_bn_sync(s->key, sync ? kd_model_bn_sync(b->student) : NULL); /* allocated at init */
     size_t per = (size_t)s->C * s->H * s->W;
+    if (s->R > 1 && kd_dist_allgather_f32(view1, (size_t)n * per, s->vall))
+        return -1;
+    const float *v1 = s->R > 1 ? s->vall : view1;
     kd_rng r = kd_rng_make(s->seed, 0x73687566, (uint64_t)b->step);
-    kd_rng_permute(&r, s->perm, n);
+    kd_rng_permute(&r, s->perm, ng);
+    const int64_t *mine = s->perm + (size_t)s->rank * n; /* this rank's slice of the shuffled batch */
     for (int i = 0; i < n; i++)
-        memcpy(s->kin + (size_t)i * per, view1 + (size_t)s->perm[i] * per, sizeof(float) * per);
+        memcpy(s->kin + (size_t)i * per, v1 + (size_t)mine[i] * per, sizeof(float) * per);
     /* the key encoder's dropout / drop-path draws: keyed by the step (so
      * resume needs no state) and apart from the student's */
     kd_model_set_rng(s->key, s->seed ^ 0x6b6579656e63ULL, (uint64_t)b->step);
     if (kd_model_forward(s->key, s->kin, n, 1, G))
         return -1;
     const float *ke = kd_model_embedding(s->key);
-    for (int i = 0; i < n; i++) /* unshuffle */
-        memcpy(s->k + (size_t)s->perm[i] * s->E, ke + (size_t)i * s->E, sizeof(float) * s->E);
-    kd_l2norm_forward(s->k, s->k, s->knorm, n, s->E);
+    if (s->R > 1 && kd_dist_allgather_f32(ke, (size_t)n * s->E, s->kall))
+        return -1;
+    if (s->R > 1)
+        ke = s->kall;
+    for (int i = 0; i < ng; i++) /* unshuffle */
+        memcpy(s->kg + (size_t)s->perm[i] * s->E, ke + (size_t)i * s->E, sizeof(float) * s->E);
+    kd_l2norm_forward(s->kg, s->kg, s->knorm, ng, s->E);
+    s->k = s->kg + (size_t)s->rank * n * s->E;
     return 0;
 }
 
@@ -151,7 +193,7 @@ static int moco_compute(void *st, kd_loss_batch *b, float weight, double *loss)
 static int moco_post(void *st, kd_loss_batch *b)
 {
     moco_state *s = st;
-    kd_queue_push(&s->queue, s->k, b->n);
+    kd_queue_push(&s->queue, s->kg, b->n * s->R); /* every rank's keys */
     return 0;
 }
 
@@ -192,6 +234,7 @@ const kd_loss_module kd_loss_moco = {
     .summary = "MoCo v2: InfoNCE of view0 queries against momentum-encoder keys of view1 and a queue",
     .needs = "view0 and view1 f32 [B,C,H,W]; a model with a projection head",
     .monitor = KD_MONITOR_KNN,
+    .data_parallel = 1,
     .opts = moco_optv,
     .opts_size = sizeof(moco_opts),
     .init = moco_init,

@@ -111,3 +111,86 @@ void kd_bn_backward(int N, int C, int HW, int group, const float *x, const float
             }
         }
 }
+
+/* Synchronised BN: the same arithmetic as group 0 above, with the
+ * per-channel sums (and the count) summed over the replicas between the
+ * passes: the mean, then the squared deviations from the global mean. */
+int kd_bn_forward_train_sync(kd_bn_sum_fn sum, double *work, int N, int C, int HW, const float *x,
+                             const float *gamma, const float *beta, float *y, float *mean, float *rstd,
+                             float *run_mean, float *run_var, float momentum, float eps)
+{
+    double *s = work, *s2 = work + C + 1;
+#pragma omp parallel for schedule(static)
+    for (int c = 0; c < C; c++) {
+        double a = 0;
+        for (int n = 0; n < N; n++)
+            a += plane_sum(x + ((size_t)n * C + c) * HW, HW);
+        s[c] = a;
+    }
+    s[C] = (double)N * HW;
+    if (sum(s, (size_t)C + 1))
+        return -1;
+    double cnt = s[C];
+#pragma omp parallel for schedule(static)
+    for (int c = 0; c < C; c++) {
+        double a = 0, mu = s[c] / cnt;
+        for (int n = 0; n < N; n++)
+            a += plane_sqdev(x + ((size_t)n * C + c) * HW, HW, mu);
+        s2[c] = a;
+    }
+    if (sum(s2, (size_t)C))
+        return -1;
+#pragma omp parallel for schedule(static)
+    for (int c = 0; c < C; c++) {
+        double mu = s[c] / cnt, var = s2[c] / cnt, rs = 1.0 / sqrt(var + eps);
+        mean[c] = (float)mu;
+        rstd[c] = (float)rs;
+        float a = (float)(rs * gamma[c]), bb = (float)(beta[c] - mu * rs * gamma[c]);
+        for (int n = 0; n < N; n++) {
+            const float *xc = x + ((size_t)n * C + c) * HW;
+            float *yc = y + ((size_t)n * C + c) * HW;
+            for (int i = 0; i < HW; i++)
+                yc[i] = xc[i] * a + bb;
+        }
+        run_mean[c] = (1 - momentum) * run_mean[c] + momentum * (float)mu;
+        run_var[c] = (1 - momentum) * run_var[c] + momentum * (float)(cnt > 1 ? s2[c] / (cnt - 1) : var);
+    }
+    return 0;
+}
+
+int kd_bn_backward_sync(kd_bn_sum_fn sum, double *work, int N, int C, int HW, const float *x, const float *mean,
+                        const float *rstd, const float *gamma, const float *dy, float *dx, float *dgamma,
+                        float *dbeta)
+{
+    double *sdy = work, *sdyx = work + C;
+#pragma omp parallel for schedule(static)
+    for (int c = 0; c < C; c++) {
+        double a = 0, b = 0;
+        for (int n = 0; n < N; n++)
+            plane_dsums(x + ((size_t)n * C + c) * HW, dy + ((size_t)n * C + c) * HW, HW, mean[c], &a, &b);
+        b *= rstd[c]; /* sum dy * xhat */
+        /* this replica's share: the trainer averages the parameters' gradients */
+        if (dgamma)
+            dgamma[c] += (float)b;
+        if (dbeta)
+            dbeta[c] += (float)a;
+        sdy[c] = a, sdyx[c] = b;
+    }
+    if (!dx)
+        return 0;
+    work[2 * C] = (double)N * HW;
+    if (sum(work, 2 * (size_t)C + 1))
+        return -1;
+    double cnt = work[2 * C];
+#pragma omp parallel for schedule(static)
+    for (int c = 0; c < C; c++) {
+        float mu = mean[c], rs = rstd[c], k = gamma[c] * rs, m1 = (float)(sdy[c] / cnt), m2 = (float)(sdyx[c] / cnt);
+        for (int n = 0; n < N; n++) {
+            const float *xc = x + ((size_t)n * C + c) * HW, *dyc = dy + ((size_t)n * C + c) * HW;
+            float *dxc = dx + ((size_t)n * C + c) * HW;
+            for (int i = 0; i < HW; i++)
+                dxc[i] += k * (dyc[i] - m1 - (xc[i] - mu) * rs * m2);
+        }
+    }
+    return 0;
+}

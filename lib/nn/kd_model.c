@@ -144,6 +144,7 @@ void kd_model_free(kd_model *m)
     free(m->ws);
     free(m->nz);
     free(m->fold);
+    free(m->bn_work);
     free(m);
 }
 
@@ -223,6 +224,23 @@ void kd_model_set_regularisers(kd_model *m, int dropout, int drop_path)
     m->use_dropout = !!dropout;
     m->use_droppath = !!drop_path;
 }
+
+int kd_model_set_bn_sync(kd_model *m, int (*sum)(double *v, size_t n))
+{
+    if (sum && !m->bn_work) {
+        int C = 1;
+        for (int i = 0; i < m->nn; i++)
+            if (m->nodes[i].op == N_BN && m->nodes[i].O > C)
+                C = m->nodes[i].O;
+        if (!(m->bn_work = malloc(sizeof(double) * (2 * (size_t)C + 1)))) {
+            kd_err_set("model: out of memory");
+            return -1;
+        }
+    }
+    m->bn_sum = sum;
+    return 0;
+}
+int (*kd_model_bn_sync(const kd_model *m))(double *v, size_t n) { return m->bn_sum; }
 
 /* Outputs of the last forward, where the plan put them. */
 static const float *out_of(const kd_model *m, int v) { return m->planned_n && v >= 0 ? m->act + m->vals[v].off : NULL; }

@@ -85,7 +85,9 @@ struct kd_model {
     size_t act_cap, dact_cap, aux_cap, iaux_cap, ws_cap, fold_cap, nz_cap;
     size_t act_need, dact_need, aux_need, iaux_need, ws_need;
 
-    int last_n, last_train, last_group;
+    int last_n, last_train, last_group, last_sync;
+    kd_bn_sum_fn bn_sum; /* sync-BN across replicas (kd_model_set_bn_sync), or NULL */
+    double *bn_work;     /* its 2*C+1 doubles for the widest BN */
     uint64_t rng_seed, step;
     int use_dropout, use_droppath;
 };

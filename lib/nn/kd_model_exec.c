@@ -82,8 +82,15 @@ int kd_model_forward(kd_model *m, const float *x, int n, int train, int bn_group
                     return -1;
                 }
                 float *sv = m->aux + d->aux;
-                kd_bn_forward_train(n, vx->C, HW, bn_group, X, PAR(d->w), PAR(d->b), Y, sv, sv + (size_t)d->O * m->max_n,
-                                    BUF(d->rm), BUF(d->rv), d->momentum, d->eps);
+                if (m->bn_sum && !bn_group) {
+                    if (kd_bn_forward_train_sync(m->bn_sum, m->bn_work, n, vx->C, HW, X, PAR(d->w), PAR(d->b), Y, sv,
+                                                 sv + (size_t)d->O * m->max_n, BUF(d->rm), BUF(d->rv), d->momentum,
+                                                 d->eps))
+                        return -1;
+                } else {
+                    kd_bn_forward_train(n, vx->C, HW, bn_group, X, PAR(d->w), PAR(d->b), Y, sv,
+                                        sv + (size_t)d->O * m->max_n, BUF(d->rm), BUF(d->rv), d->momentum, d->eps);
+                }
                 BUF(d->nbt)[0] += 1;
             } else {
                 kd_bn_forward_eval(n, vx->C, HW, X, PAR(d->w), PAR(d->b), BUF(d->rm), BUF(d->rv), d->eps, Y);
@@ -143,6 +150,7 @@ int kd_model_forward(kd_model *m, const float *x, int n, int train, int bn_group
     m->last_n = n;
     m->last_train = train;
     m->last_group = bn_group;
+    m->last_sync = train && m->bn_sum && !bn_group;
     if (train)
         m->step++;
     return 0;
@@ -263,8 +271,14 @@ int kd_model_backward_dout(kd_model *m, const kd_model_dout *g)
         }
         case N_BN: {
             float *sv = m->aux + d->aux;
-            kd_bn_backward(n, vx->C, HW, group, X, sv, sv + (size_t)d->O * m->max_n, PAR(d->w), dY, dX, GRAD(d->w),
-                           GRAD(d->b));
+            if (m->last_sync) {
+                if (kd_bn_backward_sync(m->bn_sum, m->bn_work, n, vx->C, HW, X, sv, sv + (size_t)d->O * m->max_n,
+                                        PAR(d->w), dY, dX, GRAD(d->w), GRAD(d->b)))
+                    return -1;
+            } else {
+                kd_bn_backward(n, vx->C, HW, group, X, sv, sv + (size_t)d->O * m->max_n, PAR(d->w), dY, dX,
+                               GRAD(d->w), GRAD(d->b));
+            }
             break;
         }
         case N_ACT:

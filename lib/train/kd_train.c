@@ -5,6 +5,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "kd_dist.h"
 #include "kd_err.h"
 #include "kd_names.h"
 #include "kd_train_impl.h"
@@ -38,7 +39,7 @@ void kd_trainer_free(kd_trainer *t)
         free(t->dmap[s]);
     kd_evalset_free(&t->vs);
     kd_evalset_free(&t->bs);
-    free(t->vout), free(t->bout), free(t->pred);
+    free(t->vout), free(t->bout), free(t->pred), free(t->dist_check);
     free(t);
 }
 
@@ -110,6 +111,8 @@ int kd_trainer_init(kd_trainer *t, kd_frame *first)
     if (kd_model_prepare(t->m, t->B, t->H, t->W))
         return -1;
     kd_model_set_rng(t->m, t->o.seed, 0);
+    if (kd_train_dist_init(t)) /* before the losses: sync-BN is the student's, which they may copy */
+        return -1;
     for (int i = 0; i < t->nl; i++) {
         kd_train_loss *l = &t->L[i];
         l->ctx = (kd_loss_init){.student = t->m, .opts = l->opts, .first = first, .seed = t->o.seed,
@@ -137,7 +140,8 @@ int kd_trainer_init(kd_trainer *t, kd_frame *first)
     t->dfeat = calloc(B * t->D, sizeof(float));
     t->dlog = calloc(B * (t->K ? t->K : 1), sizeof(float));
     t->demb = calloc(B * (t->E ? t->E : 1), sizeof(float));
-    if (!t->dfeat || !t->dlog || !t->demb) {
+    t->dist_check = malloc(sizeof(int64_t) * 3 * (size_t)kd_dist_size());
+    if (!t->dfeat || !t->dlog || !t->demb || !t->dist_check) {
         kd_err_set("trainer: out of memory");
         return -1;
     }
@@ -165,7 +169,7 @@ int kd_trainer_init(kd_trainer *t, kd_frame *first)
     kd_sched *sc = &t->sched;
     if (kd_sched_parse(sc, t->o.schedule ? t->o.schedule : "cosine"))
         return -1;
-    sc->base = t->o.lr * (t->o.lr_scale_batch ? t->B / 256.0 : 1);
+    sc->base = t->o.lr * (t->o.lr_scale_batch ? (double)t->B * kd_dist_size() / 256.0 : 1); /* the global batch */
     sc->warmup = t->o.warmup_steps;
     double ep = t->o.epochs > 0 ? t->o.epochs : (double)t->epochs;
     sc->total = t->o.total_steps > 0 ? t->o.total_steps : (long)(ep * (double)t->batches);
@@ -325,6 +329,10 @@ int kd_trainer_step(kd_trainer *t, kd_frame *f, long frame_no)
             g.map[s] = t->dmap[s];
         if (kd_model_backward_dout(t->m, &g))
             return -1;
+    }
+    if (kd_train_dist_reduce(t, terms, &total)) {
+        kd_err_prefix("step %ld", t->step);
+        return -1;
     }
     double epoch_f = t->batches > 0 ? (double)t->step / (double)t->batches : (double)t->epoch;
     float lr = (float)kd_sched_lr(&t->sched, t->step, epoch_f);

@@ -34,6 +34,7 @@ struct kd_trainer {
     size_t mapsz[KD_MAX_STAGES + 1]; /* floats per image of each stage map */
     kd_step_info last;
     int inited;
+    int64_t *dist_check; /* [3 * ranks] kd_trainer_dist_check's gather */
     /* validation */
     kd_evalset vs, bs;
     int has_val, has_bank, knn_k;
@@ -41,5 +42,11 @@ struct kd_trainer {
     float *vout, *bout;
     int32_t *pred;
 };
+
+/* kd_train_dist.c: refuses losses that are not data_parallel in a job of
+ * several processes and sets sync-BN; then the gradients' averaging and the
+ * mean of the loss terms over the ranks (nothing in one process). */
+int kd_train_dist_init(kd_trainer *t);
+int kd_train_dist_reduce(kd_trainer *t, double *terms, double *total);
 
 #endif

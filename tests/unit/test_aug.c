@@ -434,10 +434,88 @@ static int summary(const char *path)
     return 0;
 }
 
+/* test_aug --shards FULL S0 .. S(N-1): every frame of FULL is the
+ * concatenation (along the batch) of the same frame of the shards, tensor
+ * by tensor, byte for byte; the shards' metadata is FULL's plus
+ * shard=R/N.  Prints "shards ok: F frames" or what differs. */
+static int shards(const char *full, int N, char **paths)
+{
+    kd_reader *rf = kd_reader_open(full), *rs[16];
+    kd_frame f, s[16];
+    int rc = 1, k = 0;
+    if (!rf || N > 16)
+        return fprintf(stderr, "test_aug: %s\n", rf ? "at most 16 shards" : kd_err_get()), 1;
+    kd_frame_init(&f);
+    for (int r = 0; r < N; r++) {
+        kd_frame_init(&s[r]);
+        if (!(rs[r] = kd_reader_open(paths[r])))
+            return fprintf(stderr, "test_aug: %s\n", kd_err_get()), 1;
+    }
+    for (;; k++) {
+        int a = kd_reader_next(rf, &f), ended = a == 0;
+        for (int r = 0; r < N; r++)
+            if (kd_reader_next(rs[r], &s[r]) != a) {
+                printf("frame %d: shard %d %s\n", k, r, ended ? "goes on" : "ended or failed");
+                goto out;
+            }
+        if (a < 0) {
+            fprintf(stderr, "test_aug: %s\n", kd_err_get());
+            goto out;
+        }
+        if (ended)
+            break;
+        for (int r = 0; r < N; r++) {
+            char want[32];
+            snprintf(want, sizeof want, "%d/%d", r, N);
+            const char *got = kd_frame_meta_get(&s[r], "shard");
+            if (!got || strcmp(got, want) || s[r].nmeta != f.nmeta + 1 || s[r].n != f.n) {
+                printf("frame %d: shard %d: metadata or tensors differ (shard=%s)\n", k, r, got ? got : "none");
+                goto out;
+            }
+            for (int m = 0; m < f.nmeta; m++) {
+                const char *v = kd_frame_meta_get(&s[r], f.meta[m].key);
+                if (!v || strcmp(v, f.meta[m].val)) {
+                    printf("frame %d: shard %d: %s differs\n", k, r, f.meta[m].key);
+                    goto out;
+                }
+            }
+        }
+        for (int i = 0; i < f.n; i++) {
+            const kd_tensor *t = &f.t[i];
+            size_t off = 0;
+            for (int r = 0; r < N; r++) {
+                const kd_tensor *u = kd_frame_get(&s[r], t->name);
+                if (!u || u->dtype != t->dtype || off + u->nbytes > t->nbytes ||
+                    memcmp((const char *)t->data + off, u->data, u->nbytes)) {
+                    printf("frame %d: %s of shard %d is not its slice\n", k, t->name, r);
+                    goto out;
+                }
+                off += u->nbytes;
+            }
+            if (off != t->nbytes) {
+                printf("frame %d: the shards of %s are short\n", k, t->name);
+                goto out;
+            }
+        }
+    }
+    printf("shards ok: %d frames\n", k);
+    rc = 0;
+out:
+    kd_frame_free(&f);
+    kd_reader_close(rf);
+    for (int r = 0; r < N; r++) {
+        kd_frame_free(&s[r]);
+        kd_reader_close(rs[r]);
+    }
+    return rc;
+}
+
 int main(int argc, char **argv)
 {
     if (argc == 3 && !strcmp(argv[1], "--summary"))
         return summary(argv[2]);
+    if (argc >= 4 && !strcmp(argv[1], "--shards"))
+        return shards(argv[2], argc - 3, argv + 3);
     test_fixtures();
     test_kernels();
     test_rrc();
