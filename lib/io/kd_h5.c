@@ -265,11 +265,11 @@ static int create(kd_h5 *h, const char *name, kd_dtype dt, int rank, const hsize
     H5Pclose(lcpl);
     H5Pclose(dcpl);
     H5Sclose(sp);
-    if (ds < 0) {
+    /* closing a dataset can write it out (and fail): a write path checks it */
+    if (ds < 0 || H5Dclose(ds) < 0) {
         kd_err_set("%s: cannot create dataset '%s'", h->path, name);
         return -1;
     }
-    H5Dclose(ds);
     return 0;
 }
 
@@ -333,7 +333,8 @@ int kd_h5_append(kd_h5 *h, const char *name, kd_dtype dt, const void *data, int6
         H5Sclose(ms);
         H5Sclose(sp);
     }
-    H5Dclose(ds);
+    if (H5Dclose(ds) < 0) /* flushes the chunk cache */
+        rc = -1;
     if (rc)
         kd_err_set("%s: cannot append to '%s' (disk full?)", h->path, name);
     return rc;
@@ -370,8 +371,9 @@ int kd_h5_write(kd_h5 *h, const char *name, kd_dtype dt, int rank, const int64_t
     if (bytes == 0)
         return 0;
     hid_t ds = H5Dopen2(h->id, name, H5P_DEFAULT);
-    herr_t e = H5Dwrite(ds, mem_type(dt), H5S_ALL, H5S_ALL, H5P_DEFAULT, data);
-    H5Dclose(ds);
+    herr_t e = ds < 0 ? -1 : H5Dwrite(ds, mem_type(dt), H5S_ALL, H5S_ALL, H5P_DEFAULT, data);
+    if (ds >= 0 && H5Dclose(ds) < 0) /* flushes the chunk cache: the data may be written only here */
+        e = -1;
     if (e < 0) {
         kd_err_set("%s: cannot write '%s' (disk full?)", h->path, name);
         return -1;
