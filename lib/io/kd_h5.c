@@ -14,15 +14,17 @@
  * every open file) when a file it is asked to close there, or was asked to
  * close before, could not be written: a full disk leaves the file half
  * freed, and the segfault follows the right message.  So the library's own
- * atexit is replaced by one that skips that cleanup when a close failed or
- * a file open for writing is still open (an error path: the program is
- * dying with it unfinished, and nothing in it is wanted); otherwise the
- * cleanup runs as before. */
+ * atexit is replaced by one that skips that cleanup when a close failed, a
+ * file open for writing is still open, or the program exits with a failure
+ * (an error path: the program is dying with its work unfinished, nothing in
+ * the library's state is wanted, and after a failed allocation inside HDF5
+ * that state may be half built: freeing it corrupts the heap); otherwise
+ * the cleanup runs as before. */
 static int close_failed, open_writers;
 
-static void h5_atexit(void)
+static void h5_atexit(int status, void *arg)
 {
-    if (!close_failed && !open_writers)
+    if (!status && !close_failed && !open_writers)
         H5close();
 }
 
@@ -32,7 +34,7 @@ static void h5_quiet(void)
     if (!done) {
         H5dont_atexit(); /* before the first call that initialises HDF5 */
         H5Eset_auto2(H5E_DEFAULT, NULL, NULL);
-        atexit(h5_atexit);
+        on_exit(h5_atexit, NULL);
         done = 1;
     }
 }
