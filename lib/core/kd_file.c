@@ -46,10 +46,13 @@ static void install_handlers(void)
     done = 1;
     atexit(unlink_tmps);
     /* a stack of its own: a stack overflow (HDF5 recursing on a failed
-     * allocation) leaves none for the handler */
+     * allocation) leaves none for the handler; one already set up (ASan's)
+     * is kept */
     static char alt[1 << 16];
-    stack_t st = {.ss_sp = alt, .ss_size = sizeof alt};
-    int onstack = sigaltstack(&st, NULL) == 0 ? SA_ONSTACK : 0;
+    stack_t cur, st = {.ss_sp = alt, .ss_size = sizeof alt};
+    int onstack = 0;
+    if (sigaltstack(NULL, &cur) == 0)
+        onstack = !(cur.ss_flags & SS_DISABLE) || sigaltstack(&st, NULL) == 0 ? SA_ONSTACK : 0;
     for (size_t i = 0; i < sizeof tmp_signals / sizeof *tmp_signals; i++) {
         struct sigaction old, sa = {.sa_handler = on_signal, .sa_flags = onstack};
         sigemptyset(&sa.sa_mask);

@@ -26,6 +26,10 @@
  *   rename    rename renameat renameat2 (errno EIO; the rename is not done)
  *   malloc    malloc calloc realloc posix_memalign aligned_alloc
  *             (NULL / ENOMEM; realloc leaves the old block alone)
+ *   kdmalloc  the same calls made by the program's own code (kdpipe, whose
+ *             libkd.a is linked in), not by a library: counted apart from
+ *             (and as well as) malloc, so that every allocation of ours can
+ *             be failed in a run that makes tens of thousands in HDF5
  *   H5Dwrite  H5Dwrite (returns -1, nothing written)
  *
  * Only calls made once the program's main has been entered are counted
@@ -43,6 +47,7 @@
  */
 #define _GNU_SOURCE
 #include <dlfcn.h>
+#include <link.h>
 #include <execinfo.h>
 #include <errno.h>
 #include <fcntl.h>
@@ -58,8 +63,8 @@
 typedef int64_t hid_t_;   /* hid_t in HDF5 1.10 */
 typedef int herr_t_;
 
-enum { C_WRITE, C_FSYNC, C_RENAME, C_MALLOC, C_H5DWRITE, C_N };
-static const char *const class_names[C_N] = {"write", "fsync", "rename", "malloc", "H5Dwrite"};
+enum { C_WRITE, C_FSYNC, C_RENAME, C_MALLOC, C_KDMALLOC, C_H5DWRITE, C_N };
+static const char *const class_names[C_N] = {"write", "fsync", "rename", "malloc", "kdmalloc", "H5Dwrite"};
 
 static long counts[C_N];
 static int target = -1;        /* the class to fail, -1 for none */
@@ -193,12 +198,39 @@ __attribute__((destructor)) static void at_end(void)
     started = 0;
 }
 
+/* The program's own code: its executable's loaded segments. */
+static uintptr_t prog_lo = UINTPTR_MAX, prog_hi;
+
+static int prog_range(struct dl_phdr_info *info, size_t size, void *arg)
+{
+    for (int i = 0; i < info->dlpi_phnum; i++)
+        if (info->dlpi_phdr[i].p_type == PT_LOAD) {
+            uintptr_t lo = info->dlpi_addr + info->dlpi_phdr[i].p_vaddr;
+            if (lo < prog_lo)
+                prog_lo = lo;
+            if (lo + info->dlpi_phdr[i].p_memsz > prog_hi)
+                prog_hi = lo + info->dlpi_phdr[i].p_memsz;
+        }
+    return 1; /* the first entry is the executable */
+}
+
+/* An allocation: fails when it is the chosen malloc, or the chosen kdmalloc
+ * (the caller, ra, in the program's own code). */
+static int alloc_fault(void *ra)
+{
+    int f = fault(C_MALLOC);
+    if ((uintptr_t)ra >= prog_lo && (uintptr_t)ra < prog_hi)
+        f |= fault(C_KDMALLOC);
+    return f;
+}
+
 typedef int (*main_fn)(int, char **, char **);
 static main_fn real_main;
 
 static int wrapped_main(int argc, char **argv, char **envp)
 {
     configure();
+    dl_iterate_phdr(prog_range, NULL);
     started = 1;
     return real_main(argc, argv, envp);
 }
@@ -408,7 +440,7 @@ void *malloc(size_t n)
     if (resolving)
         return boot_alloc(n);
     REAL(malloc);
-    if (fault(C_MALLOC)) {
+    if (alloc_fault(__builtin_return_address(0))) {
         errno = ENOMEM;
         return NULL;
     }
@@ -424,7 +456,7 @@ void *calloc(size_t k, size_t n)
         return p;
     }
     REAL(calloc);
-    if (fault(C_MALLOC)) {
+    if (alloc_fault(__builtin_return_address(0))) {
         errno = ENOMEM;
         return NULL;
     }
@@ -434,7 +466,7 @@ void *calloc(size_t k, size_t n)
 void *realloc(void *p, size_t n)
 {
     REAL(realloc);
-    if (fault(C_MALLOC)) {
+    if (alloc_fault(__builtin_return_address(0))) {
         errno = ENOMEM;
         return NULL;
     }
@@ -452,7 +484,7 @@ void free(void *p)
 int posix_memalign(void **out, size_t align, size_t n)
 {
     REAL(posix_memalign);
-    if (fault(C_MALLOC))
+    if (alloc_fault(__builtin_return_address(0)))
         return ENOMEM;
     return real_posix_memalign(out, align, n);
 }
@@ -460,7 +492,7 @@ int posix_memalign(void **out, size_t align, size_t n)
 void *aligned_alloc(size_t align, size_t n)
 {
     REAL(aligned_alloc);
-    if (fault(C_MALLOC)) {
+    if (alloc_fault(__builtin_return_address(0))) {
         errno = ENOMEM;
         return NULL;
     }
