@@ -11,6 +11,10 @@
 #     the output was complete and renamed into place: the new output must
 #     then be the clean run's);
 #   - leaves no temporary (.NAME.tmp.PID beside an output, kdpipe-stdin.*).
+# Known limit, reported and tolerated only for a failed malloc made inside
+# libhdf5 or libblis: a crash (HDF5 1.10 and BLIS do not survive every
+# failed allocation of their own; see the top of kd_fault.c); the old output
+# must still be intact and no temporary left.
 # Which N: every N up to 12, then 12 more spread evenly up to the total (the
 # last call always among them), but every N of kdmalloc (the allocations of
 # kdpipe's own code, a few dozen a run, where malloc's tens of thousands are
