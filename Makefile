@@ -46,10 +46,12 @@ BIN_SRC  := $(sort $(wildcard bin/*.c))
 PROGS    := $(BIN_SRC:.c=)
 UNIT_SRC := $(sort $(wildcard tests/unit/test_*.c))
 UNITS    := $(UNIT_SRC:.c=)
+# the LD_PRELOAD fault injector of tests/fault.bats
+FAULT_SO := tests/fault/kd_fault.so
 
 .PHONY: all deps check check-only unit bats demo bench install asan clean
 
-all: $(PROGS) $(UNITS)
+all: $(PROGS) $(UNITS) $(FAULT_SO)
 
 lib/libkd.a: $(LIB_OBJ)
 	$(AR) rcs $@ $^
@@ -62,6 +64,11 @@ bin/%: bin/%.c lib/libkd.a
 
 tests/unit/%: tests/unit/%.c lib/libkd.a
 	$(CC) $(ALL_CFLAGS) -o $@ $< lib/libkd.a $(LDLIBS)
+
+# Built without the sanitizer even under ASAN=1: it is preloaded into every
+# faulted run, ASan builds included, and must not bring its own runtime.
+$(FAULT_SO): tests/fault/kd_fault.c
+	$(CC) -std=c11 -O2 -g $(WARN) -fPIC -shared -o $@ $< -ldl
 
 deps:
 	@scripts/deps
@@ -97,6 +104,6 @@ install: all
 	install -m 644 man/man5/*.5 $(DESTDIR)$(PREFIX)/share/man/man5
 
 clean:
-	rm -f lib/*/*.o lib/*/*.d lib/libkd.a $(PROGS) $(UNITS) bin/*.d tests/unit/*.d
+	rm -f lib/*/*.o lib/*/*.d lib/libkd.a $(PROGS) $(UNITS) bin/*.d tests/unit/*.d $(FAULT_SO)
 
 -include $(LIB_OBJ:.o=.d)

@@ -250,7 +250,8 @@ int main(int argc, char **argv)
     }
     if (!strcmp(a.out, a.in) || (a.msd && !strcmp(a.outw, a.in)))
         kd_usage("the output '%s' would replace the input", a.in);
-    kd_gemm_init(std.threads);
+    if (kd_gemm_init(std.threads))
+        kd_die_err();
     const char *in = optind < argc ? argv[optind] : "-";
     kd_reader *rd;
     kd_writer *wr;

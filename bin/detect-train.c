@@ -271,7 +271,8 @@ int main(int argc, char **argv)
         default: kd_cli_std(opt, optarg, &std);
         }
     }
-    kd_gemm_init(std.threads);
+    if (kd_gemm_init(std.threads))
+        kd_die_err();
     if (optind < argc)
         kd_usage("unexpected argument '%s'", argv[optind]);
     if (!model && !resume)

@@ -87,7 +87,8 @@ int main(int argc, char **argv)
         kd_usage("a detector is required (-m DETECTOR.h5)");
     if (!out)
         kd_usage("an output is required (-o DETS)");
-    kd_gemm_init(std.threads);
+    if (kd_gemm_init(std.threads))
+        kd_die_err();
     if (optind == argc)
         kd_usage("an input dataset file is required");
     if (optind != argc - 1)

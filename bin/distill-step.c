@@ -375,7 +375,8 @@ int main(int argc, char **argv)
         kd_cli_output(out); /* found unwritable at the start, not after the training */
         kd_cli_output(ckpt);
     }
-    kd_gemm_init(kd_cli_threads(&std));
+    if (kd_gemm_init(kd_cli_threads(&std)))
+        kd_die_err();
     signal(SIGPIPE, SIG_IGN);
 
     kd_reader *rd = kd_reader_open(in);

@@ -251,7 +251,8 @@ int main(int argc, char **argv)
     if (save_path && (!linear || score))
         kd_usage("--save needs the linear classifier to be trained");
     kd_cli_output(save_path);
-    kd_gemm_init(kd_cli_threads(&std));
+    if (kd_gemm_init(kd_cli_threads(&std)))
+        kd_die_err();
     double t0 = kd_now();
     table tr, te;
     load(argv[optind], limit, 0, &tr);

@@ -1,5 +1,6 @@
 /* model-init — write a freshly initialised model file of a named
  * architecture (man model-init). */
+#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -121,10 +122,12 @@ int main(int argc, char **argv)
         kd_usage("-o MODEL.h5 is required");
     if (!strcmp(out, "-") && isatty(1))
         kd_usage("refusing to write a model file to a terminal");
+    errno = 0;
     kd_model *m = kd_model_new(&o, std.seed);
     if (!m) {
-        /* options that no architecture accepts are usage errors */
-        kd_die(KD_EXIT_USAGE, "%s", kd_err_get());
+        /* options that no architecture accepts are usage errors; running
+         * out of memory building a valid one is not */
+        kd_die(errno == ENOMEM ? KD_EXIT_FAIL : KD_EXIT_USAGE, "%s", kd_err_get());
     }
     char tmp[4200];
     const char *path = out;

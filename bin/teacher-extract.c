@@ -535,7 +535,8 @@ int main(int argc, char **argv)
         kd_usage("--views, --maps and --cam apply to stream mode only");
     kd_cli_output(features ? out : NULL); /* HDF5 outputs; a stream may go to a device or FIFO */
     kd_cli_output(save_cache);
-    kd_gemm_init(kd_cli_threads(&std));
+    if (kd_gemm_init(kd_cli_threads(&std)))
+        kd_die_err();
     kd_model *m = kd_model_load(model);
     if (!m)
         kd_die_err();

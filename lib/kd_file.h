@@ -23,8 +23,9 @@ void kd_file_abort(kd_file *o);
  * that the temporary can be created beside it.  -1 with kd_err. */
 int kd_file_check_target(const char *path);
 
-/* Temporaries in flight are removed on exit() and on SIGINT, SIGTERM, SIGHUP
- * and SIGXFSZ (the signal is then re-raised with its default action).
+/* Temporaries in flight are removed on exit() and on SIGINT, SIGTERM, SIGHUP,
+ * SIGXFSZ, SIGABRT, SIGSEGV and SIGBUS (the signal is then re-raised with its
+ * default action).
  * kd_file_open and kd_h5_create register theirs; forget drops a name once it
  * has been renamed into place or removed. */
 void kd_file_tmp_register(const char *tmp);

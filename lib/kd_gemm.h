@@ -14,7 +14,7 @@
 /* BLIS and OpenMP (omp_set_num_threads) both use threads, or when it is <= 0
  * kd_cpu_available() (the affinity mask, the cgroup quota, OMP_NUM_THREADS).  Safe to call again to change threads; kd_conv reads
  * the OpenMP count when it is initialised. */
-void kd_gemm_init(int threads);
+int kd_gemm_init(int threads); /* -1 with kd_err (out of memory) */
 /* Name of the kernel set BLIS is using (e.g. "skx"), and why ("auto", "env"). */
 const char *kd_gemm_arch(void);
 const char *kd_gemm_arch_source(void);

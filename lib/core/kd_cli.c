@@ -38,11 +38,25 @@ static void check_stdout(void)
 
 void kd_cli_stdout_failed(int e) { stdout_errno = e; }
 
+/* The last exit handler (registered first).  Our exits are 0, 1 or 2; any
+ * other status comes from a library giving up on its own (HDF5 1.10 calls
+ * exit(-1), silently, when an allocation fails in H5I_register): say so and
+ * make it the runtime failure it is.  The other handlers (temporaries
+ * removed) have run by now. */
+static void at_exit(int status, void *arg)
+{
+    if (status != KD_EXIT_OK && status != KD_EXIT_FAIL && status != KD_EXIT_USAGE) {
+        fprintf(stderr, "%s: a library gave up (exit status %d; out of memory?)\n", kd_progname, status);
+        _exit(KD_EXIT_FAIL);
+    }
+    check_stdout();
+}
+
 void kd_cli_init(const char *argv0, const char *help, kd_std_opts *std)
 {
     static int registered;
     if (!registered++)
-        atexit(check_stdout);
+        on_exit(at_exit, NULL);
     const char *slash = argv0 ? strrchr(argv0, '/') : NULL;
     kd_progname = slash ? slash + 1 : (argv0 ? argv0 : "kdpipe");
     help_text = help ? help : "";
@@ -333,8 +347,7 @@ void kd_json_raw(kd_json *j, const char *key, const char *raw)
 void kd_json_end(kd_json *j)
 {
     json_put(j, "}\n");
-    fwrite(j->buf, 1, j->len, j->f);
-    j->len = 0;
-    if (fflush(j->f) && j->f == stdout)
+    if ((fwrite(j->buf, 1, j->len, j->f) != j->len || fflush(j->f)) && j->f == stdout)
         stdout_errno = errno;
+    j->len = 0;
 }

@@ -19,7 +19,10 @@ static struct {
     volatile sig_atomic_t used;
     char path[4200];
 } tmps[MAX_TMP];
-static const int tmp_signals[] = {SIGINT, SIGTERM, SIGHUP, SIGXFSZ};
+/* SIGABRT, SIGSEGV and SIGBUS too: BLIS aborts when its allocations fail,
+ * and HDF5 1.10 can crash on a failed allocation; the crash stays a crash,
+ * but leaves no temporary behind. */
+static const int tmp_signals[] = {SIGINT, SIGTERM, SIGHUP, SIGXFSZ, SIGABRT, SIGSEGV, SIGBUS};
 
 static void unlink_tmps(void)
 {
@@ -42,8 +45,16 @@ static void install_handlers(void)
         return;
     done = 1;
     atexit(unlink_tmps);
+    /* a stack of its own: a stack overflow (HDF5 recursing on a failed
+     * allocation) leaves none for the handler; one already set up (ASan's)
+     * is kept */
+    static char alt[1 << 16];
+    stack_t cur, st = {.ss_sp = alt, .ss_size = sizeof alt};
+    int onstack = 0;
+    if (sigaltstack(NULL, &cur) == 0)
+        onstack = !(cur.ss_flags & SS_DISABLE) || sigaltstack(&st, NULL) == 0 ? SA_ONSTACK : 0;
     for (size_t i = 0; i < sizeof tmp_signals / sizeof *tmp_signals; i++) {
-        struct sigaction old, sa = {.sa_handler = on_signal};
+        struct sigaction old, sa = {.sa_handler = on_signal, .sa_flags = onstack};
         sigemptyset(&sa.sa_mask);
         /* a signal the caller ignores (nohup, SIGXFSZ ignored to get EFBIG) stays ignored */
         if (sigaction(tmp_signals[i], NULL, &old) == 0 && old.sa_handler == SIG_DFL)

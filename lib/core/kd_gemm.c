@@ -1,8 +1,10 @@
 #include "kd_gemm.h"
 
 #include "kd_cpu.h"
+#include "kd_err.h"
 
 #include <blis.h>
+#include <errno.h>
 #include <omp.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -22,21 +24,22 @@ static int arch_id(const char *name)
     return -1;
 }
 
-static void select_arch(void)
+/* -1 when the choice cannot be passed on (setenv out of memory): BLIS would
+ * then quietly run its generic kernels and compute other numbers. */
+static int select_arch(void)
 {
     char num[16];
     const char *env = getenv("BLIS_ARCH_TYPE");
     if (env && *env) {
         arch_source = "env";
         if (*env >= '0' && *env <= '9')
-            return;
+            return 0;
         int id = arch_id(env);
         if (id < 0) {
             arch_source = "env (unknown name, auto-selected)";
         } else {
             snprintf(num, sizeof num, "%d", id);
-            setenv("BLIS_ARCH_TYPE", num, 1);
-            return;
+            return setenv("BLIS_ARCH_TYPE", num, 1);
         }
     }
     __builtin_cpu_init();
@@ -49,14 +52,18 @@ static void select_arch(void)
     int id = arch_id(arch);
     if (id >= 0) {
         snprintf(num, sizeof num, "%d", id);
-        setenv("BLIS_ARCH_TYPE", num, 1);
+        return setenv("BLIS_ARCH_TYPE", num, 1);
     }
+    return 0;
 }
 
-void kd_gemm_init(int threads)
+int kd_gemm_init(int threads)
 {
     if (!inited) {
-        select_arch();
+        if (select_arch()) {
+            kd_err_set("cannot select the BLIS kernels: %s", strerror(errno));
+            return -1;
+        }
         bli_init();
         inited = 1;
     }
@@ -64,6 +71,7 @@ void kd_gemm_init(int threads)
         threads = kd_cpu_available();
     omp_set_num_threads(threads); /* the layers' OpenMP loops follow the same count */
     bli_thread_set_num_threads(threads);
+    return 0;
 }
 
 const char *kd_gemm_arch(void)

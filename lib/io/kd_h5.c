@@ -14,15 +14,17 @@
  * every open file) when a file it is asked to close there, or was asked to
  * close before, could not be written: a full disk leaves the file half
  * freed, and the segfault follows the right message.  So the library's own
- * atexit is replaced by one that skips that cleanup when a close failed or
- * a file open for writing is still open (an error path: the program is
- * dying with it unfinished, and nothing in it is wanted); otherwise the
- * cleanup runs as before. */
+ * atexit is replaced by one that skips that cleanup when a close failed, a
+ * file open for writing is still open, or the program exits with a failure
+ * (an error path: the program is dying with its work unfinished, nothing in
+ * the library's state is wanted, and after a failed allocation inside HDF5
+ * that state may be half built: freeing it corrupts the heap); otherwise
+ * the cleanup runs as before. */
 static int close_failed, open_writers;
 
-static void h5_atexit(void)
+static void h5_atexit(int status, void *arg)
 {
-    if (!close_failed && !open_writers)
+    if (!status && !close_failed && !open_writers)
         H5close();
 }
 
@@ -32,7 +34,7 @@ static void h5_quiet(void)
     if (!done) {
         H5dont_atexit(); /* before the first call that initialises HDF5 */
         H5Eset_auto2(H5E_DEFAULT, NULL, NULL);
-        atexit(h5_atexit);
+        on_exit(h5_atexit, NULL);
         done = 1;
     }
 }
@@ -265,11 +267,11 @@ static int create(kd_h5 *h, const char *name, kd_dtype dt, int rank, const hsize
     H5Pclose(lcpl);
     H5Pclose(dcpl);
     H5Sclose(sp);
-    if (ds < 0) {
+    /* closing a dataset can write it out (and fail): a write path checks it */
+    if (ds < 0 || H5Dclose(ds) < 0) {
         kd_err_set("%s: cannot create dataset '%s'", h->path, name);
         return -1;
     }
-    H5Dclose(ds);
     return 0;
 }
 
@@ -333,7 +335,8 @@ int kd_h5_append(kd_h5 *h, const char *name, kd_dtype dt, const void *data, int6
         H5Sclose(ms);
         H5Sclose(sp);
     }
-    H5Dclose(ds);
+    if (H5Dclose(ds) < 0) /* flushes the chunk cache */
+        rc = -1;
     if (rc)
         kd_err_set("%s: cannot append to '%s' (disk full?)", h->path, name);
     return rc;
@@ -370,8 +373,9 @@ int kd_h5_write(kd_h5 *h, const char *name, kd_dtype dt, int rank, const int64_t
     if (bytes == 0)
         return 0;
     hid_t ds = H5Dopen2(h->id, name, H5P_DEFAULT);
-    herr_t e = H5Dwrite(ds, mem_type(dt), H5S_ALL, H5S_ALL, H5P_DEFAULT, data);
-    H5Dclose(ds);
+    herr_t e = ds < 0 ? -1 : H5Dwrite(ds, mem_type(dt), H5S_ALL, H5S_ALL, H5P_DEFAULT, data);
+    if (ds >= 0 && H5Dclose(ds) < 0) /* flushes the chunk cache: the data may be written only here */
+        e = -1;
     if (e < 0) {
         kd_err_set("%s: cannot write '%s' (disk full?)", h->path, name);
         return -1;

@@ -28,9 +28,11 @@ static int attr_write(kd_h5 *h, const char *obj, const char *name, hid_t ftype, 
         H5Adelete(o, name);
     hid_t a = H5Acreate2(o, name, ftype, space, H5P_DEFAULT, H5P_DEFAULT);
     int rc = (a >= 0 && H5Awrite(a, mtype, data) >= 0) ? 0 : -1;
-    if (a >= 0)
-        H5Aclose(a);
-    H5Oclose(o);
+    /* the closes may write the object header out: their failure is the write's */
+    if (a >= 0 && H5Aclose(a) < 0)
+        rc = -1;
+    if (H5Oclose(o) < 0)
+        rc = -1;
     if (rc)
         kd_err_set("%s: cannot write attribute '%s'", h->path, name);
     return rc;
