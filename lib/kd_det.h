@@ -114,6 +114,9 @@ kd_slab *kd_dethead_buffers(kd_dethead *h); /* BN running mean/var (p only) */
 const kd_dethead_opts *kd_dethead_opts_of(const kd_dethead *h);
 /* x [n,C,h,w] -> the heads' outputs [n,Ck,H,W] (H = h * 2^nup). */
 int kd_dethead_forward(kd_dethead *h, const float *x, int n, int train);
+/* BN statistics of the upsampling path over every replica's batch
+ * (kd_bn_forward_train_sync; NULL: this batch alone).  0, -1 out of memory. */
+int kd_dethead_set_bn_sync(kd_dethead *h, kd_bn_sum_fn sum);
 const float *kd_dethead_out(const kd_dethead *h, int head);
 float *kd_dethead_dout(kd_dethead *h, int head); /* gradients of the outputs, zeroed by forward */
 /* Backward of the last (train) forward: parameter gradients accumulate,

@@ -33,6 +33,8 @@ struct kd_dethead {
     float *d_r, *d_a, *d_F, *ws;
     size_t ws_n;
     const float *x, *F;
+    kd_bn_sum_fn bn_sum; /* synchronised BN across replicas (NULL: local) */
+    double *bn_work;     /* [2 * up + 1] */
 };
 
 static float *zalloc(size_t n, int *bad)
@@ -156,10 +158,20 @@ void kd_dethead_free(kd_dethead *h)
     }
     for (int j = 0; j < KD_DH_NHEADS; j++)
         free(h->a[j]), free(h->r[j]), free(h->out[j]), free(h->dout[j]);
-    free(h->d_r), free(h->d_a), free(h->d_F), free(h->ws);
+    free(h->d_r), free(h->d_a), free(h->d_F), free(h->ws), free(h->bn_work);
     kd_slab_free(&h->P);
     kd_slab_free(&h->B);
     free(h);
+}
+
+int kd_dethead_set_bn_sync(kd_dethead *h, kd_bn_sum_fn sum)
+{
+    if (sum && !h->bn_work && !(h->bn_work = malloc(sizeof(double) * (2 * (size_t)h->o.up + 1)))) {
+        kd_err_set("detection head: out of memory");
+        return -1;
+    }
+    h->bn_sum = sum;
+    return 0;
 }
 
 void kd_dethead_init(kd_dethead *h, uint64_t seed)
@@ -247,7 +259,11 @@ int kd_dethead_forward(kd_dethead *h, const float *x, int n, int train)
         snprintf(rm, sizeof rm, "up.%d.bn.running_mean", i);
         snprintf(rv, sizeof rv, "up.%d.bn.running_var", i);
         float *run_m = kd_slab_param(&h->B, rm), *run_v = kd_slab_param(&h->B, rv);
-        if (train)
+        if (train && h->bn_sum) {
+            if (kd_bn_forward_train_sync(h->bn_sum, h->bn_work, n, h->o.up, (int)HW, u->cv, g, b, u->bn, u->mean,
+                                         u->rstd, run_m, run_v, BN_MOM, BN_EPS))
+                return -1;
+        } else if (train)
             kd_bn_forward_train(n, h->o.up, (int)HW, 0, u->cv, g, b, u->bn, u->mean, u->rstd, run_m, run_v, BN_MOM,
                                 BN_EPS);
         else
@@ -299,8 +315,14 @@ int kd_dethead_backward(kd_dethead *h, float *dx)
         memset(u->d_cv, 0, sizeof(float) * nm);
         memset(u->d_in, 0, sizeof(float) * (size_t)n * Cin * hh * ww);
         kd_act_backward(KD_RELU, u->bn, u->act, dnext, u->d_bn, nm);
-        kd_bn_backward(n, h->o.up, hh * ww, 0, u->cv, u->mean, u->rstd, pp(h, "up.%d.bn.%s", i, "weight", 0),
-                       u->d_bn, u->d_cv, pp(h, "up.%d.bn.%s", i, "weight", 1), pp(h, "up.%d.bn.%s", i, "bias", 1));
+        if (h->bn_sum) {
+            if (kd_bn_backward_sync(h->bn_sum, h->bn_work, n, h->o.up, hh * ww, u->cv, u->mean, u->rstd,
+                                    pp(h, "up.%d.bn.%s", i, "weight", 0), u->d_bn, u->d_cv,
+                                    pp(h, "up.%d.bn.%s", i, "weight", 1), pp(h, "up.%d.bn.%s", i, "bias", 1)))
+                return -1;
+        } else
+            kd_bn_backward(n, h->o.up, hh * ww, 0, u->cv, u->mean, u->rstd, pp(h, "up.%d.bn.%s", i, "weight", 0),
+                           u->d_bn, u->d_cv, pp(h, "up.%d.bn.%s", i, "weight", 1), pp(h, "up.%d.bn.%s", i, "bias", 1));
         kd_conv_backward(&u->conv, u->in, pp(h, "up.%d.conv.%s", i, "weight", 0), u->d_cv, u->d_in,
                          pp(h, "up.%d.conv.%s", i, "weight", 1), NULL, h->ws);
         hh /= 2, ww /= 2;
