@@ -145,6 +145,21 @@ double kd_seg_ce(const float *logits, const uint8_t *labels, int N, int C, int H
     return sum * inv;
 }
 
+double kd_seg_ce_up(const float *logits, int N, int C, int h, int w, const uint8_t *labels, int H, int W,
+                    float weight, float *d, float *up, float *dup)
+{
+    size_t lo = (size_t)C * h * w, hi = (size_t)C * H * W;
+    for (int i = 0; i < N; i++)
+        kd_bilinear_resize(C, h, w, logits + i * lo, H, W, up + i * hi);
+    if (d)
+        memset(dup, 0, sizeof(float) * N * hi);
+    double l = kd_seg_ce(up, labels, N, C, H, W, weight, d ? dup : NULL);
+    if (d)
+        for (int i = 0; i < N; i++)
+            kd_bilinear_resize_backward(C, h, w, dup + i * hi, H, W, d + i * lo);
+    return l;
+}
+
 /* Candidates in descending score, ties by ascending index. */
 static int cand_cmp(const void *a, const void *b, void *ctx)
 {
@@ -241,6 +256,28 @@ void kd_bilinear_resize(int C, int H, int W, const float *x, int Ho, int Wo, flo
                 float top = p[y0 * W + x0] * (1 - fx) + p[y0 * W + x1] * fx;
                 float bot = p[y1 * W + x0] * (1 - fx) + p[y1 * W + x1] * fx;
                 y[((size_t)c * Ho + i) * Wo + j] = top * (1 - fy) + bot * fy;
+            }
+        }
+    }
+}
+
+/* The transpose of kd_bilinear_resize: each output's gradient goes back to
+ * its four sources with the forward's weights. */
+void kd_bilinear_resize_backward(int C, int H, int W, const float *dy, int Ho, int Wo, float *dx)
+{
+    for (int i = 0; i < Ho; i++) {
+        int y0, y1;
+        float fy;
+        bl_src(i, H, Ho, &y0, &y1, &fy);
+        for (int j = 0; j < Wo; j++) {
+            int x0, x1;
+            float fx;
+            bl_src(j, W, Wo, &x0, &x1, &fx);
+            for (int c = 0; c < C; c++) {
+                float *p = dx + (size_t)c * H * W, g = dy[((size_t)c * Ho + i) * Wo + j];
+                float top = g * (1 - fy), bot = g * fy;
+                p[y0 * W + x0] += top * (1 - fx), p[y0 * W + x1] += top * fx;
+                p[y1 * W + x0] += bot * (1 - fx), p[y1 * W + x1] += bot * fx;
             }
         }
     }
