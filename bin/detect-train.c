@@ -38,7 +38,7 @@ static const char help[] =
     "  --momentum M          SGD momentum (default 0.9)\n"
     "  --wd W                weight decay (default 1e-4; not on BN parameters and biases)\n"
     "  --hm-weight W, --wh-weight W, --off-weight W, --seg-weight W\n"
-    "                        loss weights (default 1, 0.1, 1, 1; --seg-weight 0: no masks needed)\n"
+    "                        loss weights (default 1, 0.1, 1, 5; --seg-weight 0: no masks needed)\n"
     "  --flip P              horizontal flip probability (default 0.5)\n"
     "  --scale-jitter J      scale factor uniform in [1-J, 1+J] (default 0.2)\n"
     "  --val FILE            validation scenes: AP and mIoU every --val-every steps and at the end\n"
@@ -232,7 +232,7 @@ int main(int argc, char **argv)
     int stride = 4, stage = 0, upc = 64, hc = 64, freeze = 0, batch = 16;
     long steps = 1000, warm = 0, val_every = 0, val_lim = 0, log_every = 50, ckpt_every = 0;
     double lr = 0.02, mom = 0.9, wd = 1e-4, flip = 0.5, jit = 0.2;
-    kd_det_weights W = {.hm = 1, .wh = 0.1f, .off = 1, .seg = 1};
+    kd_det_weights W = {.hm = 1, .wh = 0.1f, .off = 1, .seg = 5};
     int opt;
     while ((opt = getopt_long(argc, argv, "hm:o:", longopts, NULL)) != -1) {
         switch (opt) {

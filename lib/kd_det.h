@@ -56,6 +56,11 @@ double kd_cn_reg_l1(const float *pred, int N, int H, int W, const kd_cn_obj *obj
 /* Mean per-pixel cross-entropy of logits [N,C,H,W] against labels [N,H,W]
  * (0..C-1). */
 double kd_seg_ce(const float *logits, const uint8_t *labels, int N, int C, int H, int W, float weight, float *d);
+/* The same of logits [N,C,h,w] bilinearly upsampled (kd_bilinear_resize)
+ * to the labels' [N,H,W], as the masks are made from them: scratch up and
+ * dup hold N*C*H*W floats each; d [N,C,h,w] accumulates. */
+double kd_seg_ce_up(const float *logits, int N, int C, int h, int w, const uint8_t *labels, int H, int W,
+                    float weight, float *d, float *up, float *dup);
 
 /* ---- decoding ---- */
 
@@ -81,6 +86,8 @@ void kd_up2_backward(int N, int C, int H, int W, const float *dy, float *dx);
 /* Bilinear resizing of x [C,H,W] to y [C,Ho,Wo], align_corners=False (as
  * F.interpolate), for the masks' logits. */
 void kd_bilinear_resize(int C, int H, int W, const float *x, int Ho, int Wo, float *y);
+/* Its backward: dx [C,H,W] accumulates the gradient of dy [C,Ho,Wo]. */
+void kd_bilinear_resize_backward(int C, int H, int W, const float *dy, int Ho, int Wo, float *dx);
 /* Argmax over channels of x [C,HW] into u8 labels. */
 void kd_argmax_u8(int C, int HW, const float *x, uint8_t *out);
 

@@ -86,7 +86,7 @@ int kd_detnet_load(kd_detnet *d, const char *path);
 /* ---- training (lib/train/kd_det_train.c) ---- */
 
 typedef struct {
-    float hm, wh, off, seg; /* loss weights: CenterNet's 1, 0.1, 1; segmentation 1 */
+    float hm, wh, off, seg; /* loss weights: CenterNet's 1, 0.1, 1; segmentation 5 (detect-train(1)) */
 } kd_det_weights;
 
 enum { KD_DET_MAX_OBJ = 128 };

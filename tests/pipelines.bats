@@ -55,3 +55,37 @@ ROOT="$BATS_TEST_DIRNAME/.."
     refute_output --partial "distill-step"
     refute_output --partial "teacher-extract -m"
 }
+
+@test "pipelines/transfer-fmnist.mk: random/supervised/imported backbones, frozen and fine-tuned, table, picture, resume" {
+    cd "$ROOT"
+    out="$BATS_TEST_TMPDIR/tr"
+    mkdir -p "$out"
+    bin/model-init -a resnet20 --in-channels 1 --seed 5 -o "$BATS_TEST_TMPDIR/student.h5" > /dev/null
+    args=(OUT="$out" CANVAS=32x32 OBJECTS=1,2 SCALE=0.6,1 TRAIN_SCENES=32 TEST_SCENES=8 SUP_LIMIT=128
+          SUP_EPOCHS=1 STEPS=4 BATCH=4 HEAD_CH=8 CKPT_EVERY=2 THREADS=2 IMPORT="kd=$BATS_TEST_TMPDIR/student.h5")
+    run make -s -f pipelines/transfer-fmnist.mk "${args[@]}"
+    assert_success
+    run cat "$out/results.md"
+    assert_line --index 0 "| backbone | backbone during training | AP | AP50 | AP75 | mIoU | train time |"
+    local n=2
+    for b in random supervised kd; do
+        for m in frozen fine-tuned; do
+            assert_line --index $n --regexp "^\| $b \| $m \| [01]\.[0-9]{3} \| [01]\.[0-9]{3} \| [01]\.[0-9]{3} \| [01]\.[0-9]{3} \| [0-9]+s \|$"
+            n=$((n + 1))
+        done
+    done
+    [ "${#lines[@]}" -eq 8 ]
+    # the picture: a PNG of 8 rows of three 96x96 panels
+    run /usr/bin/python3 -c "import struct,sys; d=open(sys.argv[1],'rb').read(24); print(d[:8]==b'\x89PNG\r\n\x1a\n', *struct.unpack('>II', d[16:24]))" "$out/detections.png"
+    assert_output "True 296 796"
+    # the same schedule for every backbone: the head's checkpoints hold step 4
+    for r in random-frozen supervised-finetune kd-finetune; do
+        run /usr/bin/python3 -c "import h5py,sys; print(h5py.File(sys.argv[1])['train/det_momentum'].attrs['step'])" "$out/det-$r.h5.ckpt.h5"
+        assert_output "4"
+    done
+    # a rerun redoes nothing
+    run make -f pipelines/transfer-fmnist.mk "${args[@]}"
+    assert_success
+    refute_output --partial "detect-train"
+    refute_output --partial "distill-step"
+}

@@ -145,6 +145,21 @@ double kd_seg_ce(const float *logits, const uint8_t *labels, int N, int C, int H
     return sum * inv;
 }
 
+double kd_seg_ce_up(const float *logits, int N, int C, int h, int w, const uint8_t *labels, int H, int W,
+                    float weight, float *d, float *up, float *dup)
+{
+    size_t lo = (size_t)C * h * w, hi = (size_t)C * H * W;
+    for (int i = 0; i < N; i++)
+        kd_bilinear_resize(C, h, w, logits + i * lo, H, W, up + i * hi);
+    if (d)
+        memset(dup, 0, sizeof(float) * N * hi);
+    double l = kd_seg_ce(up, labels, N, C, H, W, weight, d ? dup : NULL);
+    if (d)
+        for (int i = 0; i < N; i++)
+            kd_bilinear_resize_backward(C, h, w, dup + i * hi, H, W, d + i * lo);
+    return l;
+}
+
 /* Candidates in descending score, ties by ascending index. */
 static int cand_cmp(const void *a, const void *b, void *ctx)
 {
@@ -226,24 +241,47 @@ static void bl_src(int o, int in, int out, int *i0, int *i1, float *f)
     *f = (float)(s - *i0);
 }
 
+/* The four sources of output pixel (i, j) and their weights. */
+static void bl_taps(int i, int j, int H, int W, int Ho, int Wo, int at[4], float wt[4])
+{
+    int y0, y1, x0, x1;
+    float fy, fx;
+    bl_src(i, H, Ho, &y0, &y1, &fy);
+    bl_src(j, W, Wo, &x0, &x1, &fx);
+    at[0] = y0 * W + x0, at[1] = y0 * W + x1, at[2] = y1 * W + x0, at[3] = y1 * W + x1;
+    wt[0] = (1 - fy) * (1 - fx), wt[1] = (1 - fy) * fx, wt[2] = fy * (1 - fx), wt[3] = fy * fx;
+}
+
 void kd_bilinear_resize(int C, int H, int W, const float *x, int Ho, int Wo, float *y)
 {
-    for (int i = 0; i < Ho; i++) {
-        int y0, y1;
-        float fy;
-        bl_src(i, H, Ho, &y0, &y1, &fy);
+    for (int i = 0; i < Ho; i++)
         for (int j = 0; j < Wo; j++) {
-            int x0, x1;
-            float fx;
-            bl_src(j, W, Wo, &x0, &x1, &fx);
+            int at[4];
+            float wt[4];
+            bl_taps(i, j, H, W, Ho, Wo, at, wt);
             for (int c = 0; c < C; c++) {
                 const float *p = x + (size_t)c * H * W;
-                float top = p[y0 * W + x0] * (1 - fx) + p[y0 * W + x1] * fx;
-                float bot = p[y1 * W + x0] * (1 - fx) + p[y1 * W + x1] * fx;
-                y[((size_t)c * Ho + i) * Wo + j] = top * (1 - fy) + bot * fy;
+                y[((size_t)c * Ho + i) * Wo + j] = p[at[0]] * wt[0] + p[at[1]] * wt[1] + p[at[2]] * wt[2] +
+                                                   p[at[3]] * wt[3];
             }
         }
-    }
+}
+
+/* The transpose of kd_bilinear_resize: each output's gradient goes back to
+ * its four sources with the forward's weights. */
+void kd_bilinear_resize_backward(int C, int H, int W, const float *dy, int Ho, int Wo, float *dx)
+{
+    for (int i = 0; i < Ho; i++)
+        for (int j = 0; j < Wo; j++) {
+            int at[4];
+            float wt[4];
+            bl_taps(i, j, H, W, Ho, Wo, at, wt);
+            for (int c = 0; c < C; c++) {
+                float *p = dx + (size_t)c * H * W, g = dy[((size_t)c * Ho + i) * Wo + j];
+                for (int k = 0; k < 4; k++)
+                    p[at[k]] += g * wt[k];
+            }
+        }
 }
 
 void kd_argmax_u8(int C, int HW, const float *x, uint8_t *out)

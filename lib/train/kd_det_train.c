@@ -1,7 +1,7 @@
 /* kd_det_train — the detection head's targets and losses over a batch
  * (kd_detnet.h): CenterNet's focal loss on the heatmap, L1 on size and
- * offset at the objects' peaks, cross-entropy of the segmentation head
- * against the mask sampled at the centre of each output cell. */
+ * offset at the objects' peaks, cross-entropy of the segmentation head's
+ * logits bilinearly upsampled to the image against its full mask. */
 #include <stdlib.h>
 #include <string.h>
 
@@ -13,7 +13,8 @@ struct kd_det_loss {
     float *heat;      /* [maxn,K,H,W] */
     kd_cn_obj *obj;   /* [maxn*KD_DET_MAX_OBJ] */
     int *ooff;        /* [maxn+1] */
-    uint8_t *seg;     /* [maxn,H,W] */
+    int Hi, Wi;       /* the images' size */
+    float *up, *dup;  /* [maxn,K+1,Hi,Wi] upsampled segmentation logits, their gradient */
 };
 
 kd_det_loss *kd_det_loss_new(const kd_detnet *d)
@@ -29,8 +30,11 @@ kd_det_loss *kd_det_loss_new(const kd_detnet *d)
     L->heat = malloc(sizeof(float) * (size_t)d->maxn * d->K * HW);
     L->obj = malloc(sizeof(kd_cn_obj) * (size_t)d->maxn * KD_DET_MAX_OBJ);
     L->ooff = malloc(sizeof(int) * (size_t)(d->maxn + 1));
-    L->seg = malloc((size_t)d->maxn * HW);
-    if (!L->heat || !L->obj || !L->ooff || !L->seg) {
+    L->Hi = d->H, L->Wi = d->W;
+    size_t nup = (size_t)d->maxn * (d->K + 1) * d->H * d->W;
+    L->up = malloc(sizeof(float) * nup);
+    L->dup = malloc(sizeof(float) * nup);
+    if (!L->heat || !L->obj || !L->ooff || !L->up || !L->dup) {
         kd_det_loss_free(L);
         kd_err_set("detector: out of memory");
         return NULL;
@@ -41,7 +45,7 @@ kd_det_loss *kd_det_loss_new(const kd_detnet *d)
 void kd_det_loss_free(kd_det_loss *L)
 {
     if (L)
-        free(L->heat), free(L->obj), free(L->ooff), free(L->seg);
+        free(L->heat), free(L->obj), free(L->ooff), free(L->up), free(L->dup);
     free(L);
 }
 
@@ -65,14 +69,11 @@ double kd_det_loss_compute(kd_det_loss *L, kd_detnet *d, int n, const float *box
                            kd_dethead_dout(h, KD_DH_REG));
     term[3] = 0;
     if (masks && w->seg > 0) {
-        /* nearest: the pixel at the centre of each output cell */
-        for (int i = 0; i < n; i++)
-            for (int y = 0; y < H; y++)
-                for (int x = 0; x < W; x++)
-                    L->seg[(size_t)i * HW + (size_t)y * W + x] =
-                        masks[((size_t)i * d->H + (size_t)y * S + S / 2) * d->W + (size_t)x * S + S / 2];
-        term[3] = kd_seg_ce(kd_dethead_out(h, KD_DH_SEG), L->seg, n, K + 1, H, W, w->seg,
-                            kd_dethead_dout(h, KD_DH_SEG));
+        /* the loss on the masks as detect makes them: the stride-S logits
+         * bilinearly upsampled to the image, scored at every pixel (cell
+         * centres alone bound the masks' mIoU below 0.75 on 48x48 scenes) */
+        term[3] = kd_seg_ce_up(kd_dethead_out(h, KD_DH_SEG), n, K + 1, H, W, masks, L->Hi, L->Wi, w->seg,
+                               kd_dethead_dout(h, KD_DH_SEG), L->up, L->dup);
     }
     return w->hm * term[0] + w->wh * term[1] + w->off * term[2] + w->seg * term[3];
 }

@@ -6,7 +6,7 @@ RegL1Loss, ctdet_decode), in NumPy and PyTorch (autograd for gradients).
 
 Writes tests/fixtures/centernet.h5 (root attributes kdpipe_format=1,
 kdpipe_kind="fixture"): groups radius, splat, targets, focal, regl1, segce,
-decode, bilinear.  Run: /usr/bin/python3 tests/gen/centernet.py
+segup, decode, bilinear.  Run: /usr/bin/python3 tests/gen/centernet.py
 """
 import math
 import os
@@ -148,6 +148,16 @@ def main():
         ce = F.cross_entropy(lg, lab)
         ce.backward()
         G = f.create_group("segce")
+        put(G, "logits", lg.detach().float()), put(G, "labels", lab.numpy().astype(np.uint8))
+        put(G, "loss", ce.item()), put(G, "dlogits", lg.grad.float())
+
+        # segmentation cross-entropy of stride-4 logits bilinearly upsampled
+        # to the labels' full resolution (as detect-train scores the masks)
+        lg = torch.randn(2, K + 1, H, W, dtype=torch.float64).float().double().requires_grad_()
+        lab = torch.from_numpy(rs.randint(0, K + 1, size=(2, Hi, Wi)).astype(np.int64))
+        ce = F.cross_entropy(F.interpolate(lg, size=(Hi, Wi), mode="bilinear", align_corners=False), lab)
+        ce.backward()
+        G = f.create_group("segup")
         put(G, "logits", lg.detach().float()), put(G, "labels", lab.numpy().astype(np.uint8))
         put(G, "loss", ce.item()), put(G, "dlogits", lg.grad.float())
 

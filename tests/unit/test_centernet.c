@@ -160,6 +160,20 @@ static void test_targets_losses(void)
     KD_CHECK(fabs(l - lw) / lw < 1e-5 && maxrel(g, dl, n) < 1e-4, "segmentation cross-entropy %.8g (PyTorch %.8g)", l,
              lw);
     free(lg), free(dl), free(lab), free(g);
+
+    /* at the images' 40x48 (S = 4): through the bilinear upsampling and back */
+    lg = rd("segup/logits", KD_F32, &n), dl = rd("segup/dlogits", KD_F32, NULL);
+    lab = rd("segup/labels", KD_U8, NULL);
+    size_t big = (size_t)2 * (K + 1) * H * S * W * S;
+    float *up = malloc(sizeof(float) * big), *dup = malloc(sizeof(float) * big);
+    g = calloc(n, sizeof(float));
+    if (KD_REQUIRE(lg && dl && lab && up && dup && g, "segup: %s", kd_err_get())) {
+        l = kd_seg_ce_up(lg, 2, K + 1, H, W, lab, H * S, W * S, 1.0f, g, up, dup), lw = scalar("segup/loss");
+        KD_CHECK(fabs(l - lw) / lw < 1e-5 && maxrel(g, dl, n) < 1e-4,
+                 "cross-entropy of bilinearly upsampled logits %.8g (PyTorch %.8g), gradient max rel err %.2g", l, lw,
+                 maxrel(g, dl, n));
+    }
+    free(lg), free(dl), free(lab), free(g), free(up), free(dup);
     free(boxes), free(heat), free(labels), free(ind), free(wh), free(off);
 }
 

@@ -1,0 +1,131 @@
+# Transfer to detection and segmentation (issue 16): every backbone gets
+# the same CenterNet-style head and segmentation head (detect-train), the
+# same schedule, frozen and fine-tuned, on Fashion-MNIST scenes (dataset
+# --scenes: train scenes from the train split, test scenes from the test
+# split), scored on the test scenes by detect-eval: COCO AP, AP50, AP75 and
+# the masks' mIoU.
+#
+#   make -f pipelines/transfer-fmnist.mk                       # random, supervised
+#   make -f pipelines/transfer-fmnist.mk BACKBONES="random supervised moco"
+#   make -f pipelines/transfer-fmnist.mk \
+#       IMPORT="kd=kd-fmnist-out/s-kd-resnet20-1.h5 disco=ssl-distill-fmnist-out/s-disco-resnet20-2048-1.h5"
+#
+# Backbones: random (model-init ARCH), supervised (ARCH trained with CE on
+# SUP_LIMIT Fashion-MNIST images, crop+flip, SUP_EPOCHS), moco (made by
+# pipelines/ssl-fmnist.mk under OUT/ssl with MOCO_EPOCHS), and any model
+# file named in IMPORT as NAME=PATH (distilled students of kd-fmnist.mk or
+# ssl-distill-fmnist.mk), copied in as bb-NAME.h5.  Backbone names hold no '-'.  Every training run
+# checkpoints and resumes from its checkpoint when the target is made again.
+
+KD       ?= bin/
+OUT      ?= transfer-fmnist-out
+FM       ?= /usr/share/datasets/fashion-mnist
+THREADS  ?=
+SEED     ?= 1
+ARCH     ?= resnet20
+# Scenes
+CANVAS   ?= 32x32
+OBJECTS  ?= 1,2
+SCALE    ?= 0.6,1
+TRAIN_SCENES ?= 4000
+TEST_SCENES  ?= 500
+# Backbones
+BACKBONES ?= random supervised
+IMPORT   ?=
+SUP_LIMIT  ?= 10000
+SUP_EPOCHS ?= 2
+SUP_BATCH  ?= 128
+SUP_LR     ?= 0.1
+MOCO_EPOCHS ?= 5
+MOCO_LIMIT  ?=
+# more settings of ssl-fmnist.mk for the MoCo run (BATCH=... QUEUE=...)
+MOCO_FLAGS  ?=
+# The head and its schedule, the same for every backbone
+STEPS    ?= 1200
+BATCH    ?= 16
+LR       ?= 0.02
+STRIDE   ?= 4
+HEAD_CH  ?= 64
+DET_FLAGS ?=
+CKPT_EVERY ?= 250
+MODES    ?= frozen finetune
+
+thr   = $(if $(THREADS),--threads $(THREADS))
+imp_names = $(foreach i,$(IMPORT),$(firstword $(subst =, ,$(i))))
+ALL_BB = $(BACKBONES) $(imp_names)
+RUNS  := $(foreach b,$(ALL_BB),$(foreach m,$(MODES),$(b)-$(m)))
+mode_frozen   = --freeze-backbone
+mode_finetune =
+
+.PHONY: all backbones clean
+.DELETE_ON_ERROR:
+.SECONDARY:
+
+all: $(OUT)/results.md $(OUT)/detections.png
+backbones: $(foreach b,$(ALL_BB),$(OUT)/bb-$(b).h5)
+
+$(OUT)/.dir:
+	mkdir -p $(OUT) && touch $@
+
+$(OUT)/scenes-train.h5: | $(OUT)/.dir
+	$(KD)dataset $(FM) --split train --scenes $(TRAIN_SCENES) --canvas $(CANVAS) --objects $(OBJECTS) \
+	    --scale $(SCALE) --seed $(SEED) $(thr) --quiet -o $@ > /dev/null
+$(OUT)/scenes-test.h5: | $(OUT)/.dir
+	$(KD)dataset $(FM) --split test --scenes $(TEST_SCENES) --canvas $(CANVAS) --objects $(OBJECTS) \
+	    --scale $(SCALE) --seed $(SEED) $(thr) --quiet -o $@ > /dev/null
+$(OUT)/fm-train.h5: | $(OUT)/.dir
+	$(KD)dataset $(FM) --split train --limit $(SUP_LIMIT) -o $@ > /dev/null
+
+$(OUT)/bb-random.h5: | $(OUT)/.dir
+	$(KD)model-init --arch $(ARCH) --in-channels 1 --num-classes 10 --seed $(SEED) -o $@ > /dev/null
+
+$(OUT)/sup-init.h5: | $(OUT)/.dir
+	$(KD)model-init --arch $(ARCH) --in-channels 1 --num-classes 10 --seed $(SEED) -o $@ > /dev/null
+$(OUT)/bb-supervised.h5: $(OUT)/sup-init.h5 $(OUT)/fm-train.h5
+	start=$$(date +%s); \
+	$(KD)augment --policy crop-flip --views 1 --pad 4 --epochs $(SUP_EPOCHS) --batch $(SUP_BATCH) \
+	    --seed $(SEED) $(thr) --quiet $(OUT)/fm-train.h5 \
+	  | $(KD)distill-step --method ce -m $< --lr $(SUP_LR) --wd 5e-4 --schedule cosine --epochs $(SUP_EPOCHS) \
+	    --seed $(SEED) $(thr) --quiet --log $(OUT)/bb-supervised.log -o $@ \
+	  && echo $$(( $$(date +%s) - start )) > $(OUT)/bb-supervised.time
+
+$(OUT)/bb-moco.h5: | $(OUT)/.dir
+	$(MAKE) -f pipelines/ssl-fmnist.mk KD=$(KD) OUT=$(OUT)/ssl FM=$(FM) ARCH=$(ARCH) SEED=$(SEED) \
+	    EPOCHS=$(MOCO_EPOCHS) LIMIT=$(MOCO_LIMIT) THREADS=$(THREADS) $(MOCO_FLAGS) $(OUT)/ssl/moco.h5
+	cp $(OUT)/ssl/moco.h5 $@
+
+define import
+$(OUT)/bb-$(1).h5: $(2) | $(OUT)/.dir
+	cp $$< $$@
+endef
+$(foreach i,$(IMPORT),$(eval $(call import,$(firstword $(subst =, ,$(i))),$(word 2,$(subst =, ,$(i))))))
+
+# det-BACKBONE-MODE: the head (and, fine-tuned, the backbone) trained
+# STEPS steps, then detections and masks on the test scenes, then scores.
+define run
+$(OUT)/det-$(1)-$(2).h5: $(OUT)/bb-$(1).h5 $(OUT)/scenes-train.h5
+	start=$$$$(date +%s); \
+	if [ -f $$@.ckpt.h5 ]; then init="--resume $$@.ckpt.h5"; else init="-m $$<"; fi; \
+	$(KD)detect-train $$$$init --train $(OUT)/scenes-train.h5 $$(mode_$(2)) --stride $(STRIDE) \
+	    --head-channels $(HEAD_CH) --up-channels $(HEAD_CH) --steps $(STEPS) --batch $(BATCH) --lr $(LR) \
+	    --checkpoint $$@.ckpt.h5 --checkpoint-every $(CKPT_EVERY) --seed $(SEED) $(DET_FLAGS) $(thr) --quiet \
+	    -o $$@ >> $(OUT)/det-$(1)-$(2).log \
+	  && echo $$$$(( $$$$(date +%s) - start )) >> $(OUT)/det-$(1)-$(2).time
+endef
+$(foreach r,$(RUNS),$(eval $(call run,$(firstword $(subst -, ,$(r))),$(lastword $(subst -, ,$(r))))))
+
+$(OUT)/%-dets.h5: $(OUT)/%.h5 $(OUT)/scenes-test.h5
+	$(KD)detect -m $< $(OUT)/scenes-test.h5 $(thr) --quiet -o $@ > /dev/null
+$(OUT)/%-eval.json: $(OUT)/%-dets.h5 $(OUT)/scenes-test.h5
+	$(KD)detect-eval --gt $(OUT)/scenes-test.h5 --dets $< --seg $< --quiet > $@
+
+$(OUT)/results.md: $(foreach r,$(RUNS),$(OUT)/det-$(r)-eval.json)
+	/usr/bin/python3 scripts/transfer-table $(OUT) > $@
+	cat $@
+# The best fine-tuned run's detections on the first test scenes.
+$(OUT)/detections.png: $(OUT)/results.md
+	/usr/bin/python3 scripts/plot-detections $(OUT)/scenes-test.h5 \
+	    $$(/usr/bin/python3 scripts/transfer-table --best $(OUT)) $@
+
+clean:
+	rm -rf $(OUT)
