@@ -12,6 +12,7 @@
 #include "kd_gemm.h"
 #include "kd_model_io.h"
 #include "kd_optim.h"
+#include "kd_dist.h"
 #include "kd_rng.h"
 #include "kd_seg.h"
 
@@ -48,6 +49,7 @@ static const char help[] =
     "  --checkpoint FILE     a checkpoint every --checkpoint-every steps and at the end\n"
     "  --checkpoint-every N  (default 0: only at the end)\n"
     "  --resume FILE         continue a checkpoint, bit-identically\n"
+    "  --sync-bn             under mpirun: BN statistics over the global batch\n"
     "  --threads N, --seed S, --quiet, -h/--help, --version\n"
     "\n"
     "Prints JSON lines on stdout: losses ({\"step\", \"loss\", \"hm\", \"wh\", \"off\",\n"
@@ -56,7 +58,7 @@ static const char help[] =
 
 enum { OPT_TRAIN = KD_OPT_PROG, OPT_STRIDE, OPT_STAGE, OPT_UPC, OPT_HC, OPT_FREEZE, OPT_STEPS, OPT_BATCH, OPT_LR,
        OPT_SCHED, OPT_WARM, OPT_MOM, OPT_WD, OPT_WHM, OPT_WWH, OPT_WOFF, OPT_WSEG, OPT_FLIP, OPT_JIT, OPT_VAL,
-       OPT_VALEVERY, OPT_VALLIM, OPT_LOGEVERY, OPT_CKPT, OPT_CKPTEVERY, OPT_RESUME };
+       OPT_VALEVERY, OPT_VALLIM, OPT_LOGEVERY, OPT_CKPT, OPT_CKPTEVERY, OPT_RESUME, OPT_SYNCBN };
 static const struct option longopts[] = {
     {"model", required_argument, 0, 'm'},          {"output", required_argument, 0, 'o'},
     {"train", required_argument, 0, OPT_TRAIN},    {"stride", required_argument, 0, OPT_STRIDE},
@@ -72,6 +74,7 @@ static const struct option longopts[] = {
     {"val-every", required_argument, 0, OPT_VALEVERY}, {"val-limit", required_argument, 0, OPT_VALLIM},
     {"log-every", required_argument, 0, OPT_LOGEVERY}, {"checkpoint", required_argument, 0, OPT_CKPT},
     {"checkpoint-every", required_argument, 0, OPT_CKPTEVERY}, {"resume", required_argument, 0, OPT_RESUME},
+    {"sync-bn", no_argument, 0, OPT_SYNCBN},
     KD_STD_LONGOPTS,
     {0, 0, 0, 0}};
 
@@ -173,6 +176,28 @@ out:
     return rc;
 }
 
+/* Several processes: the gradients (backbone unless frozen, head) and
+ * the logged loss become their means over the ranks. */
+static int average_grads(kd_detnet *d, kd_slab *P, int freeze, double *loss, double term[4])
+{
+    float inv = 1.0f / (float)kd_dist_size();
+    size_t ng = 0;
+    float *g = freeze ? NULL : kd_model_grads(d->m, &ng);
+    if ((g && kd_dist_sum_f32(g, ng)) || kd_dist_sum_f32(P->g, P->n))
+        return -1;
+    for (size_t i = 0; i < ng; i++)
+        g[i] *= inv;
+    for (size_t i = 0; i < P->n; i++)
+        P->g[i] *= inv;
+    double v[5] = {*loss, term[0], term[1], term[2], term[3]};
+    if (kd_dist_sum_f64(v, 5))
+        return -1;
+    *loss = v[0] * inv;
+    for (int i = 0; i < 4; i++)
+        term[i] = v[i + 1] * inv;
+    return 0;
+}
+
 /* Checkpoint: the detector file plus /train (momentum slabs; step and seed
  * as attributes of the momentum dataset). */
 static int save_ckpt(const kd_detnet *d, const kd_sgd *sm, const kd_sgd *sh, long step, uint64_t seed,
@@ -227,9 +252,10 @@ int main(int argc, char **argv)
 {
     kd_std_opts std;
     kd_cli_init(argv[0], help, &std);
+    kd_cli_version_note(kd_dist_describe());
     const char *model = NULL, *train = NULL, *out = NULL, *sched = "cosine", *val = NULL, *ckpt = NULL,
                *resume = NULL;
-    int stride = 4, stage = 0, upc = 64, hc = 64, freeze = 0, batch = 16;
+    int stride = 4, stage = 0, upc = 64, hc = 64, freeze = 0, batch = 16, sync_bn = 0;
     long steps = 1000, warm = 0, val_every = 0, val_lim = 0, log_every = 50, ckpt_every = 0;
     double lr = 0.02, mom = 0.9, wd = 1e-4, flip = 0.5, jit = 0.2;
     kd_det_weights W = {.hm = 1, .wh = 0.1f, .off = 1, .seg = 5};
@@ -268,11 +294,10 @@ int main(int argc, char **argv)
         case OPT_CKPT: ckpt = optarg; break;
         case OPT_CKPTEVERY: ckpt_every = kd_parse_long("--checkpoint-every", optarg, 0, 100000000); break;
         case OPT_RESUME: resume = optarg; break;
+        case OPT_SYNCBN: sync_bn = 1; break;
         default: kd_cli_std(opt, optarg, &std);
         }
     }
-    if (kd_gemm_init(std.threads))
-        kd_die_err();
     if (optind < argc)
         kd_usage("unexpected argument '%s'", argv[optind]);
     if (!model && !resume)
@@ -289,6 +314,29 @@ int main(int argc, char **argv)
             if (S.milestones[i] > 1)
                 kd_usage("--schedule: step milestones are fractions of --steps (in [0, 1])");
     S.base = lr, S.total = steps, S.warmup = warm;
+    /* several processes (mpirun): rank R trains on scenes [R*n, (R+1)*n) of
+     * every global batch of --batch; the gradients are averaged; rank 0
+     * logs, validates and writes */
+    if (kd_dist_init(&argc, &argv))
+        kd_die_err();
+    const int R = kd_dist_size(), rank = kd_dist_rank();
+    if (batch % R)
+        kd_usage("--batch %d is not a multiple of the %d processes", batch, R);
+    const int nb = batch / R;
+    static char name[64];
+    if (R > 1) {
+        snprintf(name, sizeof name, "%s (rank %d of %d)", kd_progname, rank, R);
+        kd_progname = name;
+    }
+    if (rank) {
+        std.quiet = 1, val = NULL, ckpt = NULL, log_every = 0;
+    } else {
+        kd_cli_output(out);
+        if (ckpt)
+            kd_cli_output(ckpt);
+    }
+    if (kd_gemm_init(std.threads))
+        kd_die_err();
 
     scenes tr, va;
     if (load_scenes(train, 0, W.seg > 0, &tr))
@@ -347,7 +395,9 @@ int main(int argc, char **argv)
     if (tr.info.c != 1 && tr.info.c != d.c)
         kd_die(KD_EXIT_FAIL, "%s: %d-channel images for a %d-channel backbone", train, tr.info.c, d.c);
     kd_model_set_regularisers(d.m, 0, 0);
-    if (kd_detnet_prepare(&d, batch, tr.info.h, tr.info.w, 1, freeze, std.seed))
+    if (kd_detnet_prepare(&d, nb, tr.info.h, tr.info.w, 1, freeze, std.seed))
+        kd_die_err();
+    if (R > 1 && sync_bn && (kd_model_set_bn_sync(d.m, kd_dist_sum_f64) || kd_dethead_set_bn_sync(d.head, kd_dist_sum_f64)))
         kd_die_err();
     kd_det_loss *L = kd_det_loss_new(&d);
     kd_sgd_opts so = {.momentum = (float)mom, .wd = (float)wd, .wd_exclude = 1};
@@ -373,8 +423,8 @@ int main(int argc, char **argv)
     double t0 = kd_now();
     for (; step < steps; step++) {
         boff[0] = 0;
-        for (int b = 0; b < batch; b++) {
-            int64_t k = (int64_t)step * batch + b, ep = k / N;
+        for (int b = 0; b < nb; b++) {
+            int64_t k = (int64_t)step * batch + (int64_t)rank * nb + b, ep = k / N;
             if (ep != perm_epoch) { /* each epoch its own order, keyed by (seed, epoch) */
                 kd_rng pr = kd_rng_make(std.seed, 0xE90Cu, (uint64_t)ep);
                 kd_rng_permute(&pr, perm, N);
@@ -394,18 +444,20 @@ int main(int argc, char **argv)
             boff[b + 1] = boff[b] + m;
         }
         kd_model_set_rng(d.m, std.seed, (uint64_t)step);
-        kd_detnet_input(&d, bimg, batch, C);
+        kd_detnet_input(&d, bimg, nb, C);
         if (!freeze)
             kd_model_zero_grad(d.m);
         memset(P->g, 0, sizeof(float) * P->n);
-        if (kd_detnet_forward(&d, batch, 1))
+        if (kd_detnet_forward(&d, nb, 1))
             kd_die_err();
         double term[4];
-        double loss = kd_det_loss_compute(L, &d, batch, bbox, blab, boff, tr.masks ? bmask : NULL, &W, term);
+        double loss = kd_det_loss_compute(L, &d, nb, bbox, blab, boff, tr.masks ? bmask : NULL, &W, term);
         if (!isfinite(loss))
             kd_die(KD_EXIT_FAIL, "step %ld: loss is not finite (hm %g, wh %g, off %g, seg %g); nothing written",
                    step, term[0], term[1], term[2], term[3]);
         if (kd_detnet_backward(&d))
+            kd_die_err();
+        if (R > 1 && average_grads(&d, P, freeze, &loss, term))
             kd_die_err();
         double lrs = kd_sched_lr(&S, step, (double)step / steps);
         if (!freeze) {
@@ -437,13 +489,17 @@ int main(int argc, char **argv)
     }
     kd_progress_end(&std);
     kd_h5 h;
-    if (kd_h5_create(&h, out, "model"))
-        kd_die_err();
-    if (kd_detnet_save_h5(&d, &h)) {
-        kd_h5_abort(&h);
-        kd_die_err();
+    if (!rank) {
+        if (kd_h5_create(&h, out, "model"))
+            kd_die_err();
+        if (kd_detnet_save_h5(&d, &h)) {
+            kd_h5_abort(&h);
+            kd_die_err();
+        }
+        if (kd_h5_commit(&h))
+            kd_die_err();
     }
-    if (kd_h5_commit(&h))
+    if (kd_dist_finalize())
         kd_die_err();
     free(bimg), free(bmask), free(bbox), free(blab), free(boff), free(perm), free(zmask);
     kd_det_loss_free(L);
