@@ -452,6 +452,37 @@ int kd_h5_expect(const kd_h5 *h, const char *name, int rank, const int64_t *want
     return 0;
 }
 
+/* HDF5 sizes the buffers of a chunked read from the file's own records
+ * (the layout's chunk dimensions, each chunk's stored size) and allocates
+ * them before it finds them false: a corrupt file could ask for gigabytes.
+ * Checked first: the chunks cannot hold more bytes than the file, nor one
+ * chunk more than the larger of the whole dataset and 64 MiB (kdpipe's
+ * chunks are ~1 MiB or one row; h5py's never exceed the dataset). */
+static int storage_ok(const kd_h5 *h, hid_t ds, hid_t sp, const char *name)
+{
+    hid_t dcpl = H5Dget_create_plist(ds), ft = H5Dget_type(ds);
+    int ok = dcpl >= 0 && ft >= 0;
+    if (ok && H5Pget_layout(dcpl) == H5D_CHUNKED) {
+        hsize_t cd[H5S_MAX_RANK], dims[H5S_MAX_RANK], fsize = 0;
+        int rank = H5Pget_chunk(dcpl, H5S_MAX_RANK, cd), srank = H5Sget_simple_extent_dims(sp, dims, NULL);
+        double cbytes = (double)H5Tget_size(ft), dbytes = cbytes;
+        ok = rank > 0 && rank == srank && H5Fget_filesize(h->id, &fsize) >= 0;
+        for (int i = 0; ok && i < rank; i++) {
+            cbytes *= (double)cd[i];
+            dbytes *= (double)dims[i];
+        }
+        ok = ok && cbytes <= (dbytes > 64.0 * (1 << 20) ? dbytes : 64.0 * (1 << 20)) &&
+             H5Dget_storage_size(ds) <= fsize;
+    }
+    if (dcpl >= 0)
+        H5Pclose(dcpl);
+    if (ft >= 0)
+        H5Tclose(ft);
+    if (!ok)
+        kd_err_set("%s: dataset '%s': its chunks claim more bytes than the file holds (corrupt file)", h->path, name);
+    return ok ? 0 : -1;
+}
+
 int kd_h5_read(const kd_h5 *h, const char *name, kd_dtype dt, int64_t start, int64_t count, void *buf)
 {
     hid_t ds = H5Dopen2(h->id, name, H5P_DEFAULT);
@@ -462,6 +493,11 @@ int kd_h5_read(const kd_h5 *h, const char *name, kd_dtype dt, int64_t start, int
     hid_t sp = H5Dget_space(ds);
     int rank = H5Sget_simple_extent_ndims(sp);
     int rc = -1;
+    if (storage_ok(h, ds, sp, name)) {
+        H5Sclose(sp);
+        H5Dclose(ds);
+        return -1;
+    }
     if (rank == 0) {
         rc = H5Dread(ds, mem_type(dt), H5S_ALL, H5S_ALL, H5P_DEFAULT, buf) < 0 ? -1 : 0;
     } else if (rank > 0 && rank <= KD_MAX_RANK) {

@@ -137,6 +137,8 @@ static void resize_u8(const uint8_t *src, int H, int W, int C, uint8_t *dst, int
 int kd_imgfolder_read(const char *dir, int64_t limit, int rh, int rw, kd_dataset *d)
 {
     char **classes;
+    uint8_t *images = NULL; /* d's only on success: a failure frees them */
+    int32_t *labels = NULL;
     int nc = list(dir, 1, &classes);
     if (nc < 0)
         return -1;
@@ -197,9 +199,9 @@ int kd_imgfolder_read(const char *dir, int64_t limit, int rh, int rw, kd_dataset
         }
     }
     int C = colour ? 3 : 1, OH = rh ? rh : H, OW = rw ? rw : W;
-    d->images = malloc((size_t)n * OH * OW * C);
-    d->labels = malloc(sizeof(int32_t) * (size_t)n);
-    if (!d->images || !d->labels) {
+    images = malloc((size_t)n * OH * OW * C);
+    labels = malloc(sizeof(int32_t) * (size_t)n);
+    if (!images || !labels) {
         kd_err_set("out of memory");
         goto fail;
     }
@@ -208,7 +210,7 @@ int kd_imgfolder_read(const char *dir, int64_t limit, int rh, int rw, kd_dataset
         int h, w;
         if (decode(ents[i].path, C, &px, &h, &w))
             goto fail;
-        uint8_t *dst = d->images + (size_t)i * OH * OW * C;
+        uint8_t *dst = images + (size_t)i * OH * OW * C;
         if (h == OH && w == OW)
             memcpy(dst, px, (size_t)OH * OW * C);
         else {
@@ -224,11 +226,13 @@ int kd_imgfolder_read(const char *dir, int64_t limit, int rh, int rw, kd_dataset
             }
         }
         free(px);
-        d->labels[i] = ents[i].label;
+        labels[i] = ents[i].label;
         free(ents[i].path);
         ents[i].path = NULL;
     }
     free(ents);
+    d->images = images;
+    d->labels = labels;
     d->n = n;
     d->h = OH;
     d->w = OW;
@@ -241,6 +245,8 @@ fail:
     for (int64_t i = 0; i < n; i++)
         free(ents[i].path);
     free(ents);
+    free(images);
+    free(labels);
     free_list(classes, nc);
     return -1;
 }

@@ -266,7 +266,10 @@ int kd_reader_next(kd_reader *r, kd_frame *f)
     if ((flags & 1) && stored > compressBound((uLong)raw) + 64)
         BAD("compressed size %llu implausible for %llu bytes", (unsigned long long)stored,
             (unsigned long long)raw);
-    /* Read the payload in bounded pieces: allocation follows the data. */
+    /* Read the payload in bounded pieces: allocation follows the data.  An
+     * empty payload still gets a buffer: the parser's pointers are never NULL. */
+    if (grow(&r->buf, &r->cap, 1))
+        BAD("out of memory");
     uint64_t have = 0;
     while (have < stored) {
         uint64_t want = stored - have;

@@ -33,7 +33,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
             }
         }
         char **names;
-        if (info.nclasses > 0 && kd_dataset_classes(f, &names) == 0)
+        if (info.nclasses > 0 && kd_dataset_classes(f, &names) >= 0)
             kd_strv_free(names, info.nclasses);
         kd_boxes b;
         if (info.has_boxes && fuzz_note("boxes", kd_dataset_read_boxes(f, &b)) == 0)

@@ -68,6 +68,7 @@ static void stream_seeds(void)
     ((int32_t *)t->data)[0] = 3;
     ((int32_t *)t->data)[1] = 7;
     t = kd_frame_add(&f, KD_NAME_INDEX, KD_I64, 1, &b);
+    ((int64_t *)t->data)[0] = 0; /* kd_frame_add does not zero */
     ((int64_t *)t->data)[1] = 1;
     t = kd_frame_add(&f, "view0", KD_F32, 4, vd);
     for (int i = 0; i < 18; i++)

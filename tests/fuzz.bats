@@ -1,0 +1,87 @@
+#!/usr/bin/env bats
+# The fuzzing harnesses of tests/fuzz/ (README.md there), built with the
+# ordinary compiler as replay drivers (build/replay/NAME): every seed of
+# tests/fuzz/corpus/NAME and every crash input of tests/fuzz/regress/NAME
+# goes through its reader once.  A crash, a sanitizer report (make asan) or
+# an exit() inside a reader fails the test.
+load '/usr/lib/bats/bats-support/load'
+load '/usr/lib/bats/bats-assert/load'
+
+ROOT="$BATS_TEST_DIRNAME/.."
+FZ="$BATS_TEST_DIRNAME/fuzz"
+R="$ROOT/build/replay"
+
+# replay NAME DIR...: every file of the directories that exist, counted
+replay() {
+    local name=$1 n=0 dirs=() d
+    shift
+    for d in "$@"; do
+        [ -d "$d" ] || continue
+        dirs+=("$d")
+        n=$((n + $(find "$d" -maxdepth 1 -type f ! -name '.*' | wc -l)))
+    done
+    run "$R/$name" "${dirs[@]}"
+    assert_success
+    assert_line "$R/$name: $n inputs"
+    [ "$n" -gt 0 ]
+}
+
+@test "fuzz: every harness has a replay driver and seeds" {
+    for src in "$FZ"/fuzz_*.c; do
+        name=$(basename "$src" .c)
+        name=${name#fuzz_}
+        [ -x "$R/$name" ]
+        [ "$name" = model ] || [ -n "$(ls "$FZ/corpus/$name")" ]
+    done
+}
+
+@test "fuzz: the committed seeds are what make_corpus writes (HDF5 aside: timestamps)" {
+    "$R/make_corpus" "$BATS_TEST_TMPDIR/gen"
+    for f in $(cd "$FZ/corpus" && find . -type f); do
+        case $f in ./dataset/*) continue ;; esac
+        cmp "$FZ/corpus/$f" "$BATS_TEST_TMPDIR/gen/$f"
+    done
+}
+
+@test "fuzz: stream, frame and frame_z seeds and regression inputs replay" {
+    for n in stream frame frame_z; do replay $n "$FZ/corpus/$n" "$FZ/regress/$n"; done
+}
+
+@test "fuzz: idx, cifar and png seeds and regression inputs replay" {
+    for n in idx cifar png; do replay $n "$FZ/corpus/$n" "$FZ/regress/$n"; done
+}
+
+@test "fuzz: dataset and model (HDF5) seeds and regression inputs replay" {
+    "$R/make_corpus" "$BATS_TEST_TMPDIR/gen"
+    replay dataset "$FZ/corpus/dataset" "$FZ/regress/dataset"
+    replay model "$BATS_TEST_TMPDIR/gen/model" "$FZ/regress/model"
+}
+
+@test "fuzz: the seeds are accepted by their readers (the harnesses reach past the first check)" {
+    "$R/make_corpus" "$BATS_TEST_TMPDIR/gen"
+    export KD_FUZZ_VERBOSE=1
+    for n in stream frame frame_z idx cifar png dataset coco model; do
+        run "$R/$n" "$BATS_TEST_TMPDIR/gen/$n"
+        assert_success
+        refute_line --regexp '^[a-z ]+: [^o]'
+        assert_line --regexp '^[a-z ]+: ok$'
+    done
+}
+
+@test "fuzz: coco seeds and regression inputs replay" {
+    replay coco "$FZ/corpus/coco" "$FZ/regress/coco"
+}
+
+@test "fuzz: opts runs each program's option loop and comes back from --help and usage errors" {
+    replay opts "$FZ/corpus/opts" "$FZ/regress/opts"
+    # tensor-info (selector 10) --help: the help on stdout, then the next input
+    printf '\n--help' > "$BATS_TEST_TMPDIR/help"
+    printf '\n--no-such-option' > "$BATS_TEST_TMPDIR/usage"
+    printf '\n--threads\n0' > "$BATS_TEST_TMPDIR/threads"
+    run "$R/opts" "$BATS_TEST_TMPDIR/help" "$BATS_TEST_TMPDIR/usage" "$BATS_TEST_TMPDIR/threads"
+    assert_success
+    assert_line --partial "Usage: tensor-info"
+    assert_line "tensor-info: unrecognized option '--no-such-option'"
+    assert_line --partial "tensor-info: --threads"
+    assert_line "$R/opts: 3 inputs"
+}
