@@ -48,5 +48,6 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
             kd_coco_free(&c);
         }
     }
+    fuzz_h5_ids();
     return 0;
 }

@@ -10,5 +10,6 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     kd_model *m = kd_model_load(path);
     fuzz_note("model", !m);
     kd_model_free(m);
+    fuzz_h5_ids();
     return 0;
 }

@@ -9,6 +9,8 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <hdf5.h>
+
 #include "kd_err.h"
 
 static char dir[256];
@@ -78,4 +80,21 @@ int fuzz_note(const char *what, int rc)
     if (verbose)
         fprintf(stderr, "%s: %s\n", what, rc ? kd_err_get() : "ok");
     return rc;
+}
+
+void fuzz_h5_ids(void)
+{
+    ssize_t n = H5Fget_obj_count((hid_t)H5F_OBJ_ALL, H5F_OBJ_ALL);
+    if (n > 0) {
+        hid_t ids[16];
+        ssize_t k = H5Fget_obj_ids((hid_t)H5F_OBJ_ALL, H5F_OBJ_ALL, 16, ids);
+        fprintf(stderr, "fuzz: %zd HDF5 objects left open:", n);
+        for (ssize_t i = 0; i < k; i++) {
+            char name[256] = "?";
+            H5Iget_name(ids[i], name, sizeof name);
+            fprintf(stderr, " %s (type %d)", name, (int)H5Iget_type(ids[i]));
+        }
+        fprintf(stderr, "\n");
+        abort();
+    }
 }

@@ -18,6 +18,9 @@ void fuzz_write(const char *name, const uint8_t *data, size_t size, char *out, s
 /* With KD_FUZZ_VERBOSE set, "what: ok" or "what: <kd_err>" on stderr (is
  * a seed accepted?).  Returns rc. */
 int fuzz_note(const char *what, int rc);
+/* After an HDF5 reader: abort (a finding) if it left any HDF5 object open,
+ * which would keep its file and memory held for the process's life. */
+void fuzz_h5_ids(void);
 /* Remove everything under fuzz_dir() (between executions). */
 void fuzz_clean(void);
 
