@@ -85,3 +85,23 @@ replay() {
     assert_line --partial "tensor-info: --threads"
     assert_line "$R/opts: 3 inputs"
 }
+
+@test "fuzz: a chunk record claiming 4 GiB is refused before HDF5 allocates it (model and dataset)" {
+    "$R/make_corpus" "$BATS_TEST_TMPDIR/gen"
+    mkdir "$BATS_TEST_TMPDIR/bad"
+    # the first v1 B-tree node of raw-data chunks: its first record's size
+    /usr/bin/python3 - "$BATS_TEST_TMPDIR/gen/model/resnet8x4" "$BATS_TEST_TMPDIR/bad/model" <<'PY'
+import sys
+d = bytearray(open(sys.argv[1], 'rb').read())
+i = d.find(b'TREE\x01')
+assert i > 0
+d[i + 24:i + 28] = b'\xff\xff\xff\xff'
+open(sys.argv[2], 'wb').write(d)
+PY
+    KD_FUZZ_VERBOSE=1 run "$R/model" "$BATS_TEST_TMPDIR/bad/model"
+    assert_success
+    assert_line --regexp "^model: .*/m.h5: dataset '[^']+': its chunks claim more bytes than the file holds \(corrupt file\)$"
+    KD_FUZZ_VERBOSE=1 run "$R/dataset" "$FZ/regress/dataset/chunk-size-4g"
+    assert_success
+    assert_line --regexp "^rows: .*/d.h5: dataset 'images': its chunks claim more bytes than the file holds \(corrupt file\)$"
+}

@@ -12,6 +12,7 @@
 #include <hdf5.h>
 
 #include "kd_err.h"
+#include "kd_stream.h"
 
 static char dir[256];
 
@@ -97,4 +98,25 @@ void fuzz_h5_ids(void)
         fprintf(stderr, "\n");
         abort();
     }
+}
+
+void fuzz_read_stream(const uint8_t *data, size_t size, const char *what)
+{
+    FILE *f = fmemopen((void *)data, size ? size : 1, "rb");
+    if (!f)
+        return;
+    if (!size)
+        fgetc(f); /* fmemopen cannot open an empty buffer: empty it */
+    kd_reader *r = kd_reader_fopen(f, "fuzz");
+    if (r) {
+        kd_frame fr;
+        kd_frame_init(&fr);
+        int rc;
+        while ((rc = kd_reader_next(r, &fr)) == 1)
+            ;
+        fuzz_note(what, rc < 0);
+        kd_frame_free(&fr);
+        kd_reader_close(r);
+    }
+    fclose(f);
 }

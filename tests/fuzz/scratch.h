@@ -21,6 +21,9 @@ int fuzz_note(const char *what, int rc);
 /* After an HDF5 reader: abort (a finding) if it left any HDF5 object open,
  * which would keep its file and memory held for the process's life. */
 void fuzz_h5_ids(void);
+/* Every frame of the stream in data[0..size), read with kd_reader until its
+ * end marker or the first error (noted as what). */
+void fuzz_read_stream(const uint8_t *data, size_t size, const char *what);
 /* Remove everything under fuzz_dir() (between executions). */
 void fuzz_clean(void);
 
