@@ -105,3 +105,18 @@ PY
     assert_success
     assert_line --regexp "^rows: .*/d.h5: dataset 'images': its chunks claim more bytes than the file holds \(corrupt file\)$"
 }
+
+@test "fuzz: a PNG header claiming more pixels than its file can hold is refused before decoding" {
+    # the gray seed's IHDR made 16000x16000 (the harness fixes the CRC)
+    /usr/bin/python3 - "$FZ/corpus/png/gray" "$BATS_TEST_TMPDIR/big" <<'PY'
+import sys
+d = bytearray(open(sys.argv[1], 'rb').read())
+assert d[13:17] == b'IHDR'
+d[17:25] = (16000).to_bytes(4, 'big') * 2
+open(sys.argv[2], 'wb').write(d)
+PY
+    KD_FUZZ_VERBOSE=1 run "$R/png" "$BATS_TEST_TMPDIR/big" "$FZ/regress/png/header-claims-240g"
+    assert_success
+    assert_line --regexp "^png: .*/x.png: a PNG of 16000x16000 pixels cannot be held in a file of 79 bytes \(corrupt header\)$"
+    assert_line --regexp "^png: .*/x.png: a PNG of 327680x262144 pixels is larger than a dataset's images may be \(16384 a side\)$"
+}

@@ -114,6 +114,23 @@ static int probe(const char *path, int *h, int *w, int *colour)
         kd_err_set("%s: unreadable PNG (%s)", path, im.message);
         return -1;
     }
+    /* Refused before any pixel buffer is allocated from the header: sides
+     * beyond the dataset format's, and more pixels than the file's data
+     * could hold (deflate packs at most 1032:1; a row is at least w/8 + 1
+     * bytes, 1-bit gray with its filter byte). */
+    struct stat st;
+    uint64_t least = (uint64_t)im.height * (im.width / 8 + 1);
+    if (im.width > KD_DATASET_MAX_SIDE || im.height > KD_DATASET_MAX_SIDE || stat(path, &st) ||
+        least > 1032 * (uint64_t)st.st_size) {
+        if (im.width > KD_DATASET_MAX_SIDE || im.height > KD_DATASET_MAX_SIDE)
+            kd_err_set("%s: a PNG of %ux%u pixels is larger than a dataset's images may be (%d a side)", path,
+                       (unsigned)im.width, (unsigned)im.height, KD_DATASET_MAX_SIDE);
+        else
+            kd_err_set("%s: a PNG of %ux%u pixels cannot be held in a file of %lld bytes (corrupt header)", path,
+                       (unsigned)im.width, (unsigned)im.height, (long long)st.st_size);
+        png_image_free(&im);
+        return -1;
+    }
     *h = (int)im.height;
     *w = (int)im.width;
     *colour = (im.format & PNG_FORMAT_FLAG_COLORMAP) ? !(im.format & PNG_FORMAT_FLAG_COLOR) ? 0 : 1
