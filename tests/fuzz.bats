@@ -86,7 +86,7 @@ replay() {
     assert_line "$R/opts: 3 inputs"
 }
 
-@test "fuzz: a chunk record claiming 4 GiB is refused before HDF5 allocates it (model and dataset)" {
+@test "fuzz: a chunk record claiming 4 GiB, or 1 byte under a checksum, is refused before HDF5 reads it" {
     "$R/make_corpus" "$BATS_TEST_TMPDIR/gen"
     mkdir "$BATS_TEST_TMPDIR/bad"
     # the first v1 B-tree node of raw-data chunks: its first record's size
@@ -97,13 +97,17 @@ i = d.find(b'TREE\x01')
 assert i > 0
 d[i + 24:i + 28] = b'\xff\xff\xff\xff'
 open(sys.argv[2], 'wb').write(d)
+d[i + 24:i + 28] = b'\x01\x00\x00\x00'  # shorter than its Fletcher-32 checksum
+open(sys.argv[2] + '-1', 'wb').write(d)
 PY
-    KD_FUZZ_VERBOSE=1 run "$R/model" "$BATS_TEST_TMPDIR/bad/model"
+    KD_FUZZ_VERBOSE=1 run "$R/model" "$BATS_TEST_TMPDIR/bad/model" "$BATS_TEST_TMPDIR/bad/model-1"
+    assert_line "$R/model: 2 inputs"
+    [ "$(grep -c 'chunk records are inconsistent' <<< "$output")" = 2 ]
     assert_success
-    assert_line --regexp "^model: .*/m.h5: dataset '[^']+': its chunks claim more bytes than the file holds \(corrupt file\)$"
+    assert_line --regexp "^model: .*/m.h5: dataset '[^']+': its chunk records are inconsistent with the file \(corrupt file\)$"
     KD_FUZZ_VERBOSE=1 run "$R/dataset" "$FZ/regress/dataset/chunk-size-4g"
     assert_success
-    assert_line --regexp "^rows: .*/d.h5: dataset 'images': its chunks claim more bytes than the file holds \(corrupt file\)$"
+    assert_line --regexp "^rows: .*/d.h5: dataset 'images': its chunk records are inconsistent with the file \(corrupt file\)$"
 }
 
 @test "fuzz: a PNG header claiming more pixels than its file can hold is refused before decoding" {
