@@ -49,9 +49,28 @@ UNITS    := $(UNIT_SRC:.c=)
 # the LD_PRELOAD fault injector of tests/fault.bats
 FAULT_SO := tests/fault/kd_fault.so
 
-.PHONY: all deps check check-only unit bats demo bench install asan clean
+# Fuzzing (tests/fuzz/README.md): tests/fuzz/fuzz_NAME.c, one harness per
+# reader.  `make fuzz` builds them with clang's libFuzzer into build/fuzz/
+# and runs each for FUZZ_SECS seconds; the replay drivers build/replay/NAME
+# (the same harnesses, the ordinary compiler, a main that feeds them files)
+# are part of `all`, so that tests/fuzz.bats replays the seed corpus and
+# every crash input under `make check` without clang.
+FUZZ_SRC    := $(sort $(wildcard tests/fuzz/fuzz_*.c))
+FUZZ_NAMES  := $(patsubst tests/fuzz/fuzz_%.c,%,$(FUZZ_SRC))
+FUZZ_REPLAY := $(FUZZ_NAMES:%=build/replay/%)
+FUZZ_CC     ?= clang
+FUZZ_SECS   ?= 30
+FUZZ_SAN     = -fsanitize=address,undefined -fno-sanitize-recover=undefined -fno-omit-frame-pointer
+FUZZ_CFLAGS  = -std=c11 -D_GNU_SOURCE -fopenmp $(WARN) -Wno-unknown-pragmas -Wno-pass-failed -g -O1 $(FUZZ_SAN) -Ilib -Itests/fuzz $(PKG_CFLAGS) -MMD -MP
+FUZZ_LIBOBJ := $(LIB_SRC:%.c=build/fuzz/%.o)
+# bin/NAME.c's main becomes fuzz_main_NAME (NAME with - as _)
+MAIN_AS      = $(if $(filter bin/%,$<),-Dmain=fuzz_main_$(subst -,_,$(notdir $(basename $<))))
+# fuzz_opts runs each program's main up to the end of its option loop
+OPTS_WRAP    = -Wl,--wrap=exit -Wl,--wrap=getopt_long
 
-all: $(PROGS) $(UNITS) $(FAULT_SO)
+.PHONY: all deps check check-only unit bats demo bench install asan fuzz fuzz-corpus clean
+
+all: $(PROGS) $(UNITS) $(FAULT_SO) $(FUZZ_REPLAY) build/replay/make_corpus
 
 lib/libkd.a: $(LIB_OBJ)
 	$(AR) rcs $@ $^
@@ -69,6 +88,43 @@ tests/unit/%: tests/unit/%.c lib/libkd.a
 # faulted run, ASan builds included, and must not bring its own runtime.
 $(FAULT_SO): tests/fault/kd_fault.c
 	$(CC) -std=c11 -O2 -g $(WARN) -fPIC -shared -o $@ $< -ldl
+
+build/fuzz/%.o: %.c
+	@mkdir -p $(dir $@)
+	$(FUZZ_CC) $(FUZZ_CFLAGS) -fsanitize=fuzzer-no-link $(MAIN_AS) -c -o $@ $<
+
+build/fuzz/libkd.a: $(FUZZ_LIBOBJ)
+	$(AR) rcs $@ $^
+
+build/fuzz/fuzz_%: tests/fuzz/fuzz_%.c build/fuzz/tests/fuzz/scratch.o build/fuzz/libkd.a
+	$(FUZZ_CC) $(FUZZ_CFLAGS) -fsanitize=fuzzer -o $@ $< build/fuzz/tests/fuzz/scratch.o \
+	  $(if $(filter fuzz_opts,$(notdir $@)),$(BIN_SRC:%.c=build/fuzz/%.o) $(OPTS_WRAP)) build/fuzz/libkd.a $(LDLIBS)
+build/fuzz/fuzz_opts: $(BIN_SRC:%.c=build/fuzz/%.o)
+
+build/replay/%.o: %.c
+	@mkdir -p $(dir $@)
+	$(CC) $(ALL_CFLAGS) -Itests/fuzz $(MAIN_AS) -c -o $@ $<
+
+build/replay/%: tests/fuzz/fuzz_%.c build/replay/tests/fuzz/replay_main.o build/replay/tests/fuzz/scratch.o lib/libkd.a
+	$(CC) $(ALL_CFLAGS) -Itests/fuzz -o $@ $< build/replay/tests/fuzz/replay_main.o build/replay/tests/fuzz/scratch.o \
+	  $(if $(filter opts,$(notdir $@)),$(BIN_SRC:%.c=build/replay/%.o) $(OPTS_WRAP)) lib/libkd.a $(LDLIBS)
+build/replay/opts: $(BIN_SRC:%.c=build/replay/%.o)
+.SECONDARY: $(FUZZ_LIBOBJ) $(BIN_SRC:%.c=build/fuzz/%.o) $(BIN_SRC:%.c=build/replay/%.o) \
+  build/fuzz/tests/fuzz/scratch.o build/replay/tests/fuzz/scratch.o build/replay/tests/fuzz/replay_main.o
+
+# the seed corpus, written by the library's own writers (committed)
+build/replay/make_corpus: tests/fuzz/make_corpus.c lib/libkd.a
+	@mkdir -p $(dir $@)
+	$(CC) $(ALL_CFLAGS) -o $@ $< lib/libkd.a $(LDLIBS)
+fuzz-corpus: build/replay/make_corpus
+	rm -rf tests/fuzz/corpus
+	build/replay/make_corpus tests/fuzz/corpus
+	rm -r tests/fuzz/corpus/model # 185 KB: generated when needed (tests/fuzz/README.md)
+
+# make fuzz FUZZ_SECS=N [FUZZ=NAME...]: each harness N seconds, at nice 19,
+# on a copy of its corpus outside the tree; executions and crashes listed.
+fuzz: $(addprefix build/fuzz/fuzz_,$(FUZZ_NAMES)) build/replay/make_corpus
+	@FUZZ_SECS=$(FUZZ_SECS) scripts/fuzz $(or $(FUZZ),$(FUZZ_NAMES))
 
 deps:
 	@scripts/deps
@@ -105,5 +161,6 @@ install: all
 
 clean:
 	rm -f lib/*/*.o lib/*/*.d lib/libkd.a $(PROGS) $(UNITS) bin/*.d tests/unit/*.d $(FAULT_SO)
+	rm -rf build/replay build/fuzz
 
--include $(LIB_OBJ:.o=.d)
+-include $(LIB_OBJ:.o=.d) $(wildcard $(addsuffix .d,$(addprefix build/*/,* */* */*/*)))

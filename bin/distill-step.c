@@ -201,15 +201,22 @@ static void build_longopts(void)
 
 static char *help_text(void)
 {
-    char *buf = NULL;
+    /* built once: tests/fuzz/fuzz_opts.c runs main many times in a process */
+    static char *buf;
     size_t len = 0;
+    if (buf)
+        return buf;
     FILE *f = open_memstream(&buf, &len);
     if (!f)
         return NULL;
     fputs(help_head, f);
     kd_loss_help(f);
     fputs(help_tail, f);
-    return fclose(f) ? NULL : buf;
+    if (fclose(f)) {
+        free(buf);
+        buf = NULL;
+    }
+    return buf;
 }
 
 /* The log's reader may go away (distill-step ... | head): training goes on

@@ -42,6 +42,8 @@ void kd_dataset_stats(const uint8_t *images, int64_t npix, int c, float *mean, f
 /* Labels are in [0, nclasses) when the file names its classes, else in
  * [0, KD_DATASET_MAX_CLASSES). */
 #define KD_DATASET_MAX_CLASSES 100000
+/* Images are 1..KD_DATASET_MAX_SIDE pixels high and wide. */
+#define KD_DATASET_MAX_SIDE 16384
 
 /* What kd_dataset_open found, already validated: /images is u8 of rank 4
  * with n >= 1 rows of h x w (1..16384) x c (1..4) pixels; /labels, when

@@ -16,7 +16,7 @@ int kd_cpu_quota_parse(const char *s)
     long long quota = strtoll(q, &end, 10);
     if (*end || quota <= 0)
         return 0;
-    long long n = (quota + period - 1) / period;
+    long long n = quota / period + (quota % period != 0); /* quota + period may overflow */
     return n > 4096 ? 4096 : (int)n;
 }
 

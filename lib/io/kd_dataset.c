@@ -114,7 +114,7 @@ kd_dataset_file *kd_dataset_open(const char *path, kd_dataset_info *info)
         goto fail;
     }
     in->n = dims[0];
-    if (dims[1] < 1 || dims[2] < 1 || dims[1] > 16384 || dims[2] > 16384) {
+    if (dims[1] < 1 || dims[2] < 1 || dims[1] > KD_DATASET_MAX_SIDE || dims[2] > KD_DATASET_MAX_SIDE) {
         kd_err_set("%s: /images of %lldx%lld pixels", path, (long long)dims[1], (long long)dims[2]);
         goto fail;
     }

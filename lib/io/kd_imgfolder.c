@@ -114,6 +114,23 @@ static int probe(const char *path, int *h, int *w, int *colour)
         kd_err_set("%s: unreadable PNG (%s)", path, im.message);
         return -1;
     }
+    /* Refused before any pixel buffer is allocated from the header: sides
+     * beyond the dataset format's, and more pixels than the file's data
+     * could hold (deflate packs at most 1032:1; a row is at least w/8 + 1
+     * bytes, 1-bit gray with its filter byte). */
+    struct stat st;
+    uint64_t least = (uint64_t)im.height * (im.width / 8 + 1);
+    if (im.width > KD_DATASET_MAX_SIDE || im.height > KD_DATASET_MAX_SIDE || stat(path, &st) ||
+        least > 1032 * (uint64_t)st.st_size) {
+        if (im.width > KD_DATASET_MAX_SIDE || im.height > KD_DATASET_MAX_SIDE)
+            kd_err_set("%s: a PNG of %ux%u pixels is larger than a dataset's images may be (%d a side)", path,
+                       (unsigned)im.width, (unsigned)im.height, KD_DATASET_MAX_SIDE);
+        else
+            kd_err_set("%s: a PNG of %ux%u pixels cannot be held in a file of %lld bytes (corrupt header)", path,
+                       (unsigned)im.width, (unsigned)im.height, (long long)st.st_size);
+        png_image_free(&im);
+        return -1;
+    }
     *h = (int)im.height;
     *w = (int)im.width;
     *colour = (im.format & PNG_FORMAT_FLAG_COLORMAP) ? !(im.format & PNG_FORMAT_FLAG_COLOR) ? 0 : 1
@@ -137,6 +154,8 @@ static void resize_u8(const uint8_t *src, int H, int W, int C, uint8_t *dst, int
 int kd_imgfolder_read(const char *dir, int64_t limit, int rh, int rw, kd_dataset *d)
 {
     char **classes;
+    uint8_t *images = NULL; /* d's only on success: a failure frees them */
+    int32_t *labels = NULL;
     int nc = list(dir, 1, &classes);
     if (nc < 0)
         return -1;
@@ -197,9 +216,9 @@ int kd_imgfolder_read(const char *dir, int64_t limit, int rh, int rw, kd_dataset
         }
     }
     int C = colour ? 3 : 1, OH = rh ? rh : H, OW = rw ? rw : W;
-    d->images = malloc((size_t)n * OH * OW * C);
-    d->labels = malloc(sizeof(int32_t) * (size_t)n);
-    if (!d->images || !d->labels) {
+    images = malloc((size_t)n * OH * OW * C);
+    labels = malloc(sizeof(int32_t) * (size_t)n);
+    if (!images || !labels) {
         kd_err_set("out of memory");
         goto fail;
     }
@@ -208,7 +227,7 @@ int kd_imgfolder_read(const char *dir, int64_t limit, int rh, int rw, kd_dataset
         int h, w;
         if (decode(ents[i].path, C, &px, &h, &w))
             goto fail;
-        uint8_t *dst = d->images + (size_t)i * OH * OW * C;
+        uint8_t *dst = images + (size_t)i * OH * OW * C;
         if (h == OH && w == OW)
             memcpy(dst, px, (size_t)OH * OW * C);
         else {
@@ -224,11 +243,13 @@ int kd_imgfolder_read(const char *dir, int64_t limit, int rh, int rw, kd_dataset
             }
         }
         free(px);
-        d->labels[i] = ents[i].label;
+        labels[i] = ents[i].label;
         free(ents[i].path);
         ents[i].path = NULL;
     }
     free(ents);
+    d->images = images;
+    d->labels = labels;
     d->n = n;
     d->h = OH;
     d->w = OW;
@@ -241,6 +262,8 @@ fail:
     for (int64_t i = 0; i < n; i++)
         free(ents[i].path);
     free(ents);
+    free(images);
+    free(labels);
     free_list(classes, nc);
     return -1;
 }

@@ -341,7 +341,7 @@ int kd_reader_next(kd_reader *r, kd_frame *f)
             (unsigned long long)raw);
     src s = {.r = r, .deflated = flags & F_DEFLATE, .stored = stored, .raw = raw, .left = raw};
     s.crc = crc_update((uint32_t)crc32(0L, Z_NULL, 0), h, 32);
-    if (grow(&r->buf, &r->cap, (flags & F_END) ? stored : PIECE))
+    if (grow(&r->buf, &r->cap, (flags & F_END) ? stored + 1 : PIECE)) /* never NULL, even for 0 bytes */
         BAD("out of memory");
     if (flags & F_END) {
         if (src_read(&s, r->buf, stored) == stored && s.crc == get32(h + 32))
