@@ -452,9 +452,11 @@ int main(int argc, char **argv)
             kd_die_err();
         double term[4];
         double loss = kd_det_loss_compute(L, &d, nb, bbox, blab, boff, tr.masks ? bmask : NULL, &W, term);
-        if (!isfinite(loss))
+        if (!isfinite(loss)) {
+            free(bimg), free(bmask), free(bbox), free(blab), free(boff), free(perm), free(zmask);
             kd_die(KD_EXIT_FAIL, "step %ld: loss is not finite (hm %g, wh %g, off %g, seg %g); nothing written",
                    step, term[0], term[1], term[2], term[3]);
+        }
         if (kd_detnet_backward(&d))
             kd_die_err();
         if (R > 1 && average_grads(&d, P, freeze, &loss, term))

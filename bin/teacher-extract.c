@@ -473,6 +473,7 @@ static int features_mode(runner *r, const char *model_path, const char *ds, cons
 fail:
     kd_progress_end(std);
     kd_h5_abort(&o);
+    free(px), free(x), free(feat), free(logits), free(lab);
     kd_die_err();
 }
 
