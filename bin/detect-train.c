@@ -180,21 +180,13 @@ out:
  * the logged loss become their means over the ranks. */
 static int average_grads(kd_detnet *d, kd_slab *P, int freeze, double *loss, double term[4])
 {
-    float inv = 1.0f / (float)kd_dist_size();
     size_t ng = 0;
     float *g = freeze ? NULL : kd_model_grads(d->m, &ng);
-    if ((g && kd_dist_sum_f32(g, ng)) || kd_dist_sum_f32(P->g, P->n))
-        return -1;
-    for (size_t i = 0; i < ng; i++)
-        g[i] *= inv;
-    for (size_t i = 0; i < P->n; i++)
-        P->g[i] *= inv;
     double v[5] = {*loss, term[0], term[1], term[2], term[3]};
-    if (kd_dist_sum_f64(v, 5))
+    if ((g && kd_dist_mean_f32(g, ng)) || kd_dist_mean_f32(P->g, P->n) || kd_dist_mean_f64(v, 5))
         return -1;
-    *loss = v[0] * inv;
-    for (int i = 0; i < 4; i++)
-        term[i] = v[i + 1] * inv;
+    *loss = v[0];
+    memcpy(term, v + 1, 4 * sizeof *term);
     return 0;
 }
 

@@ -25,6 +25,10 @@ const char *kd_dist_describe(void);
  * order is fixed for a given size, so runs repeat bit for bit. */
 int kd_dist_sum_f32(float *v, size_t n);
 int kd_dist_sum_f64(double *v, size_t n);
+/* In place: v[0..n) becomes its element-wise mean over the ranks (the
+ * gradient of the global batch's mean loss from each rank's own). */
+int kd_dist_mean_f32(float *v, size_t n);
+int kd_dist_mean_f64(double *v, size_t n);
 /* recv[r*n .. (r+1)*n) = rank r's send[0..n): recv holds size*n. */
 int kd_dist_allgather_f32(const float *send, size_t n, float *recv);
 int kd_dist_allgather_i64(const int64_t *send, size_t n, int64_t *recv);

@@ -143,3 +143,27 @@ _Noreturn void kd_dist_abort(int code) { exit(code); }
 int kd_dist_finalize(void) { return 0; }
 
 #endif
+
+/* Both builds: a sum, then / size (size 1: the identity). */
+int kd_dist_mean_f32(float *v, size_t n)
+{
+    if (kd_dist_size() == 1)
+        return 0;
+    if (kd_dist_sum_f32(v, n))
+        return -1;
+    float inv = 1.0f / (float)kd_dist_size();
+    for (size_t i = 0; i < n; i++)
+        v[i] *= inv;
+    return 0;
+}
+
+int kd_dist_mean_f64(double *v, size_t n)
+{
+    if (kd_dist_size() == 1)
+        return 0;
+    if (kd_dist_sum_f64(v, n))
+        return -1;
+    for (size_t i = 0; i < n; i++)
+        v[i] /= kd_dist_size();
+    return 0;
+}

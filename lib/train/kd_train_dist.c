@@ -23,38 +23,26 @@ int kd_train_dist_init(kd_trainer *t)
     return t->o.sync_bn ? kd_model_set_bn_sync(t->m, kd_dist_sum_f64) : 0;
 }
 
-/* Sum over the ranks, then / N: the gradient of the global batch's mean. */
-static int average(float *g, size_t n)
-{
-    if (kd_dist_sum_f32(g, n))
-        return -1;
-    float inv = 1.0f / (float)kd_dist_size();
-    for (size_t i = 0; i < n; i++)
-        g[i] *= inv;
-    return 0;
-}
-
 int kd_train_dist_reduce(kd_trainer *t, double *terms, double *total)
 {
-    int N = kd_dist_size();
-    if (N == 1)
+    if (kd_dist_size() == 1)
         return 0;
     size_t ng;
     float *G = kd_model_grads(t->m, &ng);
-    if (average(G, ng))
+    if (kd_dist_mean_f32(G, ng))
         return -1;
     for (int i = 0; i < t->nl; i++)
-        if (t->L[i].ctx.params && average(t->L[i].ctx.params->g, t->L[i].ctx.params->n))
+        if (t->L[i].ctx.params && kd_dist_mean_f32(t->L[i].ctx.params->g, t->L[i].ctx.params->n))
             return -1;
     double v[KD_TRAIN_MAX_LOSSES + 1];
     for (int i = 0; i < t->nl; i++)
         v[i] = terms[i];
     v[t->nl] = *total;
-    if (kd_dist_sum_f64(v, (size_t)t->nl + 1))
+    if (kd_dist_mean_f64(v, (size_t)t->nl + 1))
         return -1;
     for (int i = 0; i < t->nl; i++)
-        terms[i] = v[i] / N;
-    *total = v[t->nl] / N;
+        terms[i] = v[i];
+    *total = v[t->nl];
     return 0;
 }
 
