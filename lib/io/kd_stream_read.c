@@ -102,7 +102,7 @@ typedef struct {
     int deflated;
     const uint8_t *mem; /* the payload is in memory (the end marker) */
     z_stream z;
-    int zok, zend;   /* inflateInit done; Z_STREAM_END seen */
+    int zend;        /* Z_STREAM_END seen */
     uint64_t stored; /* stored bytes of the payload */
     uint64_t got;    /* stored bytes read so far */
     uint64_t raw;    /* raw bytes of the payload */
