@@ -68,7 +68,7 @@ MAIN_AS      = $(if $(filter bin/%,$<),-Dmain=fuzz_main_$(subst -,_,$(notdir $(b
 # fuzz_opts runs each program's main up to the end of its option loop
 OPTS_WRAP    = -Wl,--wrap=exit -Wl,--wrap=getopt_long
 
-.PHONY: all deps check check-only unit bats demo bench install asan fuzz fuzz-corpus clean
+.PHONY: print-ldlibs all deps check check-only unit bats demo bench install asan fuzz fuzz-corpus clean
 
 all: $(PROGS) $(UNITS) $(FAULT_SO) $(FUZZ_REPLAY) build/replay/make_corpus
 
@@ -149,6 +149,10 @@ demo: deps all
 
 bench: deps all
 	@scripts/bench
+
+# the link line of a program, for bench/*.sh, which build their drivers against lib/libkd.a
+print-ldlibs:
+	@echo $(LDLIBS)
 
 install: all
 	install -d $(DESTDIR)$(PREFIX)/bin $(DESTDIR)$(PREFIX)/lib $(DESTDIR)$(PREFIX)/include/kdpipe \

@@ -14,7 +14,7 @@ size=${KD_BENCH_SIZE:-48}
 bin=/tmp/kd_bench_detect.$$
 tmp=/tmp/kd_bench_detect_d.$$
 cc -std=c11 -D_GNU_SOURCE -fopenmp -O2 -march=native -Ilib $(pkg-config --cflags hdf5-serial) bench/detect.c lib/libkd.a \
-    $(pkg-config --libs hdf5-serial libpng zlib jansson) -lblis -lm -lpthread -o "$bin" || exit 1
+    $(make -s --no-print-directory print-ldlibs) -o "$bin" || exit 1
 mkdir -p "$tmp" || exit 1
 py=/usr/bin/python3
 printf '%-10s %6s %12s %12s %7s %11s %11s\n' model stage backbone_img/s detect_img/s ratio head_share flop_bound

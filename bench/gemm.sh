@@ -1,7 +1,7 @@
 #!/bin/sh
 # sgemm GFLOP/s: the kernels kdpipe selects vs BLIS's own pick (generic here).
 cd "$(dirname "$0")/.." || exit 1
-cc -std=c11 -D_GNU_SOURCE -O2 -Ilib bench/gemm.c lib/libkd.a $(pkg-config --libs hdf5-serial libpng zlib jansson) -lblis -lm -lpthread -o /tmp/kd_bench_gemm || exit 1
+cc -std=c11 -D_GNU_SOURCE -fopenmp -O2 -Ilib bench/gemm.c lib/libkd.a $(make -s --no-print-directory print-ldlibs) -o /tmp/kd_bench_gemm || exit 1
 for t in 1 2; do
     sel=$(/tmp/kd_bench_gemm $t)
     gen=$(BLIS_ARCH_TYPE=generic /tmp/kd_bench_gemm $t)

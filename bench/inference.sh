@@ -9,7 +9,7 @@ secs=${KD_BENCH_SECS:-4}
 threads=${KD_BENCH_THREADS:-2}
 bin=/tmp/kd_bench_inference.$$
 cc -std=c11 -D_GNU_SOURCE -fopenmp -O2 -march=native -Ilib $(pkg-config --cflags hdf5-serial) bench/inference.c lib/libkd.a \
-    $(pkg-config --libs hdf5-serial libpng zlib jansson) -lblis -lm -lpthread -o "$bin" || exit 1
+    $(make -s --no-print-directory print-ldlibs) -o "$bin" || exit 1
 py=/usr/bin/python3
 rss() { sed -n 's/.*Maximum resident set size (kbytes): //p' "$1"; }
 printf '%-10s %12s %12s %7s %9s %7s %10s %10s\n' model kdpipe_img/s torch_img/s ratio GFLOP/s of_peak kd_RSS_MB pt_RSS_MB

@@ -13,7 +13,7 @@ n=${KD_BENCH_N:-128}
 bin=/tmp/kd_bench_layers.$$
 trap 'rm -f "$bin"' EXIT
 cc -std=c11 -D_GNU_SOURCE -fopenmp -O2 -march=native -Ilib $(pkg-config --cflags hdf5-serial) bench/layers.c lib/libkd.a \
-    $(pkg-config --libs hdf5-serial libpng zlib jansson) -lblis -lm -lpthread -o "$bin" || exit 1
+    $(make -s --no-print-directory print-ldlibs) -o "$bin" || exit 1
 py=/usr/bin/python3
 peak=$("$bin" "$threads" "$secs" sgemm) || exit 1
 id=$(sed -n 's/.*"blis": "\([a-z0-9]*\)".*/\1/p' <<EOT

@@ -11,7 +11,7 @@ secs=${KD_BENCH_SECS:-6}
 threads=${KD_BENCH_THREADS:-2}
 bin=/tmp/kd_bench_train.$$
 cc -std=c11 -D_GNU_SOURCE -fopenmp -O2 -march=native -Ilib $(pkg-config --cflags hdf5-serial) bench/train.c lib/libkd.a \
-    $(pkg-config --libs hdf5-serial libpng zlib jansson) -lblis -lm -lpthread -o "$bin" || exit 1
+    $(make -s --no-print-directory print-ldlibs) -o "$bin" || exit 1
 py=/usr/bin/python3
 printf '%-5s %-10s %12s %12s %7s %9s %7s\n' mode model kdpipe_img/s torch_img/s ratio GFLOP/s of_peak
 for case in "ce resnet18" "ce resnet8x4" "ce resnet20" "moco resnet20"; do
