@@ -26,6 +26,8 @@ MPI_CFLAGS := -DKD_HAVE_MPI $(shell $(MPICC) --showme:compile 2>/dev/null)
 MPI_LIBS   := $(shell $(MPICC) --showme:link 2>/dev/null)
 endif
 lib/train/kd_dist.o: ALL_CFLAGS += $(MPI_CFLAGS)
+# its vector multiply-adds must become FMAs, which ISO C mode (-std=c11) does not contract
+lib/nn/kd_conv_direct.o: ALL_CFLAGS += -ffp-contract=fast
 
 ifeq ($(ASAN),1)
 SAN = -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined

@@ -20,6 +20,7 @@
  * libgomp pool; the per-core path calls only kd_gemm_serial inside its
  * parallel loop.  Every backward accumulates. */
 #include <omp.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "kd_err.h"
@@ -64,8 +65,19 @@ static int is_pointwise(const kd_conv *c) { return c->kh == 1 && c->kw == 1 && c
  * [O,K] of a few kilobytes and splits small GEMMs across cores.  The weight
  * gradient is summed in KD_CONV_PARTS fixed image ranges and then in range
  * order, so the result does not depend on the number of threads. */
-#define KD_CONV_PARTS 8
 #define GROUP_COLS 256
+/* The direct kernel (kd_conv_direct.c) for narrow 3x3 stride-1 layers;
+ * KDPIPE_CONV=gemm forces im2col + GEMM everywhere (A/B runs, tests). */
+static int direct(const kd_conv *c)
+{
+    const char *e = getenv("KDPIPE_CONV");
+    if (e && !strcmp(e, "gemm"))
+        return 0;
+    if (e && !strcmp(e, "direct"))
+        return kd_conv_direct_applies(c);
+    return kd_conv_direct_applies(c) && c->C <= 64 && c->O <= 64;
+}
+
 static int per_core(const kd_conv *c)
 {
     return c->groups == 1 && (size_t)c->O * c->C * c->kh * c->kw <= 131072;
@@ -133,6 +145,8 @@ size_t kd_conv_workspace(const kd_conv *c)
 {
     if (is_depthwise(c))
         return 0;
+    if (direct(c))
+        return kd_conv_direct_workspace(c);
     if (per_core(c)) /* per thread a slice; per part dW^T [K,O], db [O]; flipped weights */
         return (size_t)c->nt * per_core_floats(c) + KD_CONV_PARTS * ((size_t)c->O * c->C * c->kh * c->kw + c->O) +
                (size_t)c->O * c->C * c->kh * c->kw;
@@ -423,6 +437,10 @@ void kd_conv_forward(const kd_conv *c, const float *x, const float *w, const flo
         kd_conv_dw_forward(c, x, w, b, y);
         return;
     }
+    if (direct(c)) {
+        kd_conv_direct_forward(c, x, w, b, y, ws);
+        return;
+    }
     int G = c->groups, cg = c->C / G, og = c->O / G, K = cg * c->kh * c->kw, P = c->Ho * c->Wo;
     if (per_core(c)) {
         conv_forward_per_core(c, x, w, b, y, ws);
@@ -474,6 +492,10 @@ void kd_conv_backward(const kd_conv *c, const float *x, const float *w, const fl
 {
     if (is_depthwise(c)) {
         kd_conv_dw_backward(c, x, w, dy, dx, dw, db);
+        return;
+    }
+    if (direct(c)) {
+        kd_conv_direct_backward(c, x, w, dy, dx, dw, db, ws);
         return;
     }
     int G = c->groups, cg = c->C / G, og = c->O / G, K = cg * c->kh * c->kw, P = c->Ho * c->Wo;

@@ -35,4 +35,16 @@ void kd_conv_dw_forward(const kd_conv *c, const float *x, const float *w, const 
 void kd_conv_dw_backward(const kd_conv *c, const float *x, const float *w, const float *dy, float *dx, float *dw,
                          float *db);
 
+/* Weight gradients are summed over this many fixed image ranges, then over
+ * the ranges in order: the bits do not depend on the thread count. */
+#define KD_CONV_PARTS 8
+
+/* Direct 3x3 stride-1 pad-1 convolution of narrow layers, without im2col
+ * (kd_conv_direct.c; kd_conv.c decides which layers take it). */
+int kd_conv_direct_applies(const kd_conv *c);
+size_t kd_conv_direct_workspace(const kd_conv *c);
+void kd_conv_direct_forward(const kd_conv *c, const float *x, const float *w, const float *b, float *y, float *ws);
+void kd_conv_direct_backward(const kd_conv *c, const float *x, const float *w, const float *dy, float *dx, float *dw,
+                             float *db, float *ws);
+
 #endif

@@ -23,7 +23,7 @@ static float *rnd(size_t n)
 
 static float *zeros(size_t n) { return calloc(n, sizeof(float)); }
 
-static void test_conv(int N, int C, int H, int W, int O, int k, int s, int p, int g)
+static void conv_case(int N, int C, int H, int W, int O, int k, int s, int p, int g, const char *path)
 {
     kd_conv c;
     if (kd_conv_init(&c, N, C, H, W, O, k, s, p, g)) {
@@ -41,8 +41,8 @@ static void test_conv(int N, int C, int H, int W, int O, int k, int s, int p, in
     double ef = kd_test_relerr(y, yr, (long)ny, 1e-3), ex = kd_test_relerr(dx, dxr, (long)nx, 1e-3),
            ew = kd_test_relerr(dw, dwr, (long)nw, 1e-3), eb = kd_test_relerr(db, dbr, O, 1e-3);
     KD_CHECK(ef < 1e-5 && ex < 1e-5 && ew < 1e-5 && eb < 1e-5,
-             "conv N%d C%d %dx%d O%d k%d s%d p%d g%d vs ref: y %.1e dx %.1e dw %.1e db %.1e", N, C, H, W, O, k, s, p,
-             g, ef, ex, ew, eb);
+             "conv N%d C%d %dx%d O%d k%d s%d p%d g%d (%s) vs ref: y %.1e dx %.1e dw %.1e db %.1e", N, C, H, W, O, k, s,
+             p, g, path, ef, ex, ew, eb);
     /* finite differences on a few weights and inputs (loss = sum y*dy) */
     double worst = 0;
     for (int t = 0; t < 6; t++) {
@@ -65,6 +65,22 @@ static void test_conv(int N, int C, int H, int W, int O, int k, int s, int p, in
     KD_CHECK(worst < 1e-2, "conv finite differences: worst rel err %.1e", worst);
     free(x), free(w), free(b), free(dy), free(y), free(yr), free(ws), free(dx), free(dxr), free(dw), free(dwr);
     free(db), free(dbr);
+}
+
+/* 3x3 stride-1 pad-1 layers have two paths (the direct kernel of
+ * kd_conv_direct.c and im2col + GEMM): each is checked. */
+static void test_conv(int N, int C, int H, int W, int O, int k, int s, int p, int g)
+{
+    if (g != 1 || k != 3 || s != 1 || p != 1) {
+        conv_case(N, C, H, W, O, k, s, p, g, "default");
+        return;
+    }
+    const char *paths[] = {"direct", "gemm"};
+    for (int i = 0; i < 2; i++) {
+        setenv("KDPIPE_CONV", paths[i], 1);
+        conv_case(N, C, H, W, O, k, s, p, g, paths[i]);
+    }
+    unsetenv("KDPIPE_CONV");
 }
 
 static void test_bn(int N, int C, int HW, int group)
@@ -454,6 +470,17 @@ int main(void)
     test_conv(2, 16, 32, 32, 16, 3, 1, 1, 1); /* resnet20's first stage */
     test_conv(2, 5, 16, 16, 7, 1, 1, 0, 1);   /* pointwise */
     test_conv(11, 2, 16, 16, 3, 3, 1, 1, 1);  /* images not a multiple of the gradient parts */
+    /* the direct kernel: channels not a multiple of its blocks, one input
+     * channel (a stem), planes narrower than a vector, several images per
+     * weight-gradient group, 1x1 and one-row planes */
+    test_conv(2, 1, 28, 28, 16, 3, 1, 1, 1);
+    test_conv(3, 5, 14, 14, 6, 3, 1, 1, 1);
+    test_conv(3, 16, 7, 7, 16, 3, 1, 1, 1);
+    test_conv(19, 64, 8, 8, 64, 3, 1, 1, 1);
+    test_conv(10, 32, 16, 16, 36, 3, 1, 1, 1);
+    test_conv(2, 24, 9, 13, 20, 3, 1, 1, 1);
+    test_conv(2, 3, 1, 1, 3, 3, 1, 1, 1);
+    test_conv(2, 8, 1, 40, 12, 3, 1, 1, 1);
     test_bn(6, 3, 10, 0);
     test_bn(8, 4, 5, 2);
     test_bn(5, 7, 1, 0); /* BatchNorm1d */
@@ -474,6 +501,10 @@ int main(void)
     test_conv_workspace(2, 5, 16, 16, 7, 1, 1, 0, 1);
     test_conv_workspace(2, 2, 1, 1, 64, 1, 1, 0, 1); /* dW^T [K,O] larger than the chunk's columns */
     test_conv_threads(11, 8, 16, 16, 4, 3, 1, 1);
+    test_conv_threads(17, 16, 14, 14, 16, 3, 1, 1); /* the direct kernel */
+    test_conv_threads(21, 64, 8, 8, 60, 3, 1, 1);
+    test_conv_workspace(9, 16, 7, 7, 20, 3, 1, 1, 1);
+    test_conv_workspace(19, 64, 8, 8, 64, 3, 1, 1, 1);
     test_conv_threads(11, 3, 16, 16, 4, 3, 1, 1);
     test_conv_threads(5, 2, 33, 32, 3, 3, 2, 1);
     test_conv_workspace(2, 6, 5, 5, 8, 1, 1, 0, 1);
