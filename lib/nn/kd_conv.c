@@ -66,8 +66,15 @@ static int is_pointwise(const kd_conv *c) { return c->kh == 1 && c->kw == 1 && c
  * gradient is summed in KD_CONV_PARTS fixed image ranges and then in range
  * order, so the result does not depend on the number of threads. */
 #define GROUP_COLS 256
-/* The direct kernel (kd_conv_direct.c) for narrow 3x3 stride-1 layers;
- * KDPIPE_CONV=gemm forces im2col + GEMM everywhere (A/B runs, tests). */
+/* The direct kernel (kd_conv_direct.c) for 3x3 stride-1 layers of planes
+ * from 8x8 up; KDPIPE_CONV=gemm forces im2col + GEMM everywhere (A/B runs,
+ * tests), KDPIPE_CONV=direct the direct kernel wherever it applies.  The
+ * rule, measured at batch 128 on 2 cores (Zen 5, AVX-512; bench/layers.sh,
+ * bench/results-layers.md), forward + backward GFLOP/s direct vs GEMM:
+ * 1->16 at 32x32 77+113 vs 19+19, 16->16 305+183 vs 87+78, 64->64 at 32x32
+ * 382+325 vs 193+173, 128 at 16x16 347+288 vs 124+153, 256 at 8x8 275+172
+ * vs 163+185, but 512 at 4x4 159+87 vs 153+170: on planes of fewer than 64
+ * outputs the padding and the weight gradient's reductions dominate. */
 static int direct(const kd_conv *c)
 {
     const char *e = getenv("KDPIPE_CONV");
@@ -75,7 +82,7 @@ static int direct(const kd_conv *c)
         return 0;
     if (e && !strcmp(e, "direct"))
         return kd_conv_direct_applies(c);
-    return kd_conv_direct_applies(c) && c->C <= 64 && c->O <= 64;
+    return kd_conv_direct_applies(c) && c->H * c->W >= 64;
 }
 
 static int per_core(const kd_conv *c)
