@@ -13,7 +13,7 @@ threads=${KD_BENCH_THREADS:-2}
 size=${KD_BENCH_SIZE:-48}
 bin=/tmp/kd_bench_detect.$$
 tmp=/tmp/kd_bench_detect_d.$$
-cc -std=c11 -D_GNU_SOURCE -fopenmp -O2 -march=native -Ilib $(pkg-config --cflags hdf5-serial) bench/detect.c lib/libkd.a \
+cc -std=c11 -D_GNU_SOURCE -fopenmp -O2 -march=${KD_BENCH_MARCH:-native} -Ilib $(pkg-config --cflags hdf5-serial) bench/detect.c lib/libkd.a \
     $(make -s --no-print-directory print-ldlibs) -o "$bin" || exit 1
 mkdir -p "$tmp" || exit 1
 py=/usr/bin/python3

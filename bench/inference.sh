@@ -8,7 +8,7 @@ cd "$(dirname "$0")/.." || exit 1
 secs=${KD_BENCH_SECS:-4}
 threads=${KD_BENCH_THREADS:-2}
 bin=/tmp/kd_bench_inference.$$
-cc -std=c11 -D_GNU_SOURCE -fopenmp -O2 -march=native -Ilib $(pkg-config --cflags hdf5-serial) bench/inference.c lib/libkd.a \
+cc -std=c11 -D_GNU_SOURCE -fopenmp -O2 -march=${KD_BENCH_MARCH:-native} -Ilib $(pkg-config --cflags hdf5-serial) bench/inference.c lib/libkd.a \
     $(make -s --no-print-directory print-ldlibs) -o "$bin" || exit 1
 py=/usr/bin/python3
 rss() { sed -n 's/.*Maximum resident set size (kbytes): //p' "$1"; }

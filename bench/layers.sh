@@ -12,7 +12,7 @@ threads=${KD_BENCH_THREADS:-2}
 n=${KD_BENCH_N:-128}
 bin=/tmp/kd_bench_layers.$$
 trap 'rm -f "$bin"' EXIT
-cc -std=c11 -D_GNU_SOURCE -fopenmp -O2 -march=native -Ilib $(pkg-config --cflags hdf5-serial) bench/layers.c lib/libkd.a \
+cc -std=c11 -D_GNU_SOURCE -fopenmp -O2 -march=${KD_BENCH_MARCH:-native} -Ilib $(pkg-config --cflags hdf5-serial) bench/layers.c lib/libkd.a \
     $(make -s --no-print-directory print-ldlibs) -o "$bin" || exit 1
 py=/usr/bin/python3
 peak=$("$bin" "$threads" "$secs" sgemm) || exit 1

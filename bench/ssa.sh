@@ -10,7 +10,7 @@ cd "$(dirname "$0")/.." || exit 1
 secs=${KD_BENCH_SECS:-4}
 threads=${KD_BENCH_THREADS:-2}
 bin=/tmp/kd_bench_ssa.$$
-cc -std=c11 -D_GNU_SOURCE -fopenmp -O2 -march=native -Ilib $(pkg-config --cflags hdf5-serial) bench/ssa.c lib/libkd.a \
+cc -std=c11 -D_GNU_SOURCE -fopenmp -O2 -march=${KD_BENCH_MARCH:-native} -Ilib $(pkg-config --cflags hdf5-serial) bench/ssa.c lib/libkd.a \
     $(make -s --no-print-directory print-ldlibs) -o "$bin" || exit 1
 printf '%5s %3s %10s %10s %10s %13s %11s\n' batch k step_ms kernel_ms loss_ms kernel_share loss_share
 for case in "64 8" "64 16" "256 8"; do

@@ -10,7 +10,7 @@ cd "$(dirname "$0")/.." || exit 1
 secs=${KD_BENCH_SECS:-6}
 threads=${KD_BENCH_THREADS:-2}
 bin=/tmp/kd_bench_train.$$
-cc -std=c11 -D_GNU_SOURCE -fopenmp -O2 -march=native -Ilib $(pkg-config --cflags hdf5-serial) bench/train.c lib/libkd.a \
+cc -std=c11 -D_GNU_SOURCE -fopenmp -O2 -march=${KD_BENCH_MARCH:-native} -Ilib $(pkg-config --cflags hdf5-serial) bench/train.c lib/libkd.a \
     $(make -s --no-print-directory print-ldlibs) -o "$bin" || exit 1
 py=/usr/bin/python3
 printf '%-5s %-10s %12s %12s %7s %9s %7s\n' mode model kdpipe_img/s torch_img/s ratio GFLOP/s of_peak
