@@ -51,15 +51,18 @@ thr  = $(if $(THREADS),--threads $(THREADS))
 tval = --val $(OUT)/fm-test.h5 --knn-bank $(OUT)/fm-train.h5 --val-limit $(VAL_LIMIT) --knn-bank-limit $(BANK_LIMIT)
 
 # Students: every (method, arch, head, seed) is one run, named
-# s-METHOD-ARCH-HIDDEN-SEED.h5; the main comparison is resnet20 with a
-# 2048-wide head over SEEDS, the bottleneck ablation DisCo with hidden
-# widths BOTTLENECK on the first seed, and the mobile student one seed.
+# s-METHOD-ARCH-HIDDEN-SEED.h5; the main comparison is S_ARCH with a
+# 2048-wide head by S_METHODS over SEEDS, the bottleneck ablation DisCo
+# with hidden widths BOTTLENECK on the first seed, and the mobile student
+# M_ARCH one seed (M_ARCH= and BOTTLENECK=2048 leave them out, as the demo
+# does).
+S_METHODS ?= moco disco seed
 M_ARCH   ?= mobilenet_v3_large
 BOTTLENECK ?= 128 512 2048
 S1       := $(firstword $(SEEDS))
-STUDENTS := $(foreach s,$(SEEDS),$(foreach m,moco disco seed,s-$(m)-$(S_ARCH)-2048-$(s))) \
+STUDENTS := $(foreach s,$(SEEDS),$(foreach m,$(S_METHODS),s-$(m)-$(S_ARCH)-2048-$(s))) \
             $(foreach h,$(filter-out 2048,$(BOTTLENECK)),s-disco-$(S_ARCH)-$(h)-$(S1)) \
-            $(foreach m,moco disco seed,s-$(m)-$(M_ARCH)-2048-$(S1))
+            $(if $(M_ARCH),$(foreach m,$(S_METHODS),s-$(m)-$(M_ARCH)-2048-$(S1)))
 loss_moco  = --method moco --queue $(QUEUE) --tau $(TAU) --moco-m $(MOCO_M)
 loss_disco = --loss moco:1,disco:$(DISCO_W) --queue $(QUEUE) --tau $(TAU) --moco-m $(MOCO_M)
 loss_seed  = --loss seed --seed-queue $(QUEUE)
@@ -128,7 +131,7 @@ $(OUT)/results.md: $(OUT)/teacher-probe.json $(foreach st,$(STUDENTS),$(OUT)/$(s
 	/usr/bin/python3 scripts/ssl-distill-table $(OUT) > $@
 	cat $@
 $(OUT)/curves.png: $(OUT)/results.md
-	scripts/plot-knn-curves $(OUT) $@ s-moco-$(S_ARCH)-2048-$(S1) s-disco-$(S_ARCH)-2048-$(S1) s-seed-$(S_ARCH)-2048-$(S1)
+	scripts/plot-knn-curves $(OUT) $@ $(foreach m,$(S_METHODS),s-$(m)-$(S_ARCH)-2048-$(S1))
 
 # Frozen features (eval mode) and probes, for the teacher and every student.
 $(OUT)/%-ftrain.h5: $(OUT)/%.h5 $(OUT)/fm-train.h5
