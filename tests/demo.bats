@@ -1,6 +1,7 @@
 #!/usr/bin/env bats
-# The whole self-supervised pipeline of `make demo`, shortened: a few hundred
-# images, one epoch.  Every stage runs for real through pipes and HDF5 files.
+# `make demo` (scripts/demo -> pipelines/mission.mk), shortened: a few
+# hundred images, one epoch; and the self-supervised pipeline it grew from.
+# Every stage runs for real through pipes and HDF5 files.
 load '/usr/lib/bats/bats-support/load'
 load '/usr/lib/bats/bats-assert/load'
 
@@ -23,4 +24,37 @@ load '/usr/lib/bats/bats-assert/load'
     # nothing is rebuilt when nothing changed
     run make --no-print-directory -q -f pipelines/ssl-fmnist.mk OUT="$out" LIMIT=384 TEST_LIMIT=256
     assert_success
+}
+
+@test "make demo, shortened: teachers, MoCo/DisCo and alone/KD/MSD students, probes, transfer, table and plots" {
+    cd "$BATS_TEST_DIRNAME/.."
+    out="$BATS_TEST_TMPDIR/demo"
+    small=(SSL_FLAGS='LIMIT=128 TEST_LIMIT=128 BATCH=32 T_ARCH=resnet20 T_HEAD=mlp:64:128 T_EPOCHS=1 S_EPOCHS=1 S_METHODS="moco disco" BOTTLENECK=2048 M_ARCH= QUEUE=256 VAL_LIMIT=64 BANK_LIMIT=128 CKPT_EVERY=2'
+           KD_FLAGS='T_LIMIT=256 LIMIT=128 TEST_LIMIT=128 BATCH=32 T_ARCH=resnet20 T_EPOCHS=1 S_EPOCHS=1 ARCHS=resnet20 METHODS="ce kd msd" CKPT_EVERY=2'
+           TR_FLAGS='MODES=finetune CANVAS=32x32 TRAIN_SCENES=32 TEST_SCENES=8 STEPS=4 BATCH=4 HEAD_CH=8 CKPT_EVERY=2')
+    DEMO_OUT="$out" run scripts/demo "${small[@]}"
+    assert_success
+    assert_line --index 0 "# Results: pretrain, distil, probe, transfer"
+    assert_line --regexp '^Machine: .*, (AVX-512|AVX2|no AVX2), [0-9]+ cores\.$'
+    assert_line --regexp '^\| ssl \| [0-9]+s \| `make --no-print-directory -f pipelines/ssl-distill-fmnist.mk OUT=.*`'
+    assert_line --regexp '^\| teacher \| MoCo v2 \| 2048 \| 1 \| 0\.[0-9]{4} \| 0\.[0-9]{4} \| [0-9]+s \|$'
+    assert_line --regexp '^\| resnet20 \| MoCo v2 alone \| 2048 \| 1 \| 0\.[0-9]{4} \| 0\.[0-9]{4} \| [0-9]+s \|$'
+    assert_line --regexp '^\| resnet20 \| DisCo \(moco:1,disco:32\) \| 2048 \| 1 \| 0\.[0-9]{4} \| 0\.[0-9]{4} \| [0-9]+s \|$'
+    assert_line --regexp '^\| teacher \| CE \| 1 \| 0\.[0-9]{4} \| \| [0-9]+s \|$'
+    assert_line --regexp '^\| resnet20 \| KD \| 1 \| 0\.[0-9]{4} \| [-+][0-9.]+ \| [0-9]+s \|$'
+    assert_line --regexp '^\| resnet20 \| MSD \| 1 \| 0\.[0-9]{4} \| [-+][0-9.]+ \| [0-9]+s \|$'
+    assert_line --regexp '^\| disco \| fine-tuned \| [0-9.]+ \| [0-9.]+ \| [0-9.]+ \| [0-9.]+ \| [0-9]+s \|$'
+    assert_line --partial "demo: done in "
+    for p in bars curves; do
+        run /usr/bin/python3 -c "b=open('$out/$p.png','rb').read(); print(b[:4]==b'\x89PNG', len(b) > 10000)"
+        assert_output "True True"
+    done
+    # quiet when stderr is not a terminal: the log holds the pipelines' output
+    grep -q "mission: stage transfer: done in" "$out/demo.log"
+    # a rerun trains nothing and keeps the stages' times
+    cp "$out/stage-ssl.time" "$BATS_TEST_TMPDIR/t"
+    DEMO_OUT="$out" run scripts/demo "${small[@]}"
+    assert_success
+    grep -q "mission: stage ssl: up to date" "$out/demo.log"
+    cmp "$out/stage-ssl.time" "$BATS_TEST_TMPDIR/t"
 }

@@ -42,3 +42,42 @@ setup() {
     assert_success
     assert_output "resumed run equals the uninterrupted one: True"
 }
+
+@test "examples/noisy-teacher.sh: a user's stage between teacher-extract and distill-step" {
+    run "$EX/noisy-teacher.sh" d.h5 out 0.05
+    assert_success
+    assert_output --partial '"steps": 2'
+    run "$BATS_TEST_DIRNAME/../bin/tensor-info" out/student.h5
+    assert_success
+}
+
+@test "examples/teacher_noise.py perturbs the teacher's embeddings, keeps them unit-norm, passes the rest" {
+    kd="$BATS_TEST_DIRNAME/../bin"
+    "$kd/model-init" --arch resnet20 --in-channels 1 --head mlp:64:16 -o t.h5 > /dev/null
+    "$kd/augment" --policy mocov2 --views 2 --batch 32 --quiet d.h5 | "$kd/teacher-extract" -m t.h5 --quiet > a.kdt
+    "$EX/teacher_noise.py" 0.1 < a.kdt > b.kdt
+    run /usr/bin/python3 - "$EX" <<'PY'
+import sys
+sys.path.insert(0, sys.argv[1])
+import numpy as np, kdt
+fa = list(kdt.read_frames(open("a.kdt", "rb")))
+fb = list(kdt.read_frames(open("b.kdt", "rb")))
+assert len(fa) == len(fb) == 2
+for (ma, ta), (mb, tb) in zip(fa, fb):
+    assert set(ta) == set(tb)
+    for k in ta:
+        same = np.array_equal(ta[k], tb[k])
+        assert same == (k not in ("t.emb0", "t.emb1")), k
+    for k in ("t.emb0", "t.emb1"):
+        assert np.allclose(np.linalg.norm(tb[k], axis=1), 1, atol=1e-5)
+        assert 0.5 < (ta[k] * tb[k]).sum(1).mean() < 0.9999
+print("ok")
+PY
+    assert_success
+    assert_output "ok"
+    # a stream without the teacher: a clear error
+    "$kd/augment" --views 2 --batch 32 --quiet d.h5 > c.kdt
+    run "$EX/teacher_noise.py" 0.1 < c.kdt
+    assert_failure
+    assert_output --partial "teacher_noise.py: frame 0: no t.emb0 (put teacher-extract before me)"
+}
