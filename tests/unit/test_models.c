@@ -518,25 +518,27 @@ static void test_fd(void)
      * margin of ~3x).  A smooth loss gives the same difference at both
      * steps to within that noise (the O(eps^2) term is far below it), so:
      *  - both differences agree with the gradient to noise(eps) + 1e-3|g|: pass;
-     *  - neither does, and they agree with each other: the backward is
-     *    wrong: fail;
-     *  - otherwise a kink lies within one of the steps (the two differences
-     *    disagree with each other beyond their noise, or only the smaller
+     *  - none of them nor a third at half the smaller step does, and the
+     *    three agree with each other: the backward is wrong: fail;
+     *  - otherwise a kink lies within one of the steps (two differences
+     *    disagree with each other beyond their noise, or only a smaller
      *    step, which crosses fewer kinks, or only the larger, less noisy
-     *    one agrees): the parameter is skipped, and counted.
+     *    one agrees): the parameter is skipped, and counted.  (The third
+     *    step: which of two close steps a kink's rounding favours changes
+     *    with the kernels' summation order.)
      * At most NT/6 parameters may be kinked (6 of 48 are here: five with
      * the differences far apart, one where only the larger step is off). */
     const double C = 3e-6;
     enum { NT = 48 };
-    const float eps[2] = {4e-3f, 2e-3f};
+    const float eps[3] = {4e-3f, 2e-3f, 1e-3f};
     int checked = 0, kinks = 0, wrong = 0;
     double worst = 0; /* over the smooth ones: |fd - g| / (noise + 1e-3|g|) */
     size_t wi = 0;
     for (int t = 0; t < NT; t++) {
         size_t i = kd_rng_below(&r, np);
         float keep = p[i];
-        double fd[2], tol[2];
-        for (int k = 0; k < 2; k++) {
+        double fd[3], tol[3];
+        for (int k = 0; k < 3; k++) {
             float hi = keep + eps[k], lo = keep - eps[k];
             p[i] = hi;
             double lp = fd_loss(m, x, N, rl, re);
@@ -546,12 +548,15 @@ static void test_fd(void)
             tol[k] = C / eps[k] + 1e-3 * fabs(g[i]);
         }
         p[i] = keep;
-        double r0 = fabs(fd[0] - g[i]) / tol[0], r1 = fabs(fd[1] - g[i]) / tol[1];
-        int agree = r0 <= 1 && r1 <= 1,
-            kink = r0 <= 1 || r1 <= 1 || fabs(fd[0] - fd[1]) > C / eps[0] + C / eps[1];
+        double r0 = fabs(fd[0] - g[i]) / tol[0], r1 = fabs(fd[1] - g[i]) / tol[1], r2 = fabs(fd[2] - g[i]) / tol[2];
+        int apart = 0;
+        for (int a = 0; a < 3; a++)
+            for (int b = a + 1; b < 3; b++)
+                apart |= fabs(fd[a] - fd[b]) > C / eps[a] + C / eps[b];
+        int agree = r0 <= 1 && r1 <= 1, kink = r0 <= 1 || r1 <= 1 || r2 <= 1 || apart;
         if (getenv("KD_TEST_VERBOSE"))
-            printf("# fd %zu: %.6g (eps %g) %.6g (eps %g) vs %.6g%s\n", i, fd[0], eps[0], fd[1], eps[1], g[i],
-                   agree ? "" : kink ? "  kink" : "  WRONG");
+            printf("# fd %zu: %.6g (eps %g) %.6g (eps %g) %.6g (eps %g) vs %.6g%s\n", i, fd[0], eps[0], fd[1], eps[1],
+                   fd[2], eps[2], g[i], agree ? "" : kink ? "  kink" : "  WRONG");
         checked++;
         if (agree) {
             if (fmax(r0, r1) > worst)
@@ -560,8 +565,8 @@ static void test_fd(void)
             kinks++;
         } else {
             wrong++;
-            printf("# fd %zu: %.6g (eps %g), %.6g (eps %g) agree, the gradient %.6g does not\n", i, fd[0], eps[0], fd[1],
-                   eps[1], g[i]);
+            printf("# fd %zu: %.6g (eps %g), %.6g (eps %g), %.6g (eps %g) agree, the gradient %.6g does not\n", i,
+                   fd[0], eps[0], fd[1], eps[1], fd[2], eps[2], g[i]);
         }
     }
     memcpy(buf, saved, nb * 4);
