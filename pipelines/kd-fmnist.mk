@@ -67,7 +67,11 @@ STUDENTS := $(foreach a,$(ARCHS),$(foreach m,$(METHODS),$(foreach s,$(SEEDS),s-$
 
 .PHONY: all teacher students clean
 .DELETE_ON_ERROR:
-.SECONDARY:
+# Files made only by pattern chains are kept (.PRECIOUS), but no target is
+# declared .SECONDARY: that would make the explicitly named results (a new
+# seed's or method's scores) "intermediate", and a rerun with more runs would
+# build nothing.
+.PRECIOUS: $(OUT)/%-ftest.h5
 
 all: $(OUT)/results.md $(OUT)/bars.png
 teacher: $(OUT)/teacher-score.json

@@ -33,18 +33,20 @@ com  = KD=$(KD) THREADS=$(THREADS) SEEDS="$(SEEDS)"
 ssl_cmd = $(SUB) -f pipelines/ssl-distill-fmnist.mk OUT=$(OUT)/ssl $(com) S_ARCH=$(S_ARCH) $(SSL_FLAGS)
 kd_cmd  = $(SUB) -f pipelines/kd-fmnist.mk OUT=$(OUT)/kd $(com) $(KD_FLAGS)
 S1   = $(firstword $(SEEDS))
-tr_import = $(foreach m,moco disco,$(m)=$(OUT)/ssl/s-$(m)-$(S_ARCH)-2048-$(S1).h5)
+# (named moco_alone and disco: transfer-fmnist.mk's own "moco" is its MoCo-only pipeline)
+tr_import = moco_alone=$(OUT)/ssl/s-moco-$(S_ARCH)-2048-$(S1).h5 disco=$(OUT)/ssl/s-disco-$(S_ARCH)-2048-$(S1).h5
 tr_cmd  = $(SUB) -f pipelines/transfer-fmnist.mk OUT=$(OUT)/transfer KD=$(KD) THREADS=$(THREADS) ARCH=$(S_ARCH) \
 	    SEED=$(S1) BACKBONES=random IMPORT="$(tr_import)" $(TR_FLAGS)
 
 # stage NAME, COMMAND: run it unless its pipeline is up to date (the
 # sub-pipeline decides what is out of date), log its command line and the
-# wall time of the run that did the work.
+# wall time of the run that did the work.  '+': the sub-make shares the
+# job slots of make -j.
 define stage
 	@mkdir -p $(OUT)
 	@echo "mission: stage $(1): started $$(date -u +%H:%M:%S)" >&2
 	@echo '$(2)' > $(OUT)/stage-$(1).cmd
-	@if $(2) -q > /dev/null 2>&1; then echo "mission: stage $(1): up to date" >&2; else \
+	@+if $(2) -q > /dev/null 2>&1; then echo "mission: stage $(1): up to date" >&2; else \
 	  start=$$(date +%s); $(2) && echo $$(( $$(date +%s) - start )) > $(OUT)/stage-$(1).time && \
 	  echo "mission: stage $(1): done in $$(cat $(OUT)/stage-$(1).time)s" >&2; fi
 endef

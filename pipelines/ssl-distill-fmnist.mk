@@ -71,7 +71,11 @@ sstream  = $(KD)augment --policy mocov2 $(MOCO_AUG) --views 2 --epochs $(S_EPOCH
 
 .PHONY: all teacher students clean
 .DELETE_ON_ERROR:
-.SECONDARY:
+# Files made only by pattern chains are kept (.PRECIOUS), but no target is
+# declared .SECONDARY: that would make the explicitly named results (a new
+# seed's or method's scores) "intermediate", and a rerun with more runs would
+# build nothing.
+.PRECIOUS: $(OUT)/%-ftrain.h5 $(OUT)/%-ftest.h5
 
 all: $(OUT)/results.md $(OUT)/curves.png
 teacher: $(OUT)/teacher-probe.json

@@ -32,7 +32,6 @@ steps = $(shell echo $$(($(EPOCHS)*5/8)),$$(($(EPOCHS)*3/4)),$$(($(EPOCHS)*7/8))
 
 .PHONY: all clean
 .DELETE_ON_ERROR:
-.SECONDARY:
 
 all: $(OUT)/score.json $(OUT)/probe.json
 	@cat $^

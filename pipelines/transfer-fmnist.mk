@@ -59,7 +59,11 @@ mode_finetune =
 
 .PHONY: all backbones clean
 .DELETE_ON_ERROR:
-.SECONDARY:
+# Files made only by pattern chains are kept (.PRECIOUS), but no target is
+# declared .SECONDARY: that would make the explicitly named results (a new
+# seed's or method's scores) "intermediate", and a rerun with more runs would
+# build nothing.
+.PRECIOUS: $(OUT)/%-dets.h5
 
 all: $(OUT)/results.md $(OUT)/detections.png
 backbones: $(foreach b,$(ALL_BB),$(OUT)/bb-$(b).h5)
