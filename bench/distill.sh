@@ -67,7 +67,7 @@ if [ "$blis" = haswell ]; then
 fi
 avx512=no
 grep -qw avx512f /proc/cpuinfo && avx512=yes
-echo "# CPU: $(lscpu | sed -n 's/^Model name: *//p'), $(nproc) cores, avx512f: $avx512; kdpipe BLIS kernels: $blis (BLIS_ARCH_TYPE=$blis_id for PyTorch's BLIS)${DNNL_MAX_CPU_ISA:+, DNNL_MAX_CPU_ISA=$DNNL_MAX_CPU_ISA ATEN_CPU_CAPABILITY=$ATEN_CPU_CAPABILITY}"
+echo "# CPU: $(lscpu | sed -n 's/^Model name: *//p') (family $(lscpu | sed -n 's/^CPU family: *//p') model $(lscpu | sed -n 's/^Model: *//p')), $(nproc) cores, avx512f: $avx512; kdpipe BLIS kernels: $blis (BLIS_ARCH_TYPE=$blis_id for PyTorch's BLIS)${DNNL_MAX_CPU_ISA:+, DNNL_MAX_CPU_ISA=$DNNL_MAX_CPU_ISA ATEN_CPU_CAPABILITY=$ATEN_CPU_CAPABILITY}"
 echo "# $N images x 2 views, batch $BATCH, queue $QUEUE, resnet8x4 teacher -> resnet20 student, heads 2048 -> 128; $(date -u '+%F %H:%M') UTC"
 echo "# load average before: $(cut -d' ' -f1-3 /proc/loadavg)"
 
@@ -75,63 +75,71 @@ A="--policy mocov2 --views 2 --batch $BATCH --seed 7 --epochs 1 --limit $N --thr
 L="--loss moco:1,disco:32 --queue $QUEUE -m $W/s0.h5 --quiet"
 res=$W/results.$$
 : > "$res"
-row() { # NAME SECONDS: one result line
-    echo "$1 $2" >> "$res"
-    printf '%-44s %9.1f s  %7.1f img/s\n' "$1" "$2" "$(echo "$N / $2" | bc -l)"
+# timed NAME FUNCTION ARGS...: wall time and CPU time (user + sys of every
+# process the variant ran: the shell's `times` for its children, which for
+# PyTorch includes the DataLoader workers it waited for).  CPU seconds per
+# image are the number to compare when other work shares the machine.
+timed() {
+    name=$1
+    shift
+    times > "$W/times.a"
+    t0=$(now)
+    "$@"
+    t=$(echo "$(now) - $t0" | bc)
+    times > "$W/times.b"
+    cpu=$(awk -v f="$W/times.a" 'FNR == 2 { for (i = 1; i <= 2; i++) { split($i, a, "m");
+        s += (FILENAME == f ? -1 : 1) * (a[1] * 60 + a[2]) } } END { printf "%.1f", s }' "$W/times.a" "$W/times.b")
+    echo "$name|$t|$cpu" >> "$res"
+    printf '%-44s %8.1f s %7.1f img/s  CPU %8.1f s %6.1f img/CPU-s\n' "$name" "$t" "$(echo "$N / $t" | bc -l)" \
+        "$cpu" "$(echo "$N / $cpu" | bc -l)"
 }
 kd_live() { # TEACHER_THREADS STUDENT_THREADS OUT
-    t0=$(now)
     "$B/augment" $A | "$B/teacher-extract" -m "$W/t.h5" --threads "$1" --quiet \
         | "$B/distill-step" $L --threads "$2" -o "$3" >/dev/null
-    echo "$(now) - $t0" | bc
 }
-t=$(kd_live "$KT" "$KS" "$W/st-live.h5")
-row "kdpipe live teacher (threads $KT+$KS)" "$t"
-for s in $KDSPLITS; do
-    [ "$s" = "$KT:$KS" ] && continue
-    t=$(kd_live "${s%%:*}" "${s##*:}" "$W/st-split.h5")
-    row "kdpipe live teacher (threads ${s%%:*}+${s##*:})" "$t"
-done
-
-# the cache: one teacher pass over the same stream (not part of the ratio),
-# then the student fed from it
-t0=$(now)
-"$B/augment" $A | "$B/teacher-extract" -m "$W/t.h5" --threads "$TH" --save-cache "$W/cache.h5" --quiet >/dev/null
-echo "# teacher pass writing the cache (augment | teacher-extract --save-cache, no student): $(echo "$(now) - $t0" | bc) s, $(du -m "$W/cache.h5" | cut -f1) MB"
-t0=$(now)
-"$B/augment" $A | "$B/teacher-extract" --from-cache "$W/cache.h5" --quiet \
-    | "$B/distill-step" $L --threads "$KC" -o "$W/st-cache.h5" >/dev/null
-t=$(echo "$(now) - $t0" | bc)
-row "kdpipe teacher from the cache (threads $KC)" "$t"
-if h5diff -q "$W/st-live.h5" "$W/st-cache.h5" >/dev/null 2>&1; then same=yes; else same=no; fi
-echo "# students from the live teacher and from the cache identical (h5diff): $same"
-
+kd_save() { # THREADS: the teacher alone, writing the cache
+    "$B/augment" $A | "$B/teacher-extract" -m "$W/t.h5" --threads "$1" --save-cache "$W/cache.h5" --quiet >/dev/null
+}
+kd_cache() { # STUDENT_THREADS
+    "$B/augment" $A | "$B/teacher-extract" --from-cache "$W/cache.h5" --quiet \
+        | "$B/distill-step" $L --threads "$1" -o "$W/st-cache.h5" >/dev/null
+}
 peer() { # WORKERS THREADS
-    t0=$(now)
     BLIS_ARCH_TYPE=$blis_id $PY "$ROOT/bench/distill_peer.py" "$W/fm.h5" "$N" "$BATCH" "$1" "$2" "$QUEUE" \
         "$W/peer.pt" > "$W/peer.json"
-    t=$(echo "$(now) - $t0" | bc)
-    echo "# PyTorch $1 worker(s) + $2 thread(s): $(cat "$W/peer.json")" >&2
-    echo "$t"
+    echo "# PyTorch $1 worker(s) + $2 thread(s): $(cat "$W/peer.json")"
 }
-t=$(peer "$WK" "$TT")
-row "PyTorch workers=$WK threads=$TT (the peer)" "$t"
+
+timed "kdpipe live teacher (threads $KT+$KS)" kd_live "$KT" "$KS" "$W/st-live.h5"
+for s in $KDSPLITS; do
+    [ "$s" = "$KT:$KS" ] && continue
+    timed "kdpipe live teacher (threads ${s%%:*}+${s##*:})" kd_live "${s%%:*}" "${s##*:}" "$W/st-split.h5"
+done
+# the cache: one teacher pass over the same stream (not in the ratios), then
+# the student fed from it
+timed "(teacher alone writing the cache, threads $TH)" kd_save "$TH"
+echo "# cache: $(du -m "$W/cache.h5" | cut -f1) MB"
+timed "kdpipe teacher from the cache (threads $KC)" kd_cache "$KC"
+if h5diff -q "$W/st-live.h5" "$W/st-cache.h5" >/dev/null 2>&1; then same=yes; else same=no; fi
+echo "# students from the live teacher and from the cache identical (h5diff): $same"
+timed "PyTorch workers=$WK threads=$TT (the peer)" peer "$WK" "$TT"
 for s in $SPLITS; do
     [ "$s" = "$WK:$TT" ] && continue
-    t=$(peer "${s%%:*}" "${s##*:}")
-    row "PyTorch workers=${s%%:*} threads=${s##*:}" "$t"
+    timed "PyTorch workers=${s%%:*} threads=${s##*:}" peer "${s%%:*}" "${s##*:}"
 done
 echo "# load average after: $(cut -d' ' -f1-3 /proc/loadavg)"
 
-# ratios: kdpipe's images/s over the peer's and over the best PyTorch split
+# ratios of images/s (wall) and of images per CPU second, kdpipe over the
+# peer and over the best PyTorch split
 $PY - "$res" <<'EOF'
 import sys
-rows = [l.rsplit(" ", 1) for l in open(sys.argv[1]).read().splitlines()]
-t = {k: float(v) for k, v in rows}
+rows = [l.split("|") for l in open(sys.argv[1]).read().splitlines()]
+t = {k: (float(w), float(c)) for k, w, c in rows}
 ref = next(v for k, v in t.items() if k.endswith("(the peer)"))
-best = min(v for k, v in t.items() if k.startswith("PyTorch"))
-for k, v in t.items():
+best = [min(v[i] for k, v in t.items() if k.startswith("PyTorch")) for i in (0, 1)]
+for k, (w, c) in t.items():
     if k.startswith("kdpipe"):
-        print("ratio %-44s %5.2fx the peer, %5.2fx the best PyTorch split" % (k, ref / v, best / v))
+        print("ratio %-44s wall %5.2fx the peer, %5.2fx the best PyTorch split; CPU %5.2fx, %5.2fx"
+              % (k, ref[0] / w, best[0] / w, ref[1] / c, best[1] / c))
 EOF
-rm -f "$res"
+rm -f "$res" "$W/times.a" "$W/times.b"
