@@ -26,6 +26,7 @@
 #   KD_BENCH_SPLITS  more PyTorch splits "WORKERS:THREADS ..." (default "1:2")
 #   KD_BENCH_KDSPLITS more kdpipe splits "TEACHER:STUDENT" (default "2:2", what
 #                    the programs do by default: every program all the cores)
+#   KD_BENCH_CACHE=0 leaves out the cache variants
 # BLIS_ARCH_TYPE=haswell runs both sides on AVX2: kdpipe's BLIS kernels,
 # PyTorch's BLIS (Debian's torch calls libblas, which is BLIS) and its oneDNN
 # and ATen kernels (DNNL_MAX_CPU_ISA=AVX2, ATEN_CPU_CAPABILITY=avx2).
@@ -117,11 +118,13 @@ for s in $KDSPLITS; do
 done
 # the cache: one teacher pass over the same stream (not in the ratios), then
 # the student fed from it
-timed "(teacher alone writing the cache, threads $TH)" kd_save "$TH"
-echo "# cache: $(du -m "$W/cache.h5" | cut -f1) MB"
-timed "kdpipe teacher from the cache (threads $KC)" kd_cache "$KC"
-if h5diff -q "$W/st-live.h5" "$W/st-cache.h5" >/dev/null 2>&1; then same=yes; else same=no; fi
-echo "# students from the live teacher and from the cache identical (h5diff): $same"
+if [ "${KD_BENCH_CACHE:-1}" != 0 ]; then
+    timed "(teacher alone writing the cache, threads $TH)" kd_save "$TH"
+    echo "# cache: $(du -m "$W/cache.h5" | cut -f1) MB"
+    timed "kdpipe teacher from the cache (threads $KC)" kd_cache "$KC"
+    if h5diff -q "$W/st-live.h5" "$W/st-cache.h5" >/dev/null 2>&1; then same=yes; else same=no; fi
+    echo "# students from the live teacher and from the cache identical (h5diff): $same"
+fi
 timed "PyTorch workers=$WK threads=$TT (the peer)" peer "$WK" "$TT"
 for s in $SPLITS; do
     [ "$s" = "$WK:$TT" ] && continue
