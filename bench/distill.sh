@@ -11,7 +11,9 @@
 # kdpipe pipeline with the teacher from its cache (teacher-extract
 # --from-cache, written by a --save-cache pass over the same stream).
 # Wall times are whole runs (process start-up, reading the dataset and the
-# models, writing the student), measured here for both sides.
+# models, writing the student), measured here for both sides, and so is the
+# CPU time of each run: on a shared machine compare images per CPU second
+# of the one-thread-per-process variants (bench/results-distill.md).
 #
 #   KD_BENCH_LIMIT   images (default 60000, the whole training set)
 #   KD_BENCH_BATCH   images per step (128, pipelines/ssl-distill-fmnist.mk's)
