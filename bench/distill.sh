@@ -77,6 +77,7 @@ echo "# load average before: $(cut -d' ' -f1-3 /proc/loadavg)"
 A="--policy mocov2 --views 2 --batch $BATCH --seed 7 --epochs 1 --limit $N --threads 1 --quiet $W/fm.h5"
 L="--loss moco:1,disco:32 --queue $QUEUE -m $W/s0.h5 --quiet"
 res=$W/results.$$
+trap 'rm -f "$res" "$W/times.a" "$W/times.b"' EXIT
 : > "$res"
 # timed NAME FUNCTION ARGS...: wall time and CPU time (user + sys of every
 # process the variant ran: the shell's `times` for its children, which for
@@ -147,4 +148,3 @@ for k, (w, c) in t.items():
         print("ratio %-44s wall %5.2fx the peer, %5.2fx the best PyTorch split; CPU %5.2fx, %5.2fx"
               % (k, ref[0] / w, best[0] / w, ref[1] / c, best[1] / c))
 EOF
-rm -f "$res" "$W/times.a" "$W/times.b"
