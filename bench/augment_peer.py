@@ -30,6 +30,20 @@ class PILGaussianBlur:
         return x.filter(ImageFilter.GaussianBlur(radius=random.uniform(*self.sigma)))
 
 
+def mocov2(h, w, mean, std):
+    """One view of augment's mocov2 policy, as the MoCo code composes it
+    (also bench/distill_peer.py's DataLoader transform)."""
+    return transforms.Compose([
+        transforms.RandomResizedCrop((h, w), scale=(0.2, 1.0)),
+        transforms.RandomApply([transforms.ColorJitter(0.4, 0.4, 0.4, 0.1)], p=0.8),
+        transforms.RandomGrayscale(p=0.2),
+        transforms.RandomApply([PILGaussianBlur([0.1, 2.0])], p=0.5),
+        transforms.RandomHorizontalFlip(),
+        transforms.ToTensor(),
+        transforms.Normalize(mean, std),
+    ])
+
+
 def make(out, what, n):
     if what == "fm":
         with gzip.open("/usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz") as f:
@@ -63,15 +77,7 @@ def run(path, n):
         mean, std = list(f.attrs["mean"]), list(f.attrs["std"])
     h, w, c = x.shape[1:]
     imgs = [Image.fromarray(a[..., 0] if c == 1 else a) for a in x]
-    aug = transforms.Compose([
-        transforms.RandomResizedCrop((h, w), scale=(0.2, 1.0)),
-        transforms.RandomApply([transforms.ColorJitter(0.4, 0.4, 0.4, 0.1)], p=0.8),
-        transforms.RandomGrayscale(p=0.2),
-        transforms.RandomApply([PILGaussianBlur([0.1, 2.0])], p=0.5),
-        transforms.RandomHorizontalFlip(),
-        transforms.ToTensor(),
-        transforms.Normalize(mean, std),
-    ])
+    aug = mocov2(h, w, mean, std)
     random.seed(0)
     torch.manual_seed(0)
     t0 = time.perf_counter()
