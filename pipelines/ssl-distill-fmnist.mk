@@ -48,6 +48,11 @@ KNN      ?= 20
 
 lim  = $(if $(LIMIT),--limit $(LIMIT))
 thr  = $(if $(THREADS),--threads $(THREADS))
+# DISTIL_THREADS: threads of the teacher's cache pass and of the students fed
+# from it (the demo gives them both cores: they run after the teachers, when
+# the other track is done); the results do not depend on it.
+DISTIL_THREADS ?= $(THREADS)
+dthr = $(if $(DISTIL_THREADS),--threads $(DISTIL_THREADS))
 tval = --val $(OUT)/fm-test.h5 --knn-bank $(OUT)/fm-train.h5 --val-limit $(VAL_LIMIT) --knn-bank-limit $(BANK_LIMIT)
 
 # Students: every (method, arch, head, seed) is one run, named
@@ -106,7 +111,7 @@ $(OUT)/teacher.h5: $(OUT)/teacher0.h5 $(OUT)/fm-train.h5 $(OUT)/fm-test.h5
 # One teacher run per student seed: its outputs on that seed's stream, kept
 # (the students read them back instead of running the teacher again).
 $(OUT)/cache-%.h5: $(OUT)/teacher.h5 $(OUT)/fm-train.h5
-	$(call sstream,$*) | $(KD)teacher-extract -m $< --no-feat --save-cache $@ $(thr) --quiet > /dev/null
+	$(call sstream,$*) | $(KD)teacher-extract -m $< --no-feat --save-cache $@ $(dthr) --quiet > /dev/null
 
 $(OUT)/init-%.h5: | $(OUT)/.dir
 	a=$$(echo $* | sed 's/-[0-9]*-[0-9]*$$//'); h=$$(echo $* | sed 's/.*-\([0-9]*\)-[0-9]*$$/\1/'); \
@@ -123,7 +128,8 @@ $(OUT)/s-$(1)-$(2)-$(3)-$(4).h5: $(OUT)/init-$(2)-$(3)-$(4).h5 $(OUT)/fm-train.h
 	log=$(OUT)/s-$(1)-$(2)-$(3)-$(4).log; [ -f $$$$log ] && log=$$$$log.$$$$start; \
 	$$(call sstream,$(4)) $(if $(filter moco,$(1)),,| $(KD)teacher-extract --from-cache $(OUT)/cache-$(4).h5 --quiet) \
 	  | $(KD)distill-step $$(loss_$(1)) $$$$init --lr $(LR) --wd $(MOCO_WD) $$(tval) \
-	    --val-every $$$$(( $(LIMIT) / $(BATCH) )) --ckpt-every $(CKPT_EVERY) --seed $(4) $(thr) --quiet \
+	    --val-every $$$$(( $(LIMIT) / $(BATCH) )) --ckpt-every $(CKPT_EVERY) --seed $(4) \
+	    $(if $(filter moco,$(1)),$(thr),$(dthr)) --quiet \
 	    --log $$$$log -o $$@ \
 	  && echo $$$$(( $$$$(date +%s) - start )) >> $(OUT)/s-$(1)-$(2)-$(3)-$(4).time
 endef
