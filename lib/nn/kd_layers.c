@@ -270,6 +270,23 @@ void kd_add_forward(const float *a, const float *b, float *y, size_t n)
         y[i] = a[i] + b[i];
 }
 
+/* A folded BN's add and activation: the same operations as kd_add_forward
+ * then kd_act_forward, in one pass over memory instead of two. */
+void kd_add_act_forward(const float *a, const float *b, kd_act act, float *y, size_t n)
+{
+    if (act != KD_RELU && act != KD_RELU6) {
+        kd_add_forward(a, b, y, n);
+        kd_act_forward(act, y, y, n);
+        return;
+    }
+    float hi = act == KD_RELU6 ? 6 : INFINITY;
+#pragma omp parallel for schedule(static) if (n > 65536)
+    for (size_t i = 0; i < n; i++) {
+        float t = a[i] + b[i];
+        y[i] = t < 0 ? 0 : t > hi ? hi : t;
+    }
+}
+
 void kd_dropout_forward(const float *x, float *y, float *mask, size_t n, float p, kd_rng *rng)
 {
     float keep = p < 1 ? 1 / (1 - p) : 0;
