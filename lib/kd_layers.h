@@ -151,8 +151,9 @@ void kd_scale_forward(int N, int C, int HW, const float *x, const float *s, floa
 void kd_scale_backward(int N, int C, int HW, const float *x, const float *s, const float *dy,
                        float *dx, float *ds);
 
-/* ---- residual add y = a + b (backward: the caller adds dy to both). */
+/* ---- residual add y = a + b; backward adds dy to da and db (either NULL). */
 void kd_add_forward(const float *a, const float *b, float *y, size_t n);
+void kd_add_backward(const float *dy, float *da, float *db, size_t n);
 
 /* ---- dropout (inverted, like PyTorch): train keeps with prob 1-p and scales
  * by 1/(1-p); mask saves the kept scale (0 or 1/(1-p)); eval is identity. */

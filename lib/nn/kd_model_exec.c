@@ -368,12 +368,7 @@ int kd_model_backward_dout(kd_model *m, const kd_model_dout *g)
             kd_linear_backward(n, vx->C, d->O, X, PAR(d->w), dY, dX, GRAD(d->w), GRAD(d->b));
             break;
         case N_ADD:
-            for (size_t k = 0; k < ny; k++) {
-                if (dX)
-                    dX[k] += dY[k];
-                if (dX2)
-                    dX2[k] += dY[k];
-            }
+            kd_add_backward(dY, dX, dX2, ny);
             break;
         case N_SCALE:
             kd_scale_backward(n, vx->C, HW, X, VAL(d->in2), dY, dX, dX2);

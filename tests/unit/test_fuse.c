@@ -2,15 +2,18 @@
  * (kd_model_plan.c's plan_fusion, kd_bn_epi) against the unfused twin
  * (kd_model_set_fusion(m, 0)): the same float operations in the same
  * order, so every output, gradient and running statistic must be the same
- * bits.  Per architecture (resnet20, wrn_16_2, mobilenet_v2, resnet8x4,
- * mobilenet_v3_large): two training steps' forward and backward (logits,
- * features and the last stage map carrying a gradient), with whole-batch
- * BN, with BN groups (MoCo's shuffle BN) and with synchronised BN over one
- * replica; an eval forward of the trained model; an eval-only plan (BN
+ * bits.  Per architecture (resnet20, wrn_16_2, mobilenet_v2; resnet8x4 and
+ * mobilenet_v3_large with whole-batch BN only, for time): two training
+ * steps' forward and backward (logits, features and the last stage map
+ * carrying a gradient), with whole-batch BN, with BN groups (MoCo's shuffle
+ * BN) and with synchronised BN over one replica; an eval forward of the
+ * trained model; an eval-only plan (BN
  * folded into the conv, then the add and ReLU in one pass).  The fused
  * plan must not need more memory.  Then the fused path on 1 and on 2
  * threads: bit-identical.  Kernel level: kd_bn_*_fused against
- * kd_bn_* + kd_add_forward + kd_act_*. */
+ * kd_bn_* + kd_add_forward + kd_act_*.  Plan level, every architecture of
+ * the zoo: each conv -> BN is folded in an eval-only plan, and each BN read
+ * only by the ReLU after it is fused, in both plans. */
 #include <omp.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -22,6 +25,7 @@
 #include "kd_model.h"
 #include "kd_rng.h"
 #include "kd_test.h"
+#include "nn/kd_model_build.h" /* the plan's node table, for test_plans */
 
 enum { N = 4, S = 16, K = 10 };
 
@@ -140,10 +144,11 @@ static int same_run(const run_out *a, const run_out *b)
            same(a->eval, b->eval, a->nl);
 }
 
-static void test_train(const char *arch)
+/* all: every BN mode, else whole-batch BN only (the slow models) */
+static void test_train(const char *arch, int all)
 {
     static const char *names[] = {"whole-batch BN", "BN groups of 2", "sync BN (one replica)"};
-    for (int mode = M_WHOLE; mode <= M_SYNC; mode++) {
+    for (int mode = M_WHOLE; mode <= (all ? M_SYNC : M_WHOLE); mode++) {
         run_out f = run_train(arch, 1, (bn_mode)mode, 2), u = run_train(arch, 0, (bn_mode)mode, 2);
         KD_CHECK(same_run(&f, &u),
                  "%s, %s: fused == unfused bit for bit (logits, features, %zu gradients, running stats, eval logits)",
@@ -271,6 +276,50 @@ static void test_kernels(int n, int C, int HW, int group)
     free(x), free(ga), free(be), free(res), free(dyo), free(st), free(work);
 }
 
+/* Every conv -> BN folded when eval-only; every BN -> ReLU fused. */
+static void test_plans(void)
+{
+    char names[512];
+    snprintf(names, sizeof names, "%s", kd_model_arch_names());
+    for (char *sv, *a = strtok_r(names, " ", &sv); a; a = strtok_r(NULL, " ", &sv)) {
+        for (int eval = 0; eval < 2; eval++) {
+            kd_arch_opts ao = {.arch = a, .in_channels = 3, .num_classes = K};
+            kd_model *m = kd_model_new(&ao, 1);
+            if (!KD_REQUIRE(m, "%s: build: %s", a, kd_err_get()))
+                return;
+            kd_model_set_eval_only(m, eval);
+            if (!KD_REQUIRE(!kd_model_prepare(m, 2, 32, 32), "%s: prepare: %s", a, kd_err_get())) {
+                kd_model_free(m);
+                return;
+            }
+            int bn = 0, convbn = 0, folded = 0, bnrelu = 0, fused = 0, with_add = 0;
+            for (int i = 0; i < m->nn; i++) {
+                const kd_node *d = &m->nodes[i];
+                if (d->op != N_BN)
+                    continue;
+                bn++;
+                int p = m->vals[d->in].producer;
+                convbn += p >= 0 && m->nodes[p].op == N_CONV && m->vals[d->in].nuse == 1;
+                folded += d->folded;
+                const kd_node *nx = i + 1 < m->nn ? &m->nodes[i + 1] : NULL;
+                bnrelu += nx && nx->op == N_ACT && (nx->act == KD_RELU || nx->act == KD_RELU6) && nx->in == d->out &&
+                          m->vals[d->out].nuse == 1;
+                fused += d->fuse_act >= 0 || d->fuse_add >= 0;
+                with_add += d->fuse_add >= 0;
+            }
+            if (eval)
+                KD_CHECK(folded == convbn && fused >= bnrelu,
+                         "%s eval-only plan: %d BN, %d of %d conv->BN folded, %d fused (%d with the add; %d BN->ReLU)",
+                         a, bn, folded, convbn, fused, with_add, bnrelu);
+            else
+                KD_CHECK(fused >= bnrelu && !folded,
+                         "%s training plan: %d BN, %d fused (%d with the residual add; %d BN->ReLU)", a, bn, fused,
+                         with_add, bnrelu);
+            kd_model_free(m);
+        }
+    }
+}
+
 int main(void)
 {
     if (kd_gemm_init(2))
@@ -278,13 +327,10 @@ int main(void)
     test_kernels(4, 5, 49, 0);
     test_kernels(8, 3, 16, 2);
     test_kernels(6, 17, 1, 0);
+    test_plans();
     static const char *archs[] = {"resnet20", "wrn_16_2", "mobilenet_v2", "resnet8x4", "mobilenet_v3_large"};
-    if (getenv("FUSE_ARCH")) {
-        test_train(getenv("FUSE_ARCH"));
-        return KD_TEST_DONE();
-    }
     for (size_t i = 0; i < sizeof archs / sizeof *archs; i++) {
-        test_train(archs[i]);
+        test_train(archs[i], i < 3);
         test_eval_only(archs[i]);
     }
     return KD_TEST_DONE();
