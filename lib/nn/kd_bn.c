@@ -36,26 +36,37 @@ static void plane_dsums(const float *x, const float *dy, int n, double mu, doubl
  * unfused BN, add and activation (see kd_act_forward).  y may be x or r
  * (in place): omp simd, as each element only reads its own inputs, where
  * the compiler's alias check would fall back to scalar code. */
+static inline float relu_f(float t) { return t < 0 ? 0 : t; }
+static inline float relu6_f(float t) { return t < 0 ? 0 : t > 6 ? 6 : t; }
+
 static void plane_out(const float *x, float a, float b, const kd_bn_epi *e, size_t off, float *y, int n)
 {
     const float *r = e && e->res ? e->res + off : NULL;
     kd_act act = e ? e->act : KD_IDENTITY;
-    if (r)
+    if (r && act == KD_RELU)
+#pragma omp simd
+        for (int i = 0; i < n; i++)
+            y[i] = relu_f(x[i] * a + b + r[i]);
+    else if (r && act == KD_RELU6)
+#pragma omp simd
+        for (int i = 0; i < n; i++)
+            y[i] = relu6_f(x[i] * a + b + r[i]);
+    else if (r)
 #pragma omp simd
         for (int i = 0; i < n; i++)
             y[i] = x[i] * a + b + r[i];
+    else if (act == KD_RELU)
+#pragma omp simd
+        for (int i = 0; i < n; i++)
+            y[i] = relu_f(x[i] * a + b);
+    else if (act == KD_RELU6)
+#pragma omp simd
+        for (int i = 0; i < n; i++)
+            y[i] = relu6_f(x[i] * a + b);
     else
 #pragma omp simd
         for (int i = 0; i < n; i++)
             y[i] = x[i] * a + b;
-    if (act == KD_RELU)
-#pragma omp simd
-        for (int i = 0; i < n; i++)
-            y[i] = y[i] < 0 ? 0 : y[i];
-    else if (act == KD_RELU6)
-#pragma omp simd
-        for (int i = 0; i < n; i++)
-            y[i] = y[i] < 0 ? 0 : y[i] > 6 ? 6 : y[i];
 }
 
 /* dy := 0 + act'(y) dy over a plane, then dres (+)= dy: exactly what the
