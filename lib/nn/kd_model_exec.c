@@ -1,6 +1,7 @@
 /* kd_model_exec — running a planned model: forward (with conv+BN folding
- * when prepared for evaluation only), backward through the gradient arena,
- * and the multiply-accumulate count.  The plan it runs on is made by
+ * when prepared for evaluation only, and each BN fused with the ReLU and
+ * residual add after it when the plan says so), backward through the
+ * gradient arena, and the multiply-accumulate count.  The plan it runs on is made by
  * kd_model_plan.c; nothing here allocates. */
 #include <math.h>
 #include <stdlib.h>

@@ -1,5 +1,6 @@
 /* kd_model_plan — planning a model for a batch and input size: the shapes
- * of every value, which nodes may work in place, where every activation and
+ * of every value, which nodes may work in place, which BNs fold into their
+ * conv (eval-only) or fuse with their ReLU and add, where every activation and
  * activation gradient lives (two arenas placed by kd_arena.c), the saved
  * state of backward and the shared workspace, and the memory this holds.
  * Split from kd_model.c because it is the subtlest part of the engine. */
