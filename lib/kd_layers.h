@@ -86,6 +86,40 @@ typedef enum { KD_RELU, KD_RELU6, KD_SILU, KD_HSWISH, KD_HSIGMOID, KD_SIGMOID, K
 void kd_act_forward(kd_act a, const float *x, float *y, size_t n);
 void kd_act_backward(kd_act a, const float *x, const float *y, const float *dy, float *dx, size_t n);
 
+/* ---- batch norm fused with what follows it (kd_bn.c): y = act(bn(x) + res),
+ * act KD_IDENTITY, KD_RELU or KD_RELU6, res [N,C,HW] or NULL; the same
+ * float operations in the same order as bn, kd_add_forward and
+ * kd_act_forward one after the other, so the results are those bits.
+ * Backward takes dy, the gradient of the fused output y, and OVERWRITES it
+ * with the gradient of the batch norm's output (0 + act'(y) dy, as the
+ * unfused ReLU backward leaves it in a zeroed buffer); dres (+)= that.
+ * fresh_dx / fresh_dres: the buffer holds no contribution yet, so it is
+ * written (as 0 + v, the bits zero-then-accumulate gives) instead of read:
+ * one pass over memory fewer.  NULL epilogue: the plain batch norm. */
+typedef struct {
+    kd_act act;
+    const float *res; /* forward: added before act, or NULL */
+    const float *y;   /* backward: the fused output, act's mask */
+    float *dres;      /* backward: gradient of res, or NULL */
+    int fresh_dx, fresh_dres;
+} kd_bn_epi;
+void kd_bn_forward_train_fused(int N, int C, int HW, int group, const float *x, const float *gamma,
+                               const float *beta, const kd_bn_epi *e, float *y, float *mean, float *rstd,
+                               float *run_mean, float *run_var, float momentum, float eps);
+void kd_bn_forward_eval_fused(int N, int C, int HW, const float *x, const float *gamma, const float *beta,
+                              const float *run_mean, const float *run_var, float eps, const kd_bn_epi *e, float *y);
+void kd_bn_backward_fused(int N, int C, int HW, int group, const float *x, const float *mean, const float *rstd,
+                          const float *gamma, const kd_bn_epi *e, float *dy, float *dx, float *dgamma,
+                          float *dbeta);
+int kd_bn_forward_train_sync_fused(kd_bn_sum_fn sum, double *work, int N, int C, int HW, const float *x,
+                                   const float *gamma, const float *beta, const kd_bn_epi *e, float *y, float *mean,
+                                   float *rstd, float *run_mean, float *run_var, float momentum, float eps);
+int kd_bn_backward_sync_fused(kd_bn_sum_fn sum, double *work, int N, int C, int HW, const float *x,
+                              const float *mean, const float *rstd, const float *gamma, const kd_bn_epi *e,
+                              float *dy, float *dx, float *dgamma, float *dbeta);
+/* y = act(a + b) in one pass (a folded BN's residual add and ReLU). */
+void kd_add_act_forward(const float *a, const float *b, kd_act act, float *y, size_t n);
+
 /* ---- pooling over [N,C,H,W].
  * max pool: PyTorch semantics (padding with -inf, floor mode); idx saves argmax. */
 typedef struct {
@@ -117,8 +151,9 @@ void kd_scale_forward(int N, int C, int HW, const float *x, const float *s, floa
 void kd_scale_backward(int N, int C, int HW, const float *x, const float *s, const float *dy,
                        float *dx, float *ds);
 
-/* ---- residual add y = a + b (backward: the caller adds dy to both). */
+/* ---- residual add y = a + b; backward adds dy to da and db (either NULL). */
 void kd_add_forward(const float *a, const float *b, float *y, size_t n);
+void kd_add_backward(const float *dy, float *da, float *db, size_t n);
 
 /* ---- dropout (inverted, like PyTorch): train keeps with prob 1-p and scales
  * by 1/(1-p); mask saves the kept scale (0 or 1/(1-p)); eval is identity. */

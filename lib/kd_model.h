@@ -145,6 +145,11 @@ const char *kd_model_arch_names(void);
  * soon as they are dead; training forward refused).  Stage maps other than
  * the last are then only available when kept. */
 void kd_model_set_eval_only(kd_model *m, int on);
+/* Before kd_model_prepare: fuse each batch norm with the ReLU (and residual
+ * add) after it (on, the default) or run them as separate layers (off: the
+ * reference the fused plan is tested against; also KDPIPE_NO_FUSE=1 in the
+ * environment at prepare time).  The results are the same bits. */
+void kd_model_set_fusion(kd_model *m, int on);
 int kd_model_keep_stage(kd_model *m, int stage);
 /* Randomness of training forwards (dropout, stochastic depth): draws are
  * keyed by (seed, step, layer); step advances with every training forward. */

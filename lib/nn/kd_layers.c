@@ -21,7 +21,9 @@ void kd_act_forward(kd_act a, const float *x, float *y, size_t n)
 {
     switch (a) {
     case KD_RELU:
-#pragma omp parallel for schedule(static) if (n > 65536)
+        /* simd: in place (y == x) the compiler's alias check would pick
+         * its scalar loop */
+#pragma omp parallel for simd schedule(static) if (n > 65536)
         for (size_t i = 0; i < n; i++) y[i] = x[i] < 0 ? 0 : x[i];
         break;
     case KD_RELU6:
@@ -266,8 +268,37 @@ void kd_scale_backward(int N, int C, int HW, const float *x, const float *s, con
 
 void kd_add_forward(const float *a, const float *b, float *y, size_t n)
 {
+#pragma omp parallel for simd schedule(static) if (n > 65536)
     for (size_t i = 0; i < n; i++)
         y[i] = a[i] + b[i];
+}
+
+void kd_add_backward(const float *dy, float *da, float *db, size_t n)
+{
+#pragma omp parallel for simd schedule(static) if (n > 65536)
+    for (size_t i = 0; i < n; i++) {
+        if (da)
+            da[i] += dy[i];
+        if (db)
+            db[i] += dy[i];
+    }
+}
+
+/* A folded BN's add and activation: the same operations as kd_add_forward
+ * then kd_act_forward, in one pass over memory instead of two. */
+void kd_add_act_forward(const float *a, const float *b, kd_act act, float *y, size_t n)
+{
+    if (act != KD_RELU && act != KD_RELU6) {
+        kd_add_forward(a, b, y, n);
+        kd_act_forward(act, y, y, n);
+        return;
+    }
+    float hi = act == KD_RELU6 ? 6 : INFINITY;
+#pragma omp parallel for simd schedule(static) if (n > 65536)
+    for (size_t i = 0; i < n; i++) {
+        float t = a[i] + b[i];
+        y[i] = t < 0 ? 0 : t > hi ? hi : t;
+    }
 }
 
 void kd_dropout_forward(const float *x, float *y, float *mask, size_t n, float p, kd_rng *rng)

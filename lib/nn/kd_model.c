@@ -186,6 +186,13 @@ void kd_model_set_eval_only(kd_model *m, int on)
     m->eval_only = !!on;
 }
 
+void kd_model_set_fusion(kd_model *m, int on)
+{
+    if (m->no_fuse != !on)
+        m->planned_n = 0;
+    m->no_fuse = !on;
+}
+
 int kd_model_keep_stage(kd_model *m, int stage)
 {
     if (stage < 1 || stage > m->nstages) {

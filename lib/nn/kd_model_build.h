@@ -38,6 +38,11 @@ typedef struct {
     int inplace;               /* output shares the input's storage */
     int fold_bn;               /* eval-only: conv whose BN (this node) is folded in, -1 */
     int folded;                /* eval-only: BN folded into the conv before it */
+    /* fusion (kd_model_plan.c): a BN that also runs the residual add and
+     * the ReLU after it, in its own per-channel pass */
+    int fuse_add, fuse_act;    /* BN: absorbed ADD / ACT node, -1: none */
+    int fuse_res, fuse_out;    /* BN: the add's other term (-1: none), the fused output value */
+    int absorbed;              /* ADD/ACT run by the fused BN before it */
 } kd_node;
 
 typedef struct {
@@ -48,6 +53,7 @@ typedef struct {
     int alias;       /* storage shared with this value (in-place), -1 */
     size_t off, doff;
     int has_grad;    /* a gradient buffer exists */
+    int nobuf;       /* inside a fused BN: never materialised, no storage or gradient */
     int grad_live;   /* backward: gradient holds something non-zero */
 } kd_value;
 
@@ -78,6 +84,7 @@ struct kd_model {
 
     /* plan */
     int eval_only;
+    int no_fuse; /* plan the unfused twin (kd_model_set_fusion, KDPIPE_NO_FUSE) */
     int max_n, H, W, planned_n;
     float *act, *dact, *aux, *ws, *fold;
     int32_t *iaux;

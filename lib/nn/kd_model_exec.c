@@ -1,6 +1,7 @@
 /* kd_model_exec — running a planned model: forward (with conv+BN folding
- * when prepared for evaluation only), backward through the gradient arena,
- * and the multiply-accumulate count.  The plan it runs on is made by
+ * when prepared for evaluation only, and each BN fused with the ReLU and
+ * residual add after it when the plan says so), backward through the
+ * gradient arena, and the multiply-accumulate count.  The plan it runs on is made by
  * kd_model_plan.c; nothing here allocates. */
 #include <math.h>
 #include <stdlib.h>
@@ -55,8 +56,10 @@ int kd_model_forward(kd_model *m, const float *x, int n, int train, int bn_group
     memcpy(VAL(0), x, kd_val_size(m, 0, n) * sizeof(float));
     for (int i = 0; i < m->nn; i++) {
         kd_node *d = &m->nodes[i];
+        if (d->absorbed)
+            continue; /* run by the fused BN before it */
         const kd_value *vx = &m->vals[d->in], *vy = &m->vals[d->out];
-        float *X = VAL(d->in), *Y = VAL(d->out);
+        float *X = VAL(d->in), *Y = VAL(d->fuse_out);
         size_t ny = kd_val_size(m, d->out, n);
         int HW = vx->H * vx->W;
         switch (d->op) {
@@ -72,9 +75,19 @@ int kd_model_forward(kd_model *m, const float *x, int n, int train, int bn_group
             }
             break;
         }
-        case N_BN:
-            if (d->folded && !train)
-                break; /* done by the conv (in place: Y == X) */
+        case N_BN: {
+            kd_bn_epi e = {.act = d->fuse_act >= 0 ? m->nodes[d->fuse_act].act : KD_IDENTITY,
+                           .res = d->fuse_res >= 0 ? VAL(d->fuse_res) : NULL};
+            const kd_bn_epi *ep = d->fuse_out != d->out ? &e : NULL;
+            if (d->folded && !train) {
+                /* the BN was done by the conv (in place: its output is X) */
+                size_t nf = kd_val_size(m, d->fuse_out, n);
+                if (ep && e.res)
+                    kd_add_act_forward(X, e.res, e.act, Y, nf);
+                else if (ep)
+                    kd_act_forward(e.act, X, Y, nf);
+                break;
+            }
             if (train) {
                 if ((bn_group ? bn_group : n) * HW < 2) {
                     kd_err_set("model: batch norm needs more than one value per channel in training "
@@ -83,19 +96,22 @@ int kd_model_forward(kd_model *m, const float *x, int n, int train, int bn_group
                 }
                 float *sv = m->aux + d->aux;
                 if (m->bn_sum && !bn_group) {
-                    if (kd_bn_forward_train_sync(m->bn_sum, m->bn_work, n, vx->C, HW, X, PAR(d->w), PAR(d->b), Y, sv,
-                                                 sv + (size_t)d->O * m->max_n, BUF(d->rm), BUF(d->rv), d->momentum,
-                                                 d->eps))
+                    if (kd_bn_forward_train_sync_fused(m->bn_sum, m->bn_work, n, vx->C, HW, X, PAR(d->w), PAR(d->b),
+                                                       ep, Y, sv, sv + (size_t)d->O * m->max_n, BUF(d->rm),
+                                                       BUF(d->rv), d->momentum, d->eps))
                         return -1;
                 } else {
-                    kd_bn_forward_train(n, vx->C, HW, bn_group, X, PAR(d->w), PAR(d->b), Y, sv,
-                                        sv + (size_t)d->O * m->max_n, BUF(d->rm), BUF(d->rv), d->momentum, d->eps);
+                    kd_bn_forward_train_fused(n, vx->C, HW, bn_group, X, PAR(d->w), PAR(d->b), ep, Y, sv,
+                                              sv + (size_t)d->O * m->max_n, BUF(d->rm), BUF(d->rv), d->momentum,
+                                              d->eps);
                 }
                 BUF(d->nbt)[0] += 1;
             } else {
-                kd_bn_forward_eval(n, vx->C, HW, X, PAR(d->w), PAR(d->b), BUF(d->rm), BUF(d->rv), d->eps, Y);
+                kd_bn_forward_eval_fused(n, vx->C, HW, X, PAR(d->w), PAR(d->b), BUF(d->rm), BUF(d->rv), d->eps, ep,
+                                         Y);
             }
             break;
+        }
         case N_ACT:
             kd_act_forward(d->act, X, Y, ny);
             break;
@@ -200,6 +216,52 @@ static float *grad_in(kd_model *m, int v, int node, int n)
     return DVAL(v);
 }
 
+/* Like grad_in, but instead of zeroing a buffer about to receive its first
+ * contribution says so (*fresh): a fused BN writes it without reading. */
+static float *grad_fresh(kd_model *m, int v, int node, int *fresh)
+{
+    *fresh = 0;
+    if (v <= 0)
+        return NULL;
+    kd_value *x = &m->vals[v];
+    if (!x->grad_live && x->last_use == node)
+        x->grad_live = *fresh = 1;
+    return DVAL(v);
+}
+
+/* A BN fused with its ReLU and residual add (kd_model_plan.c): the
+ * activation's mask, the add and the BN backward in one per-channel pass.
+ * The residual's gradient is started where the unfused ADD node (the next
+ * node) would have started it. */
+static int bn_fused_backward(kd_model *m, const kd_node *d, int i, int n, int group)
+{
+    char *nz = m->nz;
+    int res = d->fuse_res, at = d->fuse_add;
+    if (!nz[d->fuse_out]) {
+        grad_in(m, d->in, i, n);
+        if (res >= 0)
+            grad_in(m, res, at, n);
+        return 0;
+    }
+    kd_bn_epi e = {.act = d->fuse_act >= 0 ? m->nodes[d->fuse_act].act : KD_IDENTITY, .y = VAL(d->fuse_out)};
+    float *dX = grad_fresh(m, d->in, i, &e.fresh_dx);
+    if (res >= 0)
+        e.dres = grad_fresh(m, res, at, &e.fresh_dres);
+    if (d->in > 0)
+        nz[d->in] = 1;
+    if (res > 0)
+        nz[res] = 1;
+    const kd_value *vx = &m->vals[d->in];
+    float *X = VAL(d->in), *dY = DVAL(d->fuse_out), *sv = m->aux + d->aux;
+    int HW = vx->H * vx->W;
+    if (m->last_sync)
+        return kd_bn_backward_sync_fused(m->bn_sum, m->bn_work, n, vx->C, HW, X, sv, sv + (size_t)d->O * m->max_n,
+                                         PAR(d->w), &e, dY, dX, GRAD(d->w), GRAD(d->b));
+    kd_bn_backward_fused(n, vx->C, HW, group, X, sv, sv + (size_t)d->O * m->max_n, PAR(d->w), &e, dY, dX,
+                         GRAD(d->w), GRAD(d->b));
+    return 0;
+}
+
 int kd_model_backward_dout(kd_model *m, const kd_model_dout *g)
 {
     if (!m->last_n || !m->last_train) {
@@ -250,6 +312,13 @@ int kd_model_backward_dout(kd_model *m, const kd_model_dout *g)
             nz[ext[k]] = 1;
     for (int i = m->nn - 1; i >= 0; i--) {
         kd_node *d = &m->nodes[i];
+        if (d->absorbed)
+            continue; /* run by the fused BN before it */
+        if (d->fuse_out != d->out) {
+            if (bn_fused_backward(m, d, i, n, group))
+                return -1;
+            continue;
+        }
         const kd_value *vx = &m->vals[d->in];
         float *dX = grad_in(m, d->in, i, n);
         float *dX2 = d->in2 >= 0 ? grad_in(m, d->in2, i, n) : NULL;
@@ -300,12 +369,7 @@ int kd_model_backward_dout(kd_model *m, const kd_model_dout *g)
             kd_linear_backward(n, vx->C, d->O, X, PAR(d->w), dY, dX, GRAD(d->w), GRAD(d->b));
             break;
         case N_ADD:
-            for (size_t k = 0; k < ny; k++) {
-                if (dX)
-                    dX[k] += dY[k];
-                if (dX2)
-                    dX2[k] += dY[k];
-            }
+            kd_add_backward(dY, dX, dX2, ny);
             break;
         case N_SCALE:
             kd_scale_backward(n, vx->C, HW, X, VAL(d->in2), dY, dX, dX2);

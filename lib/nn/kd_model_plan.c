@@ -1,5 +1,6 @@
 /* kd_model_plan — planning a model for a batch and input size: the shapes
- * of every value, which nodes may work in place, where every activation and
+ * of every value, which nodes may work in place, which BNs fold into their
+ * conv (eval-only) or fuse with their ReLU and add, where every activation and
  * activation gradient lives (two arenas placed by kd_arena.c), the saved
  * state of backward and the shared workspace, and the memory this holds.
  * Split from kd_model.c because it is the subtlest part of the engine. */
@@ -98,6 +99,65 @@ static int can_inplace(const kd_model *m, const kd_node *d)
     return d->op == N_ADD || d->op == N_DROPOUT || d->op == N_DROPPATH;
 }
 
+/* Fusion: a BN whose output only a ReLU (ReLU6) reads, or only an ADD right
+ * after it, itself followed by a ReLU reading only the sum, computes
+ * act(bn(x) + res) into the last node's output in its own pass
+ * (kd_bn_epi); the values in between are never materialised.  The nodes
+ * must be consecutive so that the fused backward adds into the residual's
+ * gradient where the unfused one did; stage maps and outputs are never
+ * fused away.  Applies to training and evaluation plans alike (in an
+ * eval-only plan a BN folded into its conv then runs just the add and the
+ * ReLU, in one pass). */
+static int mid_value(const kd_model *m, int v) { return m->vals[v].nuse == 1 && !m->vals[v].stage; }
+static int relu_like(const kd_node *d) { return d->op == N_ACT && (d->act == KD_RELU || d->act == KD_RELU6); }
+
+static int fusion_off(const kd_model *m)
+{
+    const char *e = getenv("KDPIPE_NO_FUSE");
+    return m->no_fuse || (e && *e && strcmp(e, "0"));
+}
+
+static void plan_fusion(kd_model *m)
+{
+    for (int i = 0; i < m->nn; i++) {
+        kd_node *d = &m->nodes[i];
+        d->fuse_add = d->fuse_act = d->fuse_res = -1;
+        d->fuse_out = d->out;
+        d->absorbed = 0;
+    }
+    for (int v = 0; v < m->nv; v++)
+        m->vals[v].nobuf = 0;
+    if (fusion_off(m))
+        return;
+    for (int i = 0; i + 1 < m->nn; i++) {
+        kd_node *d = &m->nodes[i], *nx = &m->nodes[i + 1];
+        if (d->op != N_BN || !mid_value(m, d->out))
+            continue;
+        if (relu_like(nx) && nx->in == d->out) {
+            d->fuse_act = i + 1;
+        } else if (nx->op == N_ADD && (nx->in == d->out) != (nx->in2 == d->out)) {
+            d->fuse_add = i + 1;
+            d->fuse_res = nx->in == d->out ? nx->in2 : nx->in;
+            const kd_node *a = i + 2 < m->nn ? &m->nodes[i + 2] : NULL;
+            if (a && relu_like(a) && a->in == nx->out && mid_value(m, nx->out))
+                d->fuse_act = i + 2;
+        } else {
+            continue;
+        }
+        m->vals[d->out].nobuf = 1;
+        if (d->fuse_add >= 0) {
+            m->nodes[d->fuse_add].absorbed = 1;
+            d->fuse_out = m->nodes[d->fuse_add].out;
+        }
+        if (d->fuse_act >= 0) {
+            if (d->fuse_add >= 0)
+                m->vals[d->fuse_out].nobuf = 1;
+            m->nodes[d->fuse_act].absorbed = 1;
+            d->fuse_out = m->nodes[d->fuse_act].out;
+        }
+    }
+}
+
 static int ensure(void **p, size_t *cap, size_t need, size_t elem)
 {
     if (need <= *cap)
@@ -161,11 +221,14 @@ int kd_model_prepare(kd_model *m, int max_n, int h, int w)
                 fold_need = need;
         }
     }
+    plan_fusion(m);
     /* forward arena: live range of each storage root */
     int nr = 0;
     for (int v = 0; v < nv; v++)
         root_idx[v] = -1;
     for (int v = 0; v < nv; v++) {
+        if (m->vals[v].nobuf)
+            continue; /* a root only aliased by fused-away values gets no storage */
         int r = root_of(m, v);
         if (root_idx[r] < 0) {
             root_idx[r] = nr;
@@ -188,8 +251,10 @@ int kd_model_prepare(kd_model *m, int max_n, int h, int w)
             a->e = end;
     }
     size_t act_need = kd_arena_place(it, nr);
-    for (int v = 0; v < nv; v++)
-        m->vals[v].off = it[root_idx[root_of(m, v)]].off;
+    for (int v = 0; v < nv; v++) {
+        int ri = root_idx[root_of(m, v)];
+        m->vals[v].off = ri >= 0 ? it[ri].off : 0;
+    }
     /* gradient arena: value v's gradient lives from its last consumer's
      * backward to its producer's, in reverse time; outputs from the start */
     size_t dact_need = 0;
@@ -197,7 +262,10 @@ int kd_model_prepare(kd_model *m, int max_n, int h, int w)
         int ng = 0;
         for (int v = 1; v < nv; v++) {
             kd_value *x = &m->vals[v];
-            x->has_grad = 1;
+            x->has_grad = !x->nobuf;
+            root_idx[v] = -1;
+            if (x->nobuf)
+                continue;
             /* external gradients (seeded before the reverse walk): the
              * outputs, the last stage and the stages declared by
              * kd_model_grad_stage */
@@ -213,7 +281,7 @@ int kd_model_prepare(kd_model *m, int max_n, int h, int w)
         }
         dact_need = kd_arena_place(it, ng);
         for (int v = 1; v < nv; v++)
-            m->vals[v].doff = it[root_idx[v]].off;
+            m->vals[v].doff = root_idx[v] >= 0 ? it[root_idx[v]].off : 0;
     }
     free(it);
     free(root_idx);
