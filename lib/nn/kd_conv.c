@@ -131,6 +131,8 @@ static size_t chunk_dcol(const kd_conv *c)
 
 size_t kd_conv_workspace(const kd_conv *c)
 {
+    if (kd_conv_wino_applies(c))
+        return kd_conv_wino_workspace(c);
     if (is_depthwise(c))
         return 0;
     if (per_core(c)) /* per thread a slice; per part dW^T [K,O], db [O]; flipped weights */
@@ -419,6 +421,10 @@ static void conv_backward_per_core(const kd_conv *c, const float *x, const float
 
 void kd_conv_forward(const kd_conv *c, const float *x, const float *w, const float *b, float *y, float *ws)
 {
+    if (kd_conv_wino_applies(c)) {
+        kd_conv_wino_forward(c, x, w, b, y, ws);
+        return;
+    }
     if (is_depthwise(c)) {
         kd_conv_dw_forward(c, x, w, b, y);
         return;
@@ -472,6 +478,10 @@ void kd_conv_forward(const kd_conv *c, const float *x, const float *w, const flo
 void kd_conv_backward(const kd_conv *c, const float *x, const float *w, const float *dy, float *dx, float *dw,
                       float *db, float *ws)
 {
+    if (kd_conv_wino_applies(c)) {
+        kd_conv_wino_backward(c, x, w, dy, dx, dw, db, ws);
+        return;
+    }
     if (is_depthwise(c)) {
         kd_conv_dw_backward(c, x, w, dy, dx, dw, db);
         return;

@@ -35,4 +35,17 @@ void kd_conv_dw_forward(const kd_conv *c, const float *x, const float *w, const 
 void kd_conv_dw_backward(const kd_conv *c, const float *x, const float *w, const float *dy, float *dx, float *dw,
                          float *db);
 
+/* Winograd 3x3 stride-1 pad-1 convolution (kd_conv_wino.c): the shapes it
+ * takes (the measured rule, or KDPIPE_CONV), its workspace and passes; the
+ * direct loops of kd_conv_*_ref are its reference.  kd_conv_wino_force sets
+ * the mode as KDPIPE_CONV would (0 the rule, 1 im2col + GEMM, 2 / 4
+ * F(2x2,3x3) / F(4x4,3x3) wherever eligible), for tests and benchmarks:
+ * before sizing the workspaces, which depend on it. */
+int kd_conv_wino_applies(const kd_conv *c);
+void kd_conv_wino_force(int mode);
+size_t kd_conv_wino_workspace(const kd_conv *c);
+void kd_conv_wino_forward(const kd_conv *c, const float *x, const float *w, const float *b, float *y, float *ws);
+void kd_conv_wino_backward(const kd_conv *c, const float *x, const float *w, const float *dy, float *dx, float *dw,
+                           float *db, float *ws);
+
 #endif
