@@ -32,20 +32,24 @@
 
 #define LANES 16
 
-/* Transform matrices (Lavin & Gray): BT [a,a], G [a,3], AT [m,a]. */
+/* Transform matrices (Lavin & Gray): BT [a,a], G [a,3], AT [m,a]; and
+ * their transposes for the weight gradient, A [a,m] and GT [3,a]. */
 static const float BT2[16] = {1, 0, -1, 0, 0, 1, 1, 0, 0, -1, 1, 0, 0, 1, 0, -1};
 static const float G2[12] = {1, 0, 0, .5f, .5f, .5f, .5f, -.5f, .5f, 0, 0, 1};
 static const float AT2[8] = {1, 1, 1, 0, 0, 1, -1, -1};
+static const float A2[8] = {1, 0, 1, 1, 1, -1, 0, -1};
+static const float GT2[12] = {1, .5f, .5f, 0, 0, .5f, -.5f, 0, 0, .5f, .5f, 1};
 static const float BT4[36] = {4, 0, -5, 0,  1, 0, 0, -4, -4, 1, 1, 0, 0, 4, -4, -1, 1, 0,
                               0, -2, -1, 2, 1, 0, 0, 2,  -1, -2, 1, 0, 0, 4, 0, -5, 0, 1};
 static const float G4[18] = {1 / 4.f,  0,        0,       -1 / 6.f, -1 / 6.f, -1 / 6.f, -1 / 6.f, 1 / 6.f, -1 / 6.f,
                              1 / 24.f, 1 / 12.f, 1 / 6.f, 1 / 24.f, -1 / 12.f, 1 / 6.f, 0,        0,       1};
 static const float AT4[24] = {1, 1, 1, 1, 1, 0, 0, 1, -1, 2, -2, 0, 0, 1, 1, 4, 4, 0, 0, 1, -1, 8, -8, 1};
+static const float A4[24] = {1, 0, 0, 0, 1, 1, 1, 1, 1, -1, 1, -1, 1, 2, 4, 8, 1, -2, 4, -8, 0, 0, 0, 1};
+static const float GT4[18] = {1 / 4.f, -1 / 6.f, -1 / 6.f, 1 / 24.f, 1 / 24.f,  0, 0, -1 / 6.f, 1 / 6.f,
+                              1 / 12.f, -1 / 12.f, 0,      0,        -1 / 6.f, -1 / 6.f, 1 / 6.f, 1 / 6.f, 1};
 
 typedef struct {
     int m, a, aa;           /* output tile side, input tile side, a*a */
-    float bt[36], g[18], at[24];
-    float gt[18], a_[24];   /* G^T [3,a], A [a,m] (= AT^T): the dW transforms */
     int th, tw, tpi;        /* tiles per column, per row, per image */
     int parts, tc;          /* dW parts, tiles per chunk */
 } wgeo;
@@ -68,7 +72,16 @@ static int forced(void)
 }
 
 /* Output tile side for c, or 0 for the im2col path.  The rule, measured at
- * batch 128 and 2 threads (bench/results-wino.md): see the table there. */
+ * batch 128 and 2 threads (bench/wino.sh, table in bench/results-wino.md):
+ *  - weights of 128x128 and more (im2col's chunked path, threaded GEMMs over
+ *    megabytes of columns): Winograd 2-6x faster forward and backward;
+ *  - 32x32 planes (64 and 32 channels): F(4,3) 1.1-1.6x faster;
+ *  - smaller weights on 16x16 and 8x8 planes (resnet20's 32 and 64
+ *    channels): im2col's per-core path is as fast or faster; kept;
+ *  - F(4x4,3x3) from 8x8 planes up, F(2x2,3x3) below (a 4x4 plane is one
+ *    6x6 tile, mostly padding).
+ * F(4,3) stays within 2e-5 of the direct result at every zoo shape
+ * (tests/unit/test_conv_wino.c), F(2,3) within 3e-6. */
 static int wino_m(const kd_conv *c)
 {
     if (c->groups != 1 || c->kh != 3 || c->kw != 3 || c->stride != 1 || c->pad != 1 || c->C < 32 || c->O < 32 ||
@@ -79,7 +92,9 @@ static int wino_m(const kd_conv *c)
         return 0;
     if (f == 2 || f == 4)
         return f;
-    return 2;
+    if ((long)c->O * c->C < 128 * 128 && (long)c->H * c->W < 32 * 32)
+        return 0;
+    return c->H >= 8 && c->W >= 8 ? 4 : 2;
 }
 
 int kd_conv_wino_applies(const kd_conv *c) { return wino_m(c) != 0; }
@@ -88,25 +103,17 @@ static void geometry(const kd_conv *c, wgeo *g)
 {
     int m = wino_m(c), a = m + 2;
     g->m = m, g->a = a, g->aa = a * a;
-    memcpy(g->bt, m == 2 ? BT2 : BT4, sizeof(float) * (size_t)(a * a));
-    memcpy(g->g, m == 2 ? G2 : G4, sizeof(float) * (size_t)(a * 3));
-    memcpy(g->at, m == 2 ? AT2 : AT4, sizeof(float) * (size_t)(m * a));
-    for (int i = 0; i < a; i++) {
-        for (int u = 0; u < 3; u++)
-            g->gt[u * a + i] = g->g[i * 3 + u];
-        for (int j = 0; j < m; j++)
-            g->a_[i * m + j] = g->at[j * a + i];
-    }
     g->th = (c->H + m - 1) / m, g->tw = (c->W + m - 1) / m, g->tpi = g->th * g->tw;
     /* parts: as many of KD_CONV_PARTS as keep their dU within 4M floats */
     size_t du = (size_t)g->aa * c->O * c->C, p = ((size_t)4 << 20) / du;
     g->parts = p > 8 ? 8 : p < 2 ? 2 : (int)p;
     if (g->parts > c->N)
         g->parts = c->N;
-    /* chunks of 256 tiles (the GEMMs repack U_ξ per call, 256 columns pay
-     * for it) unless a core's slice would pass 4M floats */
+    /* chunks of 128 tiles (the GEMMs repack U_ξ per call: 128 columns pay
+     * for it; 64 and 256 measured no better) unless a core's slice would
+     * pass 4M floats */
     size_t per = (size_t)g->aa * (c->C + c->O), tc = ((size_t)4 << 20) / per;
-    tc = tc > 256 ? 256 : tc < 32 ? 32 : tc;
+    tc = tc > 128 ? 128 : tc < 32 ? 32 : tc;
     g->tc = (int)(tc / LANES * LANES);
 }
 
@@ -122,16 +129,21 @@ size_t kd_conv_wino_workspace(const kd_conv *c)
 
 /* ------------------------------------------------------------ transforms */
 
-/* out [R,R] = L in L^T on LANES lanes: in [S,S,LANES], L [R,S]; zero
- * coefficients (half of B^T) are skipped. */
-static void tf2(const float *L, int R, int S, const float *in, float *out)
+/* out [R,R] = L in L^T on LANES lanes: in [S,S,LANES], L [R,S].  Inlined
+ * with constant L, R, S (the wrappers below), so that the loops unroll and
+ * the zero and unit coefficients fold away. */
+static inline __attribute__((always_inline)) void tf2(const float *L, const int R, const int S, const float *in,
+                                                      float *out)
 {
     float t[6 * 6 * LANES];
+#pragma GCC unroll 6
     for (int i = 0; i < R; i++)
+#pragma GCC unroll 6
         for (int b = 0; b < S; b++) {
             float *tv = t + (i * S + b) * LANES;
             for (int l = 0; l < LANES; l++)
                 tv[l] = 0;
+#pragma GCC unroll 6
             for (int k = 0; k < S; k++) {
                 float f = L[i * S + k];
                 const float *iv = in + (k * S + b) * LANES;
@@ -141,11 +153,14 @@ static void tf2(const float *L, int R, int S, const float *in, float *out)
                         tv[l] += f * iv[l];
             }
         }
+#pragma GCC unroll 6
     for (int i = 0; i < R; i++)
+#pragma GCC unroll 6
         for (int j = 0; j < R; j++) {
             float *ov = out + (i * R + j) * LANES;
             for (int l = 0; l < LANES; l++)
                 ov[l] = 0;
+#pragma GCC unroll 6
             for (int k = 0; k < S; k++) {
                 float f = L[j * S + k];
                 const float *tv = t + (i * S + k) * LANES;
@@ -156,6 +171,20 @@ static void tf2(const float *L, int R, int S, const float *in, float *out)
             }
         }
 }
+
+#define TF(name, L2, R2, S2, L4, R4, S4)                                                                       \
+    static void name(int m, const float *in, float *out)                                                          \
+    {                                                                                                             \
+        if (m == 2)                                                                                               \
+            tf2(L2, R2, S2, in, out);                                                                             \
+        else                                                                                                      \
+            tf2(L4, R4, S4, in, out);                                                                             \
+    }
+TF(tf_input, BT2, 4, 4, BT4, 6, 6)  /* V = B^T d B */
+TF(tf_output, AT2, 2, 4, AT4, 4, 6) /* Y = A^T M A */
+TF(tf_dy, A2, 4, 2, A4, 6, 4)       /* D = A dY A^T */
+TF(tf_weight, G2, 4, 3, G4, 6, 3)   /* U = G g G^T */
+TF(tf_dw, GT2, 3, 4, GT4, 3, 6)     /* dW = G^T dU G */
 
 /* Where the tiles of a lane block start: plane offset of (n, row y0, col x0),
  * y0/x0 the patch's top-left corner (may be outside the plane). */
@@ -174,30 +203,57 @@ static void block_at(const wgeo *g, long t0, long tend, int off, tblock *b)
 }
 
 /* d [P,P,LANES] = the P x P patches of channel ch (of nch) of the block's
- * tiles in x [N,nch,H,W], zero outside the plane and beyond nv. */
-static void gather(const kd_conv *c, const tblock *b, const float *x, int nch, int ch, int P, float *d)
+ * tiles in x [N,nch,H,W], zero outside the plane and beyond nv.  A run of
+ * lanes in one tile row reads its P input rows once, zero-padded, into rb
+ * (the per-element bounds checks were a quarter of the time); the patches
+ * are then strided reads of rb. */
+static inline __attribute__((always_inline)) void gather_m(const kd_conv *c, const tblock *b, const float *x,
+                                                           int nch, int ch, int P, const int m, float *d)
 {
     int H = c->H, W = c->W;
-    for (int l = 0; l < LANES; l++) {
-        if (l >= b->nv) {
+    float rb[6][LANES * 4 + 8];
+    for (int l0 = 0; l0 < LANES;) {
+        if (l0 >= b->nv) {
             for (int k = 0; k < P * P; k++)
-                d[k * LANES + l] = 0;
-            continue;
+                for (int l = l0; l < LANES; l++)
+                    d[k * LANES + l] = 0;
+            break;
         }
-        const float *pl = x + ((size_t)b->n[l] * nch + ch) * H * W;
-        int y0 = b->y0[l], x0 = b->x0[l];
-        if (y0 >= 0 && x0 >= 0 && y0 + P <= H && x0 + P <= W) {
-            for (int i = 0; i < P; i++)
-                for (int j = 0; j < P; j++)
-                    d[(i * P + j) * LANES + l] = pl[(y0 + i) * W + x0 + j];
-            continue;
+        int l1 = l0 + 1;
+        while (l1 < b->nv && b->n[l1] == b->n[l0] && b->y0[l1] == b->y0[l0])
+            l1++;
+        const float *pl = x + ((size_t)b->n[l0] * nch + ch) * H * W;
+        int xs = b->x0[l0], len = (l1 - l0 - 1) * m + P, lo = xs < 0 ? -xs : 0, hi = xs + len > W ? W - xs : len;
+        for (int i = 0; i < P; i++) {
+            int yy = b->y0[l0] + i;
+            float *r = rb[i];
+            if (yy < 0 || yy >= H) {
+                memset(r, 0, sizeof(float) * (size_t)len);
+                continue;
+            }
+            for (int j = 0; j < lo; j++)
+                r[j] = 0;
+            memcpy(r + lo, pl + (size_t)yy * W + xs + lo, sizeof(float) * (size_t)(hi - lo));
+            for (int j = hi; j < len; j++)
+                r[j] = 0;
         }
         for (int i = 0; i < P; i++)
             for (int j = 0; j < P; j++) {
-                int yy = y0 + i, xx = x0 + j;
-                d[(i * P + j) * LANES + l] = yy >= 0 && yy < H && xx >= 0 && xx < W ? pl[yy * W + xx] : 0.0f;
+                float *dv = d + (i * P + j) * LANES;
+                const float *r = rb[i] + j - l0 * m;
+                for (int l = l0; l < l1; l++)
+                    dv[l] = r[l * m];
             }
+        l0 = l1;
     }
+}
+
+static void gather(const kd_conv *c, const tblock *b, const float *x, int nch, int ch, int P, int m, float *d)
+{
+    if (m == 2)
+        gather_m(c, b, x, nch, ch, P, 2, d);
+    else
+        gather_m(c, b, x, nch, ch, P, 4, d);
 }
 
 /* V [aa, nch, ld]: the input transforms of tiles [t0, t1) of x (nch channels). */
@@ -208,11 +264,12 @@ static void input_tf(const kd_conv *c, const wgeo *g, const float *x, int nch, l
     for (long s = t0; s < t1; s += LANES) {
         block_at(g, s, t1, -1, &b);
         for (int ch = 0; ch < nch; ch++) {
-            gather(c, &b, x, nch, ch, g->a, d);
-            tf2(g->bt, g->a, g->a, d, v);
+            gather(c, &b, x, nch, ch, g->a, g->m, d);
+            tf_input(g->m, d, v);
             float *dst = V + (size_t)ch * ld + (s - t0);
             for (int k = 0; k < g->aa; k++)
-                memcpy(dst + (size_t)k * nch * ld, v + k * LANES, sizeof(float) * LANES);
+                for (int l = 0; l < LANES; l++)
+                    dst[(size_t)k * nch * ld + l] = v[k * LANES + l];
         }
     }
 }
@@ -225,11 +282,12 @@ static void dy_tf(const kd_conv *c, const wgeo *g, const float *dy, long t0, lon
     for (long s = t0; s < t1; s += LANES) {
         block_at(g, s, t1, 0, &b);
         for (int o = 0; o < c->O; o++) {
-            gather(c, &b, dy, c->O, o, g->m, d);
-            tf2(g->a_, g->a, g->m, d, v);
+            gather(c, &b, dy, c->O, o, g->m, g->m, d);
+            tf_dy(g->m, d, v);
             float *dst = D + (size_t)o * ld + (s - t0);
             for (int k = 0; k < g->aa; k++)
-                memcpy(dst + (size_t)k * c->O * ld, v + k * LANES, sizeof(float) * LANES);
+                for (int l = 0; l < LANES; l++)
+                    dst[(size_t)k * c->O * ld + l] = v[k * LANES + l];
         }
     }
 }
@@ -247,8 +305,9 @@ static void output_tf(const kd_conv *c, const wgeo *g, const float *M, int nch, 
         for (int ch = 0; ch < nch; ch++) {
             const float *src = M + (size_t)ch * ld + (s - t0);
             for (int k = 0; k < g->aa; k++)
-                memcpy(mv + k * LANES, src + (size_t)k * nch * ld, sizeof(float) * LANES);
-            tf2(g->at, m, g->a, mv, r);
+                for (int l = 0; l < LANES; l++)
+                    mv[k * LANES + l] = src[(size_t)k * nch * ld + l];
+            tf_output(m, mv, r);
             float add = bias ? bias[ch] : 0.0f;
             for (int l = 0; l < b.nv; l++) {
                 float *pl = out + ((size_t)b.n[l] * nch + ch) * H * W;
@@ -279,7 +338,7 @@ static void weight_tf(const kd_conv *c, const wgeo *g, const float *w, int flip,
                 long p = p0 + l, r = p / S, s = p % S;
                 d[k * LANES + l] = l >= nv ? 0.0f : flip ? w[(s * c->C + r) * 9 + 8 - k] : w[p * 9 + k];
             }
-        tf2(g->g, g->a, 3, d, v);
+        tf_weight(g->m, d, v);
         for (int k = 0; k < g->aa; k++)
             memcpy(U + (size_t)k * np + p0, v + k * LANES, sizeof(float) * (size_t)nv);
     }
@@ -374,7 +433,7 @@ void kd_conv_wino_backward(const kd_conv *c, const float *x, const float *w, con
                         acc += sums[p * u + (size_t)k * np + p0 + l];
                     d[k * LANES + l] = acc;
                 }
-            tf2(g.gt, 3, g.a, d, v);
+            tf_dw(g.m, d, v);
             for (int l = 0; l < nv; l++)
                 for (int k = 0; k < 9; k++)
                     dw[(p0 + l) * 9 + k] += v[k * LANES + l];
