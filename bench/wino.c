@@ -16,19 +16,7 @@
 #include "kd_layers.h"
 #include "nn/kd_layers_impl.h"
 
-static float *filled(size_t n, unsigned seed)
-{
-    float *v = malloc(sizeof(float) * (n ? n : 1));
-    if (!v) {
-        fprintf(stderr, "wino: out of memory\n");
-        exit(1);
-    }
-    for (size_t i = 0; i < n; i++) {
-        seed = seed * 1664525u + 1013904223u;
-        v[i] = (float)(seed >> 8) / 16777216.0f - 0.5f;
-    }
-    return v;
-}
+#include "bench_peak.h"
 
 static int cmp(const void *a, const void *b)
 {
@@ -48,6 +36,7 @@ int main(int argc, char **argv)
     int rounds = atoi(argv[2]);
     rounds = rounds < 1 ? 1 : rounds > MAXR ? MAXR : rounds;
     static const int modes[3] = {1, 2, 4};
+    printf("(sgemm peak %.1f GFLOP/s, BLIS %s)\n", sgemm_peak(), kd_gemm_arch());
     printf("%-22s %9s %9s %9s %9s %9s %9s\n", "N,C,H,W,O", "gemm_fwd", "w2_fwd", "w4_fwd", "gemm_bwd", "w2_bwd",
            "w4_bwd");
     for (int a = 3; a < argc; a++) {
@@ -63,8 +52,8 @@ int main(int argc, char **argv)
             size_t s = kd_conv_workspace(&c);
             nws = s > nws ? s : nws;
         }
-        float *x = filled(nx, 4), *w = filled(nw, 5), *y = filled(ny, 6), *dy = filled(ny, 7);
-        float *dx = filled(nx, 8), *dw = filled(nw, 9), *ws = filled(nws, 10);
+        float *x = bench_filled(nx, 4), *w = bench_filled(nw, 5), *y = bench_filled(ny, 6), *dy = bench_filled(ny, 7);
+        float *dx = bench_filled(nx, 8), *dw = bench_filled(nw, 9), *ws = bench_filled(nws, 10);
         double t[3][2][MAXR];
         for (int r = 0; r < rounds; r++)
             for (int k = 0; k < 3; k++) {
@@ -87,7 +76,8 @@ int main(int argc, char **argv)
                 qsort(t[k][d], (size_t)rounds, sizeof(double), cmp);
                 med[k][d] = 1e3 * t[k][d][rounds / 2];
             }
-        printf("%-22s %9.2f %9.2f %9.2f %9.2f %9.2f %9.2f\n", argv[a], med[0][0], med[1][0], med[2][0], med[0][1],
+        printf("(sgemm peak %.1f GFLOP/s, BLIS %s)\n", sgemm_peak(), kd_gemm_arch());
+    printf("%-22s %9.2f %9.2f %9.2f %9.2f %9.2f %9.2f\n", argv[a], med[0][0], med[1][0], med[2][0], med[0][1],
                med[1][1], med[2][1]);
         fflush(stdout);
         free(x), free(w), free(y), free(dy), free(dx), free(dw), free(ws);
