@@ -1,5 +1,5 @@
 /* kd_layers_impl — internals shared by the layer kernel files of lib/nn
- * (kd_conv.c, kd_conv_dw.c, kd_bn.c); private, not installed. */
+ * (kd_conv.c, kd_conv_dw.c, kd_conv_wino.c, kd_bn.c); private, not installed. */
 #ifndef KD_LAYERS_IMPL_H
 #define KD_LAYERS_IMPL_H
 
