@@ -129,47 +129,40 @@ size_t kd_conv_wino_workspace(const kd_conv *c)
 
 /* ------------------------------------------------------------ transforms */
 
-/* out [R,R] = L in L^T on LANES lanes: in [S,S,LANES], L [R,S].  Inlined
+/* out[p*op + q*oq] = Σ_k L[p][k] in[k*ik + q*iq] for p < R, q < nq, on
+ * LANES lanes (strides in lane vectors), L [R,S]. */
+static inline __attribute__((always_inline)) void lmul(const float *L, const int R, const int S, const int nq,
+                                                       const float *in, const int ik, const int iq, float *out,
+                                                       const int op, const int oq)
+{
+#pragma GCC unroll 6
+    for (int p = 0; p < R; p++)
+#pragma GCC unroll 6
+        for (int q = 0; q < nq; q++) {
+            float *ov = out + (p * op + q * oq) * LANES;
+            for (int l = 0; l < LANES; l++)
+                ov[l] = 0;
+#pragma GCC unroll 6
+            for (int k = 0; k < S; k++) {
+                float f = L[p * S + k];
+                const float *iv = in + (k * ik + q * iq) * LANES;
+                if (f != 0)
+#pragma omp simd
+                    for (int l = 0; l < LANES; l++)
+                        ov[l] += f * iv[l];
+            }
+        }
+}
+
+/* out [R,R] = L in L^T, in [S,S]: the rows, then the columns.  Inlined
  * with constant L, R, S (the wrappers below), so that the loops unroll and
  * the zero and unit coefficients fold away. */
 static inline __attribute__((always_inline)) void tf2(const float *L, const int R, const int S, const float *in,
                                                       float *out)
 {
     float t[6 * 6 * LANES];
-#pragma GCC unroll 6
-    for (int i = 0; i < R; i++)
-#pragma GCC unroll 6
-        for (int b = 0; b < S; b++) {
-            float *tv = t + (i * S + b) * LANES;
-            for (int l = 0; l < LANES; l++)
-                tv[l] = 0;
-#pragma GCC unroll 6
-            for (int k = 0; k < S; k++) {
-                float f = L[i * S + k];
-                const float *iv = in + (k * S + b) * LANES;
-                if (f != 0)
-#pragma omp simd
-                    for (int l = 0; l < LANES; l++)
-                        tv[l] += f * iv[l];
-            }
-        }
-#pragma GCC unroll 6
-    for (int i = 0; i < R; i++)
-#pragma GCC unroll 6
-        for (int j = 0; j < R; j++) {
-            float *ov = out + (i * R + j) * LANES;
-            for (int l = 0; l < LANES; l++)
-                ov[l] = 0;
-#pragma GCC unroll 6
-            for (int k = 0; k < S; k++) {
-                float f = L[j * S + k];
-                const float *tv = t + (i * S + k) * LANES;
-                if (f != 0)
-#pragma omp simd
-                    for (int l = 0; l < LANES; l++)
-                        ov[l] += f * tv[l];
-            }
-        }
+    lmul(L, R, S, S, in, S, 1, t, S, 1);
+    lmul(L, R, S, R, t, 1, S, out, 1, R);
 }
 
 #define TF(name, L2, R2, S2, L4, R4, S4)                                                                       \
