@@ -76,7 +76,7 @@ int main(int argc, char **argv)
                 qsort(t[k][d], (size_t)rounds, sizeof(double), cmp);
                 med[k][d] = 1e3 * t[k][d][rounds / 2];
             }
-    printf("%-22s %9.2f %9.2f %9.2f %9.2f %9.2f %9.2f\n", argv[a], med[0][0], med[1][0], med[2][0], med[0][1],
+        printf("%-22s %9.2f %9.2f %9.2f %9.2f %9.2f %9.2f\n", argv[a], med[0][0], med[1][0], med[2][0], med[0][1],
                med[1][1], med[2][1]);
         fflush(stdout);
         free(x), free(w), free(y), free(dy), free(dx), free(dw), free(ws);
