@@ -43,7 +43,7 @@ LIB_OBJ  := $(LIB_SRC:.c=.o)
 # under `make asan` (OPT="-O1 ..."), as the #pragma GCC optimize("O3") it
 # replaces did; `make KD_O3=` (e.g. with OPT=-O0 for a debugger) drops it.
 KD_O3 ?= -O3
-lib/nn/kd_conv.o lib/nn/kd_conv_dw.o lib/nn/kd_bn.o lib/nn/kd_layers.o: OPT_EXTRA = $(KD_O3)
+lib/nn/kd_conv.o lib/nn/kd_conv_dw.o lib/nn/kd_conv_wino.o lib/nn/kd_bn.o lib/nn/kd_layers.o: OPT_EXTRA = $(KD_O3)
 BIN_SRC  := $(sort $(wildcard bin/*.c))
 PROGS    := $(BIN_SRC:.c=)
 UNIT_SRC := $(sort $(wildcard tests/unit/test_*.c))

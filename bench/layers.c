@@ -17,20 +17,6 @@
 
 #include "bench_peak.h"
 
-static float *filled(size_t n, unsigned seed)
-{
-    float *v = malloc(sizeof(float) * (n ? n : 1));
-    if (!v) {
-        fprintf(stderr, "layers: out of memory\n");
-        exit(1);
-    }
-    for (size_t i = 0; i < n; i++) {
-        seed = seed * 1664525u + 1013904223u;
-        v[i] = (float)(seed >> 8) / 16777216.0f - 0.5f;
-    }
-    return v;
-}
-
 /* Repeat stmt until secs have passed (at least 3 runs after a warm-up); out
  * gets the FASTEST run's seconds: on a shared machine the minimum is the
  * estimate least disturbed by other processes (the peer does the same). */
@@ -72,8 +58,8 @@ int main(int argc, char **argv)
             return 2;
         }
         size_t nx = (size_t)N * C * H * W, nw = (size_t)O * (C / g) * k * k, ny = (size_t)N * O * c.Ho * c.Wo;
-        float *x = filled(nx, 4), *w = filled(nw, 5), *y = filled(ny, 6), *dy = filled(ny, 7);
-        float *dx = filled(nx, 8), *dw = filled(nw, 9), *ws = filled(kd_conv_workspace(&c), 10);
+        float *x = bench_filled(nx, 4), *w = bench_filled(nw, 5), *y = bench_filled(ny, 6), *dy = bench_filled(ny, 7);
+        float *dx = bench_filled(nx, 8), *dw = bench_filled(nw, 9), *ws = bench_filled(kd_conv_workspace(&c), 10);
         double tf, tb, flops = 2.0 * ny * (C / g) * k * k;
         TIMED(secs, tf, kd_conv_forward(&c, x, w, NULL, y, ws));
         TIMED(secs, tb, kd_conv_backward(&c, x, w, dy, dx, dw, NULL, ws));

@@ -1,5 +1,5 @@
 /* kd_layers_impl — internals shared by the layer kernel files of lib/nn
- * (kd_conv.c, kd_conv_dw.c, kd_bn.c); private, not installed. */
+ * (kd_conv.c, kd_conv_dw.c, kd_conv_wino.c, kd_bn.c); private, not installed. */
 #ifndef KD_LAYERS_IMPL_H
 #define KD_LAYERS_IMPL_H
 
@@ -46,5 +46,21 @@ size_t kd_conv_direct_workspace(const kd_conv *c);
 void kd_conv_direct_forward(const kd_conv *c, const float *x, const float *w, const float *b, float *y, float *ws);
 void kd_conv_direct_backward(const kd_conv *c, const float *x, const float *w, const float *dy, float *dx, float *dw,
                              float *db, float *ws);
+
+/* Winograd 3x3 stride-1 pad-1 convolution (kd_conv_wino.c): the shapes it
+ * can take (kd_conv_wino_applies: ungrouped, >= 32 channels, planes >= 4x4,
+ * not in gemm mode; kd_conv.c's rule decides whether it does), its
+ * workspace and passes; the direct loops of kd_conv_*_ref are its
+ * reference.  kd_conv_wino_force sets the mode as KDPIPE_CONV would (0 the
+ * rule, 1 im2col + GEMM, 2 / 4 F(2x2,3x3) / F(4x4,3x3) wherever eligible;
+ * -1 back to KDPIPE_CONV), for tests and benchmarks: before sizing the
+ * workspaces, which depend on it; kd_conv_wino_mode reads it. */
+int kd_conv_wino_applies(const kd_conv *c);
+void kd_conv_wino_force(int mode);
+int kd_conv_wino_mode(void);
+size_t kd_conv_wino_workspace(const kd_conv *c);
+void kd_conv_wino_forward(const kd_conv *c, const float *x, const float *w, const float *b, float *y, float *ws);
+void kd_conv_wino_backward(const kd_conv *c, const float *x, const float *w, const float *dy, float *dx, float *dw,
+                           float *db, float *ws);
 
 #endif
