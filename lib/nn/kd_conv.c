@@ -66,39 +66,8 @@ static int is_pointwise(const kd_conv *c) { return c->kh == 1 && c->kw == 1 && c
  * gradient is summed in KD_CONV_PARTS fixed image ranges and then in range
  * order, so the result does not depend on the number of threads. */
 #define GROUP_COLS 256
-/* 3x3 stride-1 pad-1 layers: the direct kernel (kd_conv_direct.c),
- * Winograd (kd_conv_wino.c) or im2col + GEMM.  KDPIPE_CONV=gemm forces
- * im2col + GEMM everywhere, =direct the direct kernel and =wino2 / =wino4
- * Winograd wherever each applies (A/B runs, tests).  The rule, measured at
- * batch 128 on 2 cores (Zen 5, AVX-512; bench/results-layers.md,
- * bench/results-wino.md), forward + backward GFLOP/s direct vs GEMM: 1->16
- * at 32x32 77+113 vs 19+19, 16->16 305+183 vs 87+78, 64->64 at 32x32
- * 382+325 vs 193+173, 128 at 16x16 347+288 vs 124+153, 256 at 8x8 275+172
- * vs 163+185, but 512 at 4x4 159+87 vs 153+170: on planes of fewer than 64
- * outputs the padding and the weight gradient's reductions dominate.  There,
- * and at 8x8 from 256x256 weights, Winograd (2-6x GEMM's speed for weights
- * of 128x128 and more; 256 at 8x8 about 25 % ahead of the direct kernel);
- * smaller weights on small planes stay on GEMM's per-core path. */
-enum { PATH_GEMM, PATH_DIRECT, PATH_WINO };
-static int fast_path(const kd_conv *c)
-{
-    const char *e = getenv("KDPIPE_CONV");
-    int mode = kd_conv_wino_mode(), hw = c->H * c->W;
-    long co = (long)c->C * c->O;
-    if (mode == 1)
-        return PATH_GEMM;
-    if (mode == 2 || mode == 4)
-        return kd_conv_wino_applies(c) ? PATH_WINO : PATH_GEMM;
-    if (e && !strcmp(e, "direct"))
-        return kd_conv_direct_applies(c) ? PATH_DIRECT : PATH_GEMM;
-    if (kd_conv_direct_applies(c) && (hw >= 256 || (hw >= 64 && co < 256L * 256)))
-        return PATH_DIRECT;
-    if (kd_conv_wino_applies(c) && co >= 128L * 128)
-        return PATH_WINO;
-    return PATH_GEMM;
-}
-static int direct(const kd_conv *c) { return fast_path(c) == PATH_DIRECT; }
-static int wino(const kd_conv *c) { return fast_path(c) == PATH_WINO; }
+static int direct(const kd_conv *c) { return kd_conv_path(c) == KD_CONV_DIRECT; }
+static int wino(const kd_conv *c) { return kd_conv_path(c) == KD_CONV_WINO; }
 
 static int per_core(const kd_conv *c)
 {
@@ -440,19 +409,7 @@ static void conv_backward_per_core(const kd_conv *c, const float *x, const float
             }
         }
     }
-    if (dw || db) {
-        size_t ok = (size_t)c->O * K;
-#pragma omp parallel for num_threads(c->nt) schedule(static)
-        for (size_t i = 0; i < part; i++) {
-            float acc = 0;
-            for (int p = 0; p < parts; p++)
-                acc += sums[p * part + i];
-            if (i < ok && dw) /* i = k*O + o */
-                dw[(i % c->O) * K + i / c->O] += acc;
-            else if (i >= ok && db)
-                db[i - ok] += acc;
-        }
-    }
+    kd_conv_sum_parts(c, sums, parts, K, 1, dw, db);
 }
 
 void kd_conv_forward(const kd_conv *c, const float *x, const float *w, const float *b, float *y, float *ws)

@@ -379,17 +379,5 @@ void kd_conv_direct_backward(const kd_conv *c, const float *x, const float *w, c
                            dx + (size_t)(n0 + i) * c->C * HW, yo);
         }
     }
-    if (!dw && !db)
-        return;
-    size_t ok = (size_t)c->O * K;
-#pragma omp parallel for num_threads(c->nt) schedule(static)
-    for (size_t i = 0; i < part; i++) {
-        float acc = 0;
-        for (int p = 0; p < parts; p++)
-            acc += sums[p * part + i];
-        if (i < ok && dw)
-            dw[i] += acc;
-        else if (i >= ok && db)
-            db[i - ok] += acc;
-    }
+    kd_conv_sum_parts(c, sums, parts, K, 0, dw, db);
 }

@@ -39,6 +39,13 @@ void kd_conv_dw_backward(const kd_conv *c, const float *x, const float *w, const
  * the ranges in order: the bits do not depend on the thread count. */
 #define KD_CONV_PARTS 8
 
+/* The kernel a layer takes (kd_conv_path.c: the measured rule, KDPIPE_CONV)
+ * and the parts' final sum into dw (as [O][K], or from dW^T [K][O]) and db. */
+enum { KD_CONV_GEMM, KD_CONV_DIRECT, KD_CONV_WINO };
+int kd_conv_path(const kd_conv *c);
+void kd_conv_sum_parts(const kd_conv *c, const float *sums, int parts, size_t K, int transposed, float *dw,
+                       float *db);
+
 /* Direct 3x3 stride-1 pad-1 convolution of narrow layers, without im2col
  * (kd_conv_direct.c; kd_conv.c decides which layers take it). */
 int kd_conv_direct_applies(const kd_conv *c);
