@@ -13,19 +13,13 @@
 #include "kd_layers.h"
 #include "kd_rng.h"
 #include "kd_test.h"
+#include "kd_test_data.h"
 #include "nn/kd_layers_impl.h"
 
 static kd_rng rng;
 
-static float *rnd(size_t n)
-{
-    float *v = malloc(sizeof(float) * n);
-    for (size_t i = 0; i < n; i++)
-        v[i] = kd_rng_normal(&rng);
-    return v;
-}
-
-static float *zeros(size_t n) { return calloc(n ? n : 1, sizeof(float)); }
+static float *rnd(size_t n) { return kd_test_normal(&rng, n); }
+static float *zeros(size_t n) { return kd_test_zeros(n); }
 
 #define CANARY 12345.0f
 

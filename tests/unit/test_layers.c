@@ -10,18 +10,12 @@
 #include "kd_layers.h"
 #include "kd_rng.h"
 #include "kd_test.h"
+#include "kd_test_data.h"
 
 static kd_rng rng;
 
-static float *rnd(size_t n)
-{
-    float *v = malloc(sizeof(float) * n);
-    for (size_t i = 0; i < n; i++)
-        v[i] = kd_rng_normal(&rng);
-    return v;
-}
-
-static float *zeros(size_t n) { return calloc(n, sizeof(float)); }
+static float *rnd(size_t n) { return kd_test_normal(&rng, n); }
+static float *zeros(size_t n) { return kd_test_zeros(n); }
 
 static void conv_case(int N, int C, int H, int W, int O, int k, int s, int p, int g, const char *path)
 {
