@@ -18,11 +18,11 @@ ROOT="$BATS_TEST_DIRNAME/.."
     cp "$out/results.md" "$BATS_TEST_TMPDIR/../results.md" 2>/dev/null || true
     run cat "$out/results.md"
     assert_line --regexp '^\| teacher \| MoCo v2 \| 2048 \| 1 \| 0\.[0-9]{4} \| 0\.[0-9]{4} \| [0-9]+s \|$'
-    for m in "MoCo v2 alone" "DisCo \(moco:1,disco:32\)" "SEED"; do
+    for m in "MoCo v2 alone" "DisCo \(moco:1,disco:16\)" "SEED"; do
         assert_line --regexp "^\| resnet20 \| $m \| 2048 \| 1,2 \| 0\.[0-9]{4} ± 0\.[0-9]{4} \| 0\.[0-9]{4} ± 0\.[0-9]{4} \|"
         assert_line --regexp "^\| mobilenet_v2 \| $m \| 2048 \| 1 \| 0\.[0-9]{4} \| 0\.[0-9]{4} \|"
     done
-    assert_line --regexp '^\| resnet20 \| DisCo \(moco:1,disco:32\) \| 32 \| 1 \|'
+    assert_line --regexp '^\| resnet20 \| DisCo \(moco:1,disco:16\) \| 32 \| 1 \|'
     [ -s "$out/curves.png" ] && [ -s "$out/cache-1.h5" ] && [ -s "$out/cache-2.h5" ]
     grep -q '"loss_disco"' "$out/s-disco-resnet20-2048-1.log"
     grep -q '"loss_seed"' "$out/s-seed-resnet20-2048-2.log"
