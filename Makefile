@@ -132,9 +132,10 @@ deps:
 	@scripts/deps
 
 # make check: install what is missing, build from scratch, run every test.
+# The build runs on every core (make check and make demo are run without -j).
 check: deps
 	$(MAKE) clean
-	$(MAKE) all
+	$(MAKE) -j$$(nproc) all
 	$(MAKE) check-only
 
 check-only:
@@ -146,7 +147,8 @@ asan: deps
 	ASAN_OPTIONS=detect_leaks=1:abort_on_error=0 UBSAN_OPTIONS=print_stacktrace=1 KD_ASAN=1 scripts/run-tests
 	$(MAKE) clean
 
-demo: deps all
+demo: deps
+	@$(MAKE) --no-print-directory -j$$(nproc) all
 	@scripts/demo
 
 bench: deps all
