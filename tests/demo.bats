@@ -31,7 +31,7 @@ load '/usr/lib/bats/bats-assert/load'
     out="$BATS_TEST_TMPDIR/demo"
     small=(SSL_FLAGS='LIMIT=128 TEST_LIMIT=128 BATCH=32 T_ARCH=resnet20 T_HEAD=mlp:64:128 T_EPOCHS=1 S_EPOCHS=1 S_METHODS="moco disco" BOTTLENECK=2048 M_ARCH= QUEUE=256 VAL_LIMIT=64 BANK_LIMIT=128 CKPT_EVERY=2'
            KD_FLAGS='T_LIMIT=256 LIMIT=128 TEST_LIMIT=128 BATCH=32 T_ARCH=resnet20 T_EPOCHS=1 S_EPOCHS=1 ARCHS=resnet20 METHODS="ce kd msd" CKPT_EVERY=2'
-           TR_FLAGS='MODES=finetune CANVAS=32x32 TRAIN_SCENES=32 TEST_SCENES=8 STEPS=4 BATCH=4 HEAD_CH=8 CKPT_EVERY=2')
+           TR_FLAGS='MODES="frozen finetune" CANVAS=32x32 TRAIN_SCENES=32 TEST_SCENES=8 STEPS=4 BATCH=4 HEAD_CH=8 CKPT_EVERY=2')
     DEMO_OUT="$out" run scripts/demo "${small[@]}"
     assert_success
     assert_line --index 0 "# Results: pretrain, distil, probe, transfer"
@@ -43,7 +43,9 @@ load '/usr/lib/bats/bats-assert/load'
     assert_line --regexp '^\| teacher \| CE \| 1 \| 0\.[0-9]{4} \| \| [0-9]+s \|$'
     assert_line --regexp '^\| resnet20 \| KD \| 1 \| 0\.[0-9]{4} \| [-+][0-9.]+ \| [0-9]+s \|$'
     assert_line --regexp '^\| resnet20 \| MSD \| 1 \| 0\.[0-9]{4} \| [-+][0-9.]+ \| [0-9]+s \|$'
-    assert_line --regexp '^\| disco \| fine-tuned \| [0-9.]+ \| [0-9.]+ \| [0-9.]+ \| [0-9.]+ \| [0-9]+s \|$'
+    for m in frozen fine-tuned; do
+        assert_line --regexp "^\| disco \| $m \| [0-9.]+ \| [0-9.]+ \| [0-9.]+ \| [0-9.]+ \| [0-9]+s \|\$"
+    done
     assert_line --partial "demo: done in "
     for p in bars curves; do
         run /usr/bin/python3 -c "b=open('$out/$p.png','rb').read(); print(b[:4]==b'\x89PNG', len(b) > 10000)"
