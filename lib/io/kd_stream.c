@@ -243,6 +243,13 @@ int kd_writer_put(kd_writer *w, const kd_frame *f)
 {
     if ((w->flags & KD_W_DEFLATE) ? put_deflated(w, f) : put_plain(w, f))
         return -1;
+    /* The frame is the unit of work downstream: a tail left in stdio's
+     * buffer would reach the reader only with the next frame, after this
+     * stage computed it, and the two ends of a pipe would take turns
+     * instead of running side by side (augment | teacher-extract |
+     * distill-step at one thread each used one core in all). */
+    if (fflush(w->out.f))
+        return write_failed(w);
     w->frames++;
     return 0;
 }
