@@ -240,3 +240,21 @@ for name, d in (('plain', False), ('deflated', True)):
         [ "$kb" -gt 65536 ] && [ "$kb" -lt 110000 ]   # the 64 MiB once (plus the process), not twice
     done
 }
+
+@test "stream: a frame reaches the next stage before its writer has the next one (every frame flushed)" {
+    "$B/model-init" --arch resnet20 --in-channels 1 --head mlp:64:32 -o m.h5 >/dev/null
+    "$B/augment" --limit 16 --batch 8 --views 2 --quiet ds.h5 > a.kdt
+    # frame 0 alone, and then the pipe stays open: teacher-extract waits for
+    # frame 1 while the reader must already have frame 0 whole
+    "$PY" -c "
+import sys; sys.path.insert(0, '$(dirname "$KDT")'); import kdt
+meta, t = next(kdt.read_frames(open('a.kdt', 'rb')))
+kdt.write_frame(sys.stdout.buffer, meta, t)" > f0.kdt
+    { cat f0.kdt; sleep 6; } | "$B/teacher-extract" -m m.h5 --threads 1 --quiet 2>/dev/null \
+        | timeout 5 "$PY" -c "
+import sys; sys.path.insert(0, '$(dirname "$KDT")'); import kdt
+meta, t = next(kdt.read_frames(sys.stdin.buffer))
+print(meta['step'], sorted(k for k in t if k.startswith('t.')))" > got || true
+    run cat got
+    assert_output "0 ['t.emb0', 't.emb1', 't.feat0', 't.feat1']"
+}
