@@ -38,6 +38,8 @@ static const char help[] =
     "  --warmup N            linear warmup steps (default 0)\n"
     "  --momentum M          SGD momentum (default 0.9)\n"
     "  --wd W                weight decay (default 1e-4; not on BN parameters and biases)\n"
+    "  --clip-grad N         scale the gradients to global L2 norm at most N (0: off;\n"
+    "                        default 0), as torch.nn.utils.clip_grad_norm_\n"
     "  --hm-weight W, --wh-weight W, --off-weight W, --seg-weight W\n"
     "                        loss weights (default 1, 0.1, 1, 5; --seg-weight 0: no masks needed)\n"
     "  --flip P              horizontal flip probability (default 0.5)\n"
@@ -58,7 +60,7 @@ static const char help[] =
 
 enum { OPT_TRAIN = KD_OPT_PROG, OPT_STRIDE, OPT_STAGE, OPT_UPC, OPT_HC, OPT_FREEZE, OPT_STEPS, OPT_BATCH, OPT_LR,
        OPT_SCHED, OPT_WARM, OPT_MOM, OPT_WD, OPT_WHM, OPT_WWH, OPT_WOFF, OPT_WSEG, OPT_FLIP, OPT_JIT, OPT_VAL,
-       OPT_VALEVERY, OPT_VALLIM, OPT_LOGEVERY, OPT_CKPT, OPT_CKPTEVERY, OPT_RESUME, OPT_SYNCBN };
+       OPT_VALEVERY, OPT_VALLIM, OPT_LOGEVERY, OPT_CKPT, OPT_CKPTEVERY, OPT_RESUME, OPT_SYNCBN, OPT_CLIP };
 static const struct option longopts[] = {
     {"model", required_argument, 0, 'm'},          {"output", required_argument, 0, 'o'},
     {"train", required_argument, 0, OPT_TRAIN},    {"stride", required_argument, 0, OPT_STRIDE},
@@ -74,7 +76,7 @@ static const struct option longopts[] = {
     {"val-every", required_argument, 0, OPT_VALEVERY}, {"val-limit", required_argument, 0, OPT_VALLIM},
     {"log-every", required_argument, 0, OPT_LOGEVERY}, {"checkpoint", required_argument, 0, OPT_CKPT},
     {"checkpoint-every", required_argument, 0, OPT_CKPTEVERY}, {"resume", required_argument, 0, OPT_RESUME},
-    {"sync-bn", no_argument, 0, OPT_SYNCBN},
+    {"sync-bn", no_argument, 0, OPT_SYNCBN},       {"clip-grad", required_argument, 0, OPT_CLIP},
     KD_STD_LONGOPTS,
     {0, 0, 0, 0}};
 
@@ -249,7 +251,7 @@ int main(int argc, char **argv)
                *resume = NULL;
     int stride = 4, stage = 0, upc = 64, hc = 64, freeze = 0, batch = 16, sync_bn = 0;
     long steps = 1000, warm = 0, val_every = 0, val_lim = 0, log_every = 50, ckpt_every = 0;
-    double lr = 0.02, mom = 0.9, wd = 1e-4, flip = 0.5, jit = 0.2;
+    double lr = 0.02, mom = 0.9, wd = 1e-4, flip = 0.5, jit = 0.2, clip = 0;
     kd_det_weights W = {.hm = 1, .wh = 0.1f, .off = 1, .seg = 5};
     int opt;
     while ((opt = getopt_long(argc, argv, "hm:o:", longopts, NULL)) != -1) {
@@ -273,6 +275,7 @@ int main(int argc, char **argv)
         case OPT_WARM: warm = kd_parse_long("--warmup", optarg, 0, 100000000); break;
         case OPT_MOM: mom = kd_parse_double("--momentum", optarg, 0, 1); break;
         case OPT_WD: wd = kd_parse_double("--wd", optarg, 0, 1); break;
+        case OPT_CLIP: clip = kd_parse_double("--clip-grad", optarg, 0, 1e12); break;
         case OPT_WHM: W.hm = (float)kd_parse_double("--hm-weight", optarg, 0, 1e6); break;
         case OPT_WWH: W.wh = (float)kd_parse_double("--wh-weight", optarg, 0, 1e6); break;
         case OPT_WOFF: W.off = (float)kd_parse_double("--off-weight", optarg, 0, 1e6); break;
@@ -453,6 +456,17 @@ int main(int argc, char **argv)
             kd_die_err();
         if (R > 1 && average_grads(&d, P, freeze, &loss, term))
             kd_die_err();
+        double gnorm = 0;
+        if (clip > 0) {
+            /* after the ranks' mean, so every rank scales by the same factor */
+            size_t n[2] = {P->n, 0};
+            float *g[2] = {P->g, freeze ? NULL : kd_model_grads(d.m, &n[1])};
+            gnorm = kd_grad_clip(g, n, freeze ? 1 : 2, clip);
+            if (!isfinite(gnorm)) {
+                free(bimg), free(bmask), free(bbox), free(blab), free(boff), free(perm), free(zmask);
+                kd_die(KD_EXIT_FAIL, "step %ld: gradient norm is not finite (loss %g); nothing written", step, loss);
+            }
+        }
         double lrs = kd_sched_lr(&S, step, (double)step / steps);
         if (!freeze) {
             size_t np;
@@ -471,6 +485,8 @@ int main(int argc, char **argv)
             kd_json_num(&j, "off", term[2]);
             kd_json_num(&j, "seg", term[3]);
             kd_json_num(&j, "lr", lrs);
+            if (clip > 0)
+                kd_json_num(&j, "gnorm", gnorm);
             kd_json_num(&j, "seconds", kd_now() - t0);
             kd_json_end(&j);
         }

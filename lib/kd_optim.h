@@ -37,6 +37,13 @@ int kd_sgd_init_views(kd_sgd *s, size_t n, const kd_pview *views, int nv, const 
 void kd_sgd_free(kd_sgd *s);
 void kd_sgd_step(kd_sgd *s, float *p, const float *g, float lr);
 
+/* Gradient clipping as torch.nn.utils.clip_grad_norm_ over k gradient
+ * arrays g[i] of n[i] floats: the global L2 norm N over all of them; when
+ * max_norm > 0 and N is finite, every gradient is multiplied by
+ * min(1, max_norm / (N + 1e-6)).  Returns N (NaN or inf when a gradient
+ * is not finite: nothing is scaled then, the caller decides). */
+double kd_grad_clip(float *const *g, const size_t *n, int k, double max_norm);
+
 /* Learning-rate schedules over steps. */
 typedef enum { KD_SCHED_CONST, KD_SCHED_COSINE, KD_SCHED_STEP } kd_sched_kind;
 typedef struct {

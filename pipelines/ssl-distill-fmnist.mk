@@ -1,7 +1,9 @@
-# Self-supervised distillation on Fashion-MNIST (issue 13): a MoCo v2
-# teacher clearly larger than its students, one teacher cache per student
-# seed, then students trained the same number of epochs by MoCo alone, DisCo
-# and SEED, probed linearly and by kNN-20 on the full test set.
+# Self-supervised distillation on Fashion-MNIST (issues 13 and 15): a MoCo
+# v2 teacher clearly larger than its students, one teacher cache per student
+# seed, then students trained the same number of epochs by MoCo alone, DisCo,
+# SEED and SSA, probed linearly and by kNN-20 on the full test set.  Their
+# detection and segmentation transfer: pipelines/transfer-fmnist.mk with
+# IMPORT naming the students' files.
 #
 #   make -f pipelines/ssl-distill-fmnist.mk teacher     # the teacher only
 #   make -f pipelines/ssl-distill-fmnist.mk             # everything
@@ -49,6 +51,14 @@ SEEDS    ?= 1 2 3
 # from the teacher (DisCo term 0.58 against 0.22 at the end, linear probe
 # below MoCo alone); at 16 all three seeds are above MoCo alone (README).
 DISCO_W  ?= 16
+# SSA (our design, METHODS.md): MoCo + lambda_g DisCo + lambda_d dense term
+# on the teacher's last-stage map of the same view.  The teacher runs live in
+# the student's pipe (its maps are not cached: 100x the embeddings' size).
+# SSA_BATCHES: the batch ablation, SSA students at other batch sizes on the
+# first seed (method ssabN; lr scaled linearly, LR x N / BATCH).
+SSA_W    ?= 1
+SSA_FLAGS ?=
+SSA_BATCHES ?=
 KNN      ?= 20
 
 lim  = $(if $(LIMIT),--limit $(LIMIT))
@@ -72,11 +82,23 @@ BOTTLENECK ?= 128 512 2048
 S1       := $(firstword $(SEEDS))
 STUDENTS := $(foreach s,$(SEEDS),$(foreach m,$(S_METHODS),s-$(m)-$(S_ARCH)-2048-$(s))) \
             $(foreach h,$(filter-out 2048,$(BOTTLENECK)),s-disco-$(S_ARCH)-$(h)-$(S1)) \
+            $(foreach b,$(SSA_BATCHES),s-ssab$(b)-$(S_ARCH)-2048-$(S1)) \
             $(if $(M_ARCH),$(foreach m,$(S_METHODS),s-$(m)-$(M_ARCH)-2048-$(S1)))
 loss_moco  = --method moco --queue $(QUEUE) --tau $(TAU) --moco-m $(MOCO_M)
 loss_disco = --loss moco:1,disco:$(DISCO_W) --queue $(QUEUE) --tau $(TAU) --moco-m $(MOCO_M)
 loss_seed  = --loss seed --seed-queue $(QUEUE)
-sstream  = $(KD)augment --policy mocov2 $(MOCO_AUG) --views 2 --epochs $(S_EPOCHS) --batch $(BATCH) \
+loss_ssa   = --loss moco:1,disco:$(DISCO_W),ssa:$(SSA_W) --queue $(QUEUE) --tau $(TAU) --moco-m $(MOCO_M) $(SSA_FLAGS)
+# Per method: the stream's batch, the lr, and the teacher's side of the pipe
+# (none, the seed's cache, or the live teacher with its last-stage maps).
+ssab     = $(patsubst ssab%,%,$(filter ssab%,$(1)))
+batch_of = $(or $(call ssab,$(1)),$(BATCH))
+lr_of    = $(if $(call ssab,$(1)),$$(awk 'BEGIN { print $(LR) * $(call ssab,$(1)) / $(BATCH) }'),$(LR))
+loss_of  = $(if $(call ssab,$(1)),$(loss_ssa),$(loss_$(1)))
+live     = $(filter ssa ssab%,$(1))
+tside    = $(if $(filter moco,$(1)),,| $(KD)teacher-extract \
+	    $(if $(call live,$(1)),-m $(OUT)/teacher.h5 --maps last --no-feat $(thr),--from-cache $(OUT)/cache-$(2).h5) --quiet)
+tdep     = $(if $(filter moco,$(1)),,$(if $(call live,$(1)),$(OUT)/teacher.h5,$(OUT)/cache-$(2).h5))
+sstream  = $(KD)augment --policy mocov2 $(MOCO_AUG) --views 2 --epochs $(S_EPOCHS) --batch $(or $(2),$(BATCH)) \
 	    --drop-last --seed $(1) $(thr) --quiet $(OUT)/fm-train.h5
 
 .PHONY: all teacher students clean
@@ -124,17 +146,18 @@ $(OUT)/init-%.h5: | $(OUT)/.dir
 	$(KD)model-init --arch $$a --in-channels 1 --head mlp:$$h:128:bn --seed $$sd -o $@
 
 # s-METHOD-ARCH-HIDDEN-SEED: trained from init-ARCH-HIDDEN-SEED on the
-# seed's stream (with the seed's teacher cache for disco and seed).
+# seed's stream (with the seed's teacher cache for disco and seed, the live
+# teacher for ssa and ssabN).
 define student
 $(OUT)/s-$(1)-$(2)-$(3)-$(4).h5: $(OUT)/init-$(2)-$(3)-$(4).h5 $(OUT)/fm-train.h5 $(OUT)/fm-test.h5 \
-    $(if $(filter moco,$(1)),,$(OUT)/cache-$(4).h5)
+    $(call tdep,$(1),$(4))
 	start=$$$$(date +%s); \
 	if [ -f $$@.ckpt.h5 ]; then init="--resume $$@.ckpt.h5"; else init="-m $$<"; fi; \
 	log=$(OUT)/s-$(1)-$(2)-$(3)-$(4).log; [ -f $$$$log ] && log=$$$$log.$$$$start; \
-	$$(call sstream,$(4)) $(if $(filter moco,$(1)),,| $(KD)teacher-extract --from-cache $(OUT)/cache-$(4).h5 --quiet) \
-	  | $(KD)distill-step $$(loss_$(1)) $$$$init --lr $(LR) --wd $(MOCO_WD) $$(tval) \
-	    --val-every $$$$(( $(LIMIT) / $(BATCH) )) --ckpt-every $(CKPT_EVERY) --seed $(4) \
-	    $(if $(filter moco,$(1)),$(thr),$(dthr)) --quiet \
+	$$(call sstream,$(4),$(call batch_of,$(1))) $$(call tside,$(1),$(4)) \
+	  | $(KD)distill-step $$(call loss_of,$(1)) $$$$init --lr $$(call lr_of,$(1)) --wd $(MOCO_WD) $$(tval) \
+	    --val-every $$$$(( $(LIMIT) / $(call batch_of,$(1)) )) --ckpt-every $(CKPT_EVERY) --seed $(4) \
+	    $(if $(filter moco,$(1))$(call live,$(1)),$(thr),$(dthr)) --quiet \
 	    --log $$$$log -o $$@ \
 	  && echo $$$$(( $$$$(date +%s) - start )) >> $(OUT)/s-$(1)-$(2)-$(3)-$(4).time
 endef

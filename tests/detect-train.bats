@@ -33,7 +33,7 @@ short() {
     assert_output --partial "  -m, --model FILE"
     assert_output --partial "  -o, --output FILE"
     for o in --train --stride --stage --freeze-backbone --steps --batch --lr --val --val-every \
-        --checkpoint --resume --flip --scale-jitter --hm-weight; do
+        --checkpoint --resume --flip --scale-jitter --hm-weight --clip-grad; do
         assert_output --partial "  $o"
     done
     run "$B/detect-train" --train tr.h5 -o x.h5
@@ -125,6 +125,38 @@ assert all(np.array_equal(a[k][()], b[k][()]) for k in n)"
     # the backbone part is still a backbone for the other programs
     run "$B/teacher-extract" -m full.h5 --features plain.h5 -o feats.h5
     assert_success
+}
+
+@test "detect-train: --clip-grad bounds the global gradient norm, frozen and fine-tuned" {
+    run "$B/detect-train" -m r20.h5 --train tr.h5 -o x.h5 --clip-grad -1
+    assert_failure 2
+    assert_line --index 0 "detect-train: --clip-grad: -1 is outside [0, 1e+12]"
+    # one plain SGD step (no momentum, no decay): the parameters move by lr x
+    # the clipped gradient, of norm 0.01 (the norm before it, "gnorm", is
+    # larger); lr 0 gives the starting point, head included
+    one="-m r20.h5 --train tr.h5 --steps 1 --batch 4 --head-channels 8 --momentum 0 --wd 0 --schedule const --clip-grad 0.01"
+    for fr in --freeze-backbone ""; do
+        "$B/detect-train" $one $fr --lr 0 --log-every 0 -o c0.h5
+        run "$B/detect-train" $one $fr --lr 0.5 -o c1.h5
+        assert_success
+        /usr/bin/python3 -c "import json, sys; assert json.loads(sys.argv[1])['gnorm'] > 0.1" "$output"
+        run /usr/bin/python3 - c0.h5 c1.h5 <<'EOF'
+import h5py, numpy as np, sys
+a, b = h5py.File(sys.argv[1]), h5py.File(sys.argv[2])
+ss, moved = 0.0, set()
+def v(n, o):
+    global ss
+    if not isinstance(o, h5py.Dataset) or 'running' in n or 'num_batches' in n or o.dtype.kind != 'f':
+        return
+    d = np.sum((o[()].astype(np.float64) - a[n][()].astype(np.float64)) ** 2)
+    ss += d
+    if d > 0:
+        moved.add('head' if n.startswith('det/') else 'backbone')
+b.visititems(v)
+print("%.5f" % (np.sqrt(ss) / 0.5), *sorted(moved))
+EOF
+        if [ -n "$fr" ]; then assert_output "0.01000 head"; else assert_output "0.01000 backbone head"; fi
+    done
 }
 
 @test "detect-train: the segmentation head learns (mIoU well above all-background in 40 steps)" {

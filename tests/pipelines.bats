@@ -7,18 +7,19 @@ load '/usr/lib/bats/bats-assert/load'
 
 ROOT="$BATS_TEST_DIRNAME/.."
 
-@test "pipelines/ssl-distill-fmnist.mk: teacher, cache, MoCo/DisCo/SEED students over two seeds, ablation, table" {
+@test "pipelines/ssl-distill-fmnist.mk: teacher, cache, MoCo/DisCo/SEED/SSA students over two seeds, ablations, table" {
     cd "$ROOT"
     out="$BATS_TEST_TMPDIR/sd"
     run make -s -f pipelines/ssl-distill-fmnist.mk OUT="$out" LIMIT=128 TEST_LIMIT=128 BATCH=32 \
         T_ARCH=resnet20 T_HEAD=mlp:64:128 T_EPOCHS=1 S_EPOCHS=1 SEEDS="1 2" BOTTLENECK="32 2048" \
+        S_METHODS="moco disco seed ssa" SSA_BATCHES=16 \
         M_ARCH=mobilenet_v2 QUEUE=256 VAL_LIMIT=64 BANK_LIMIT=128 CKPT_EVERY=2 "$out/results.md" "$out/curves.png"
     assert_success
     # the table: the teacher, 3 methods x resnet20/2048 over seeds 1,2 (mean +- std), the ablation, the mobile student
     cp "$out/results.md" "$BATS_TEST_TMPDIR/../results.md" 2>/dev/null || true
     run cat "$out/results.md"
     assert_line --regexp '^\| teacher \| MoCo v2 \| 2048 \| 1 \| 0\.[0-9]{4} \| 0\.[0-9]{4} \| [0-9]+s \|$'
-    for m in "MoCo v2 alone" "DisCo \(moco:1,disco:16\)" "SEED"; do
+    for m in "MoCo v2 alone" "DisCo \(moco:1,disco:16\)" "SEED" "SSA \(moco:1,disco:16,ssa:1\)"; do
         assert_line --regexp "^\| resnet20 \| $m \| 2048 \| 1,2 \| 0\.[0-9]{4} ± 0\.[0-9]{4} \| 0\.[0-9]{4} ± 0\.[0-9]{4} \|"
         assert_line --regexp "^\| mobilenet_v2 \| $m \| 2048 \| 1 \| 0\.[0-9]{4} \| 0\.[0-9]{4} \|"
     done
@@ -26,9 +27,16 @@ ROOT="$BATS_TEST_DIRNAME/.."
     [ -s "$out/curves.png" ] && [ -s "$out/cache-1.h5" ] && [ -s "$out/cache-2.h5" ]
     grep -q '"loss_disco"' "$out/s-disco-resnet20-2048-1.log"
     grep -q '"loss_seed"' "$out/s-seed-resnet20-2048-2.log"
+    # SSA: its dense term in the log; the batch ablation at 16 on seed 1, lr 0.06 x 16 / 32
+    grep -q '"loss_ssa"' "$out/s-ssa-resnet20-2048-2.log"
+    assert_line --regexp '^\| resnet20 \| SSA, batch 16 \(moco:1,disco:16,ssa:1\) \| 2048 \| 1 \| 0\.[0-9]{4} \|'
+    run /usr/bin/python3 -c "import json, sys; print(round(next(r['lr'] for r in map(json.loads, open(sys.argv[1])) if 'lr' in r), 6))" \
+        "$out/s-ssab16-resnet20-2048-1.log"
+    assert_output "0.03"
     # a rerun redoes nothing
     run make -f pipelines/ssl-distill-fmnist.mk OUT="$out" LIMIT=128 TEST_LIMIT=128 BATCH=32 \
         T_ARCH=resnet20 T_HEAD=mlp:64:128 T_EPOCHS=1 S_EPOCHS=1 SEEDS="1 2" BOTTLENECK="32 2048" \
+        S_METHODS="moco disco seed ssa" SSA_BATCHES=16 \
         M_ARCH=mobilenet_v2 QUEUE=256 VAL_LIMIT=64 BANK_LIMIT=128 CKPT_EVERY=2 "$out/results.md" "$out/curves.png"
     assert_success
     refute_output --partial "distill-step"
@@ -88,4 +96,40 @@ ROOT="$BATS_TEST_DIRNAME/.."
     assert_success
     refute_output --partial "detect-train"
     refute_output --partial "distill-step"
+}
+
+@test "scripts/transfer-table: backbones NAME_sN summarised per name and mode as mean ± std (numpy's, ddof 1)" {
+    cd "$ROOT"
+    d="$BATS_TEST_TMPDIR/tt"
+    mkdir -p "$d"
+    # three seeds of disco and two of ssa, frozen and fine-tuned, plus a plain backbone
+    /usr/bin/python3 - "$d" <<'PY'
+import json, sys, random
+random.seed(7)
+for bb in ["random", "disco_s1", "disco_s2", "disco_s3", "ssa_s1", "ssa_s2"]:
+    for mode in ["frozen", "finetune"]:
+        r = {k: random.random() for k in ("AP", "AP50", "AP75", "mIoU")}
+        json.dump(r, open("%s/det-%s-%s-eval.json" % (sys.argv[1], bb, mode), "w"))
+PY
+    run /usr/bin/python3 scripts/transfer-table "$d"
+    assert_success
+    [ "${#lines[@]}" -eq 20 ]
+    assert_line --index 14 "| backbone | backbone during training | seeds | AP | AP50 | AP75 | mIoU |"
+    want=$(/usr/bin/python3 - "$d" <<'PY'
+import json, sys, numpy as np
+for name, seeds in (("disco", [1, 2, 3]), ("ssa", [1, 2])):
+    for mode, label in (("frozen", "frozen"), ("finetune", "fine-tuned")):
+        cells = []
+        for k in ("AP", "AP50", "AP75", "mIoU"):
+            v = np.array([json.load(open("%s/det-%s_s%d-%s-eval.json" % (sys.argv[1], name, s, mode)))[k] for s in seeds])
+            cells.append("%.3f ± %.3f" % (v.mean(), v.std(ddof=1)))
+        print("| %s | %s | %s | %s |" % (name, label, ",".join(map(str, seeds)), " | ".join(cells)))
+PY
+)
+    [ "$(printf '%s\n' "${lines[@]:16:4}")" = "$want" ]
+    # without NAME_sN backbones there is one table
+    rm "$d"/det-*_s*-eval.json
+    run /usr/bin/python3 scripts/transfer-table "$d"
+    assert_success
+    [ "${#lines[@]}" -eq 4 ]
 }

@@ -161,3 +161,23 @@ int kd_sched_parse(kd_sched *s, const char *spec)
     }
     return 0;
 }
+
+double kd_grad_clip(float *const *g, const size_t *n, int k, double max_norm)
+{
+    double ss = 0;
+    for (int i = 0; i < k; i++)
+        for (size_t j = 0; j < n[i]; j++)
+            ss += (double)g[i][j] * g[i][j];
+    double norm = sqrt(ss);
+    if (!(max_norm > 0) || !isfinite(norm))
+        return norm;
+    /* torch clamps the coefficient to 1 and multiplies in the gradient's dtype */
+    double c = max_norm / (norm + 1e-6);
+    if (c < 1) {
+        float cf = (float)c;
+        for (int i = 0; i < k; i++)
+            for (size_t j = 0; j < n[i]; j++)
+                g[i][j] *= cf;
+    }
+    return norm;
+}

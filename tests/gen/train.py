@@ -21,6 +21,10 @@ Writes tests/fixtures/train.h5 (kdpipe_kind "fixture"):
       (final parameter projected on the pattern "proj:"+name),
       dss f64 [P] (sum of squares of final - initial),
       fc_weight f32 [10,64] (final), rm_<name> running stats after the steps.
+  clip/a f32 [35], clip/b f32 [13]: two gradients; clip/small and
+      clip/large: torch.nn.utils.clip_grad_norm_ at max_norm 0.5 and 1e3
+      (attributes max_norm, norm = the returned total norm; datasets a, b =
+      the gradients after it).
 
 Run: /usr/bin/python3 tests/gen/train.py   (from the repository root)
 """
@@ -110,6 +114,24 @@ def case_sgd(f):
             g.create_dataset("rm_" + k, data=b.float().numpy())
 
 
+def case_clip(f):
+    """torch.nn.utils.clip_grad_norm_ over two float32 gradients, once
+    clipping (max_norm 0.5) and once not (max_norm 1e3)."""
+    g = f.create_group("clip")
+    a = (pattern(fnv1a("clip:a"), 35) * 3).astype(np.float32)
+    b = (pattern(fnv1a("clip:b"), 13) * 3).astype(np.float32)
+    g.create_dataset("a", data=a)
+    g.create_dataset("b", data=b)
+    for name, mx in (("small", 0.5), ("large", 1e3)):
+        ps = [torch.nn.Parameter(torch.zeros(35)), torch.nn.Parameter(torch.zeros(13))]
+        ps[0].grad, ps[1].grad = torch.from_numpy(a.copy()), torch.from_numpy(b.copy())
+        norm = torch.nn.utils.clip_grad_norm_(ps, mx)
+        h = g.create_group(name)
+        h.attrs["max_norm"], h.attrs["norm"] = mx, float(norm)
+        h.create_dataset("a", data=ps[0].grad.numpy())
+        h.create_dataset("b", data=ps[1].grad.numpy())
+
+
 def main():
     tmp = OUT + ".tmp"
     with h5py.File(tmp, "w") as f:
@@ -118,6 +140,7 @@ def main():
         case_ce(f)
         case_moco(f)
         case_sgd(f)
+        case_clip(f)
     os.replace(tmp, OUT)
     print(OUT, os.path.getsize(OUT), "bytes")
 

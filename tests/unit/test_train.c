@@ -91,6 +91,40 @@ static void test_moco(kd_h5 *h)
     free(q), free(k), free(qu), free(g);
 }
 
+/* kd_grad_clip against torch.nn.utils.clip_grad_norm_: the returned norm,
+ * the clipped gradients, and no change below the bound. */
+static void test_clip(kd_h5 *h)
+{
+    const char *cases[2] = {"clip/small", "clip/large"};
+    for (int c = 0; c < 2; c++) {
+        long na = 0, nb = 0;
+        float *a = rf(h, "clip/a", &na), *b = rf(h, "clip/b", &nb);
+        char pa[64], pb[64];
+        snprintf(pa, sizeof pa, "%s/a", cases[c]);
+        snprintf(pb, sizeof pb, "%s/b", cases[c]);
+        float *wa = rf(h, pa, NULL), *wb = rf(h, pb, NULL);
+        double mx = 0, want = 0;
+        kd_h5_attr_get_f64(h, cases[c], "max_norm", &mx);
+        kd_h5_attr_get_f64(h, cases[c], "norm", &want);
+        int ok = a && b && wa && wb && na == 35 && nb == 13;
+        KD_CHECK(ok, "%s fixture read", cases[c]);
+        if (ok) {
+            float *g[2] = {a, b};
+            size_t n[2] = {35, 13};
+            double norm = kd_grad_clip(g, n, 2, mx);
+            KD_CHECK(fabs(norm - want) <= 1e-6 * want, "%s: norm %.8f vs PyTorch %.8f", cases[c], norm, want);
+            double e = fmax(kd_test_relerr(a, wa, 35, 1e-7), kd_test_relerr(b, wb, 13, 1e-7));
+            KD_CHECK(e <= 1e-6, "%s: clipped gradients vs PyTorch: rel err %.2e", cases[c], e);
+        }
+        free(a), free(b), free(wa), free(wb);
+    }
+    float x[3] = {3, 4, NAN}, *g[1] = {x};
+    size_t n[1] = {2};
+    KD_CHECK(fabs(kd_grad_clip(g, n, 1, 0) - 5) < 1e-12 && x[0] == 3, "max_norm 0: the norm only");
+    n[0] = 3;
+    KD_CHECK(isnan(kd_grad_clip(g, n, 1, 1)) && x[0] == 3, "a NaN gradient: NaN norm, nothing scaled");
+}
+
 static void test_sgd_resnet(kd_h5 *h)
 {
     kd_arch_opts o = {"resnet20", 1, 10, 0, 0, 0, 0, 0};
@@ -353,6 +387,7 @@ int main(void)
     }
     test_ce(&h);
     test_moco(&h);
+    test_clip(&h);
     test_sgd_resnet(&h);
     kd_h5_close(&h);
     return KD_TEST_DONE();
