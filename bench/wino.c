@@ -41,29 +41,32 @@ int main(int argc, char **argv)
            "w4_bwd");
     for (int a = 3; a < argc; a++) {
         int N, C, H, W, O;
-        kd_conv c;
-        if (sscanf(argv[a], "%d,%d,%d,%d,%d", &N, &C, &H, &W, &O) != 5 || kd_conv_init(&c, N, C, H, W, O, 3, 1, 1, 1)) {
-            fprintf(stderr, "wino: bad shape '%s'\n", argv[a]);
-            return 2;
-        }
-        size_t nx = (size_t)N * C * H * W, nw = (size_t)O * C * 9, ny = (size_t)N * O * H * W, nws = 0;
+        /* one layer per mode: kd_conv_init fixes a layer's kernel */
+        kd_conv cm[3];
+        size_t nws = 0;
         for (int k = 0; k < 3; k++) {
             kd_conv_wino_force(modes[k]);
-            size_t s = kd_conv_workspace(&c);
+            if (sscanf(argv[a], "%d,%d,%d,%d,%d", &N, &C, &H, &W, &O) != 5 ||
+                kd_conv_init(&cm[k], N, C, H, W, O, 3, 1, 1, 1)) {
+                fprintf(stderr, "wino: bad shape '%s'\n", argv[a]);
+                return 2;
+            }
+            size_t s = kd_conv_workspace(&cm[k]);
             nws = s > nws ? s : nws;
         }
+        size_t nx = (size_t)N * C * H * W, nw = (size_t)O * C * 9, ny = (size_t)N * O * H * W;
         float *x = bench_filled(nx, 4), *w = bench_filled(nw, 5), *y = bench_filled(ny, 6), *dy = bench_filled(ny, 7);
         float *dx = bench_filled(nx, 8), *dw = bench_filled(nw, 9), *ws = bench_filled(nws, 10);
         double t[3][2][MAXR];
         for (int r = 0; r < rounds; r++)
             for (int k = 0; k < 3; k++) {
-                kd_conv_wino_force(modes[k]);
+                const kd_conv *c = &cm[k];
                 double bf = 1e30, bb = 1e30;
                 for (int i = 0; i < 3; i++) {
                     double s0 = kd_now();
-                    kd_conv_forward(&c, x, w, NULL, y, ws);
+                    kd_conv_forward(c, x, w, NULL, y, ws);
                     double s1 = kd_now();
-                    kd_conv_backward(&c, x, w, dy, dx, dw, NULL, ws);
+                    kd_conv_backward(c, x, w, dy, dx, dw, NULL, ws);
                     double s2 = kd_now();
                     bf = s1 - s0 < bf ? s1 - s0 : bf;
                     bb = s2 - s1 < bb ? s2 - s1 : bb;

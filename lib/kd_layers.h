@@ -29,6 +29,10 @@ typedef struct {
     int O, kh, kw, stride, pad, groups;
     int Ho, Wo; /* filled by kd_conv_init */
     int nt;     /* OpenMP threads at init: the workspace holds one slice per thread */
+    /* The kernel and Winograd tile, fixed by kd_conv_init (the rule,
+     * KDPIPE_CONV and kd_conv_wino_force as they are then): the workspace is
+     * sized for them, so a later change of mode cannot reach this layer. */
+    int path, wm;
 } kd_conv;
 
 /* Fills Ho/Wo; -1 with kd_err on inconsistent shapes. */

@@ -70,9 +70,9 @@ kd_aligner_p kd_aligner_bind(kd_slab *own)
 
 const float *kd_aligner_forward(kd_aligner *a, int n, const float *F, const kd_aligner_p *p)
 {
-    /* cannot fail where it succeeded for maxB maps, and its workspace does
-     * not grow with fewer */
-    (void)kd_conv_init(&a->conv, n, a->C, a->h, a->w, a->D, 1, 1, 0, 1);
+    /* n <= maxB maps: the workspace sized at init does not grow with fewer,
+     * and the kernel it was sized for stays */
+    a->conv.N = n;
     kd_conv_forward(&a->conv, F, p->w, NULL, a->ya, a->ws);
     kd_bn_forward_train(n, a->D, a->h * a->w, 0, a->ya, p->g, p->b, a->y, a->mean, a->rstd, a->run_mean, a->run_var,
                         BN_MOMENTUM, BN_EPS);

@@ -45,6 +45,8 @@ int kd_conv_init(kd_conv *c, int N, int C, int H, int W, int O, int k, int strid
         kd_err_set("conv: input %dx%d is smaller than kernel %d with padding %d", H, W, k, pad);
         return -1;
     }
+    c->path = kd_conv_path(c);
+    c->wm = c->path == KD_CONV_WINO ? kd_conv_wino_tile(c) : 0;
     return 0;
 }
 
@@ -66,8 +68,8 @@ static int is_pointwise(const kd_conv *c) { return c->kh == 1 && c->kw == 1 && c
  * gradient is summed in KD_CONV_PARTS fixed image ranges and then in range
  * order, so the result does not depend on the number of threads. */
 #define GROUP_COLS 256
-static int direct(const kd_conv *c) { return kd_conv_path(c) == KD_CONV_DIRECT; }
-static int wino(const kd_conv *c) { return kd_conv_path(c) == KD_CONV_WINO; }
+static int direct(const kd_conv *c) { return c->path == KD_CONV_DIRECT; }
+static int wino(const kd_conv *c) { return c->path == KD_CONV_WINO; }
 
 static int per_core(const kd_conv *c)
 {

@@ -77,7 +77,7 @@ int kd_conv_wino_mode(void)
  * F(4x4,3x3) from 8x8 planes up, F(2x2,3x3) below (a 4x4 plane is one 6x6
  * tile, mostly padding).  F(4,3) stays within 2e-5 of the direct result at
  * every zoo shape (tests/unit/test_conv_wino.c), F(2,3) within 3e-6. */
-static int wino_m(const kd_conv *c)
+int kd_conv_wino_tile(const kd_conv *c)
 {
     if (c->groups != 1 || c->kh != 3 || c->kw != 3 || c->stride != 1 || c->pad != 1 || c->C < 32 || c->O < 32 ||
         c->H < 4 || c->W < 4)
@@ -90,11 +90,11 @@ static int wino_m(const kd_conv *c)
     return c->H >= 8 && c->W >= 8 ? 4 : 2;
 }
 
-int kd_conv_wino_applies(const kd_conv *c) { return wino_m(c) != 0; }
+int kd_conv_wino_applies(const kd_conv *c) { return kd_conv_wino_tile(c) != 0; }
 
 static void geometry(const kd_conv *c, wgeo *g)
 {
-    int m = wino_m(c), a = m + 2;
+    int m = c->wm, a = m + 2;
     g->m = m, g->a = a, g->aa = a * a;
     g->th = (c->H + m - 1) / m, g->tw = (c->W + m - 1) / m, g->tpi = g->th * g->tw;
     /* parts: as many of KD_CONV_PARTS as keep their dU within 4M floats */

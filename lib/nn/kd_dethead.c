@@ -220,10 +220,9 @@ int kd_dethead_out_size(const kd_dethead *h, int *H, int *W)
     return 0;
 }
 
-static void conv_n(kd_conv *c, int n)
-{
-    kd_conv_init(c, n, c->C, c->H, c->W, c->O, c->kh, c->stride, c->pad, c->groups);
-}
+/* A batch of n <= the planned images: only N changes; the kernel, tile and
+ * thread count the workspace was sized for stay those of the init. */
+static void conv_n(kd_conv *c, int n) { c->N = n; }
 
 static float *pp(kd_dethead *h, const char *fmt, int i, const char *s, int grad)
 {

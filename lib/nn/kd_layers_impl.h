@@ -60,9 +60,13 @@ void kd_conv_direct_backward(const kd_conv *c, const float *x, const float *w, c
  * workspace and passes; the direct loops of kd_conv_*_ref are its
  * reference.  kd_conv_wino_force sets the mode as KDPIPE_CONV would (0 the
  * rule, 1 im2col + GEMM, 2 / 4 F(2x2,3x3) / F(4x4,3x3) wherever eligible;
- * -1 back to KDPIPE_CONV), for tests and benchmarks: before sizing the
- * workspaces, which depend on it; kd_conv_wino_mode reads it. */
+ * -1 back to KDPIPE_CONV), for tests and benchmarks: it applies to the
+ * layers initialised after it (kd_conv_init fixes path and tile);
+ * kd_conv_wino_mode reads it. */
 int kd_conv_wino_applies(const kd_conv *c);
+/* The output tile (2 or 4) Winograd would use for c under the current mode,
+ * 0 where it cannot run; kd_conv_init stores it in c->wm. */
+int kd_conv_wino_tile(const kd_conv *c);
 void kd_conv_wino_force(int mode);
 int kd_conv_wino_mode(void);
 size_t kd_conv_wino_workspace(const kd_conv *c);

@@ -54,9 +54,10 @@ static void test_shape(int N, int C, int H, int W, int O)
     kd_conv_forward_ref(&c, x, w, b, yr);
     kd_conv_backward_ref(&c, x, w, dy, dxr, dwr, dbr);
     for (int m = 2; m <= 4; m += 2) {
-        kd_conv_wino_force(m);
+        kd_conv_wino_force(m); /* a layer's kernel is fixed at its init */
+        kd_conv_init(&c, N, C, H, W, O, 3, 1, 1, 1);
         float *y = zeros(ny), *dx = zeros(nx), *dw = zeros(nw), *db = zeros(O);
-        int ok = kd_conv_wino_applies(&c) && run(&c, x, w, b, dy, y, dx, dw, db);
+        int ok = c.path == KD_CONV_WINO && c.wm == m && run(&c, x, w, b, dy, y, dx, dw, db);
         double ef = kd_test_relerr(y, yr, (long)ny, 1e-3), ex = kd_test_relerr(dx, dxr, (long)nx, 1e-3),
                ew = kd_test_relerr(dw, dwr, (long)nw, 1e-3), eb = kd_test_relerr(db, dbr, O, 1e-3);
         KD_CHECK(ok && ef < 1e-4 && ex < 1e-4 && ew < 1e-4 && eb < 1e-5,
@@ -121,11 +122,25 @@ int main(void)
     test_threads(4, 11, 32, 10, 13, 32);
     test_threads(2, 5, 256, 8, 8, 256);
     kd_conv c;
-    kd_conv_init(&c, 2, 64, 8, 8, 64, 3, 1, 1, 1);
     kd_conv_wino_force(1);
-    KD_CHECK(!kd_conv_wino_applies(&c), "the gemm mode (KDPIPE_CONV=gemm) keeps im2col + GEMM");
-    kd_conv_init(&c, 2, 16, 8, 8, 64, 3, 1, 1, 1);
+    kd_conv_init(&c, 2, 64, 8, 8, 64, 3, 1, 1, 1);
+    KD_CHECK(!kd_conv_wino_applies(&c) && c.path == KD_CONV_GEMM, "the gemm mode (KDPIPE_CONV=gemm) keeps im2col + GEMM");
     kd_conv_wino_force(2);
-    KD_CHECK(!kd_conv_wino_applies(&c), "fewer than 32 input channels keep im2col + GEMM");
+    kd_conv_init(&c, 2, 16, 8, 8, 64, 3, 1, 1, 1);
+    KD_CHECK(!kd_conv_wino_applies(&c) && c.path != KD_CONV_WINO, "fewer than 32 input channels keep im2col + GEMM");
+    /* the workspace was sized for the kernel of the init: a later mode
+     * change does not move the layer to another one */
+    kd_conv_init(&c, 3, 64, 8, 8, 64, 3, 1, 1, 1);
+    kd_conv_wino_force(1);
+    KD_CHECK(c.path == KD_CONV_WINO && c.wm == 2 && kd_conv_workspace(&c) == kd_conv_wino_workspace(&c),
+             "a layer keeps the path and tile of its init when the mode changes after");
+    {
+        size_t nx = 3 * 64 * 64, nw = 64 * 64 * 9, ny = nx;
+        float *x = rnd(nx), *w = rnd(nw), *b = rnd(64), *dy = rnd(ny);
+        float *y = zeros(ny), *dx = zeros(nx), *dw = zeros(nw), *db = zeros(64);
+        KD_CHECK(run(&c, x, w, b, dy, y, dx, dw, db), "and runs it within its workspace");
+        free(x), free(w), free(b), free(dy), free(y), free(dx), free(dw), free(db);
+    }
+    kd_conv_wino_force(-1);
     return KD_TEST_DONE();
 }
