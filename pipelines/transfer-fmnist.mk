@@ -14,8 +14,10 @@
 # SUP_LIMIT Fashion-MNIST images, crop+flip, SUP_EPOCHS), moco (made by
 # pipelines/ssl-fmnist.mk under OUT/ssl with MOCO_EPOCHS), and any model
 # file named in IMPORT as NAME=PATH (distilled students of kd-fmnist.mk or
-# ssl-distill-fmnist.mk), copied in as bb-NAME.h5.  Backbone names hold no '-'.  Every training run
-# checkpoints and resumes from its checkpoint when the target is made again.
+# ssl-distill-fmnist.mk), copied in as bb-NAME.h5.  Backbone names hold no '-'; NAME_sN is seed N
+# of NAME (IMPORT="disco_s1=... disco_s2=..."), and results.md then adds mean +- std over the
+# seeds per NAME and mode.  Every training run checkpoints and resumes from its checkpoint when
+# the target is made again.
 
 KD       ?= bin/
 OUT      ?= transfer-fmnist-out
