@@ -252,7 +252,7 @@ ranks2() { # PREFIX distill-step options...
     $MPIRUN -np 2 "$B/detect-train" $DT --sync-bn --log-every 0 -o det2b.h5
     close det2.h5 det2b.h5 exact
     $MPIRUN -np 2 "$B/detect-train" $DT --log-every 0 -o det2l.h5
-    ! close det1.h5 det2l.h5 1e-5
+    ! close det1.h5 det2l.h5 1e-5 || false
     # 5 steps on 2 ranks, the other 5 resumed in one process (and back)
     $MPIRUN -np 2 "$B/detect-train" $DT --sync-bn --log-every 0 --steps 5 --checkpoint ck5.h5 -o h5.h5
     "$B/detect-train" $DT --sync-bn --log-every 0 --resume ck5.h5 -o r1.h5
