@@ -41,13 +41,16 @@ int main(int argc, char **argv)
            "w4_bwd");
     for (int a = 3; a < argc; a++) {
         int N, C, H, W, O;
+        if (sscanf(argv[a], "%d,%d,%d,%d,%d", &N, &C, &H, &W, &O) != 5) {
+            fprintf(stderr, "wino: bad shape '%s'\n", argv[a]);
+            return 2;
+        }
         /* one layer per mode: kd_conv_init fixes a layer's kernel */
         kd_conv cm[3];
         size_t nws = 0;
         for (int k = 0; k < 3; k++) {
             kd_conv_wino_force(modes[k]);
-            if (sscanf(argv[a], "%d,%d,%d,%d,%d", &N, &C, &H, &W, &O) != 5 ||
-                kd_conv_init(&cm[k], N, C, H, W, O, 3, 1, 1, 1)) {
+            if (kd_conv_init(&cm[k], N, C, H, W, O, 3, 1, 1, 1)) {
                 fprintf(stderr, "wino: bad shape '%s'\n", argv[a]);
                 return 2;
             }

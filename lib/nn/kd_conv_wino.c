@@ -62,7 +62,7 @@ static int wino_forced = -1; /* -1 KDPIPE_CONV, 0 the rule, 1 gemm, 2 / 4 */
 
 void kd_conv_wino_force(int mode) { wino_forced = mode; }
 
-/* Read at every call, not once: tests switch KDPIPE_CONV between cases. */
+/* Read at every kd_conv_init, not once: tests switch KDPIPE_CONV between cases. */
 int kd_conv_wino_mode(void)
 {
     if (wino_forced >= 0)
