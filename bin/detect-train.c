@@ -30,6 +30,8 @@ static const char help[] =
     "                        x2 steps, gives stride S)\n"
     "  --up-channels N       channels of the upsampling path (default 64)\n"
     "  --head-channels N     hidden channels of each head (default 64)\n"
+    "  --seg-skip K          masks also from backbone stage K, a finer one, as FCN's\n"
+    "                        skip (default 0: from the head's stride-S map alone)\n"
     "  --freeze-backbone     backbone in eval mode, not trained\n"
     "  --steps N             training steps (default 1000)\n"
     "  --batch N             scenes per step (default 16)\n"
@@ -60,7 +62,8 @@ static const char help[] =
 
 enum { OPT_TRAIN = KD_OPT_PROG, OPT_STRIDE, OPT_STAGE, OPT_UPC, OPT_HC, OPT_FREEZE, OPT_STEPS, OPT_BATCH, OPT_LR,
        OPT_SCHED, OPT_WARM, OPT_MOM, OPT_WD, OPT_WHM, OPT_WWH, OPT_WOFF, OPT_WSEG, OPT_FLIP, OPT_JIT, OPT_VAL,
-       OPT_VALEVERY, OPT_VALLIM, OPT_LOGEVERY, OPT_CKPT, OPT_CKPTEVERY, OPT_RESUME, OPT_SYNCBN, OPT_CLIP };
+       OPT_VALEVERY, OPT_VALLIM, OPT_LOGEVERY, OPT_CKPT, OPT_CKPTEVERY, OPT_RESUME, OPT_SYNCBN, OPT_CLIP,
+       OPT_SKIP };
 static const struct option longopts[] = {
     {"model", required_argument, 0, 'm'},          {"output", required_argument, 0, 'o'},
     {"train", required_argument, 0, OPT_TRAIN},    {"stride", required_argument, 0, OPT_STRIDE},
@@ -77,6 +80,7 @@ static const struct option longopts[] = {
     {"log-every", required_argument, 0, OPT_LOGEVERY}, {"checkpoint", required_argument, 0, OPT_CKPT},
     {"checkpoint-every", required_argument, 0, OPT_CKPTEVERY}, {"resume", required_argument, 0, OPT_RESUME},
     {"sync-bn", no_argument, 0, OPT_SYNCBN},       {"clip-grad", required_argument, 0, OPT_CLIP},
+    {"seg-skip", required_argument, 0, OPT_SKIP},
     KD_STD_LONGOPTS,
     {0, 0, 0, 0}};
 
@@ -249,7 +253,7 @@ int main(int argc, char **argv)
     kd_cli_version_note(kd_dist_describe());
     const char *model = NULL, *train = NULL, *out = NULL, *sched = "cosine", *val = NULL, *ckpt = NULL,
                *resume = NULL;
-    int stride = 4, stage = 0, upc = 64, hc = 64, freeze = 0, batch = 16, sync_bn = 0;
+    int stride = 4, stage = 0, upc = 64, hc = 64, freeze = 0, batch = 16, sync_bn = 0, skip = -1;
     long steps = 1000, warm = 0, val_every = 0, val_lim = 0, log_every = 50, ckpt_every = 0;
     double lr = 0.02, mom = 0.9, wd = 1e-4, flip = 0.5, jit = 0.2, clip = 0;
     kd_det_weights W = {.hm = 1, .wh = 0.1f, .off = 1, .seg = 5};
@@ -267,6 +271,7 @@ int main(int argc, char **argv)
         case OPT_STAGE: stage = (int)kd_parse_long("--stage", optarg, 1, KD_MAX_STAGES); break;
         case OPT_UPC: upc = (int)kd_parse_long("--up-channels", optarg, 1, 4096); break;
         case OPT_HC: hc = (int)kd_parse_long("--head-channels", optarg, 1, 4096); break;
+        case OPT_SKIP: skip = (int)kd_parse_long("--seg-skip", optarg, 0, KD_MAX_STAGES); break;
         case OPT_FREEZE: freeze = 1; break;
         case OPT_STEPS: steps = kd_parse_long("--steps", optarg, 1, 100000000); break;
         case OPT_BATCH: batch = (int)kd_parse_long("--batch", optarg, 1, 4096); break;
@@ -371,10 +376,13 @@ int main(int argc, char **argv)
         if (d.K != K || d.stride != stride)
             kd_die(KD_EXIT_FAIL, "%s: a detector of %d classes at stride %d, the options ask %d at %d", resume, d.K,
                    d.stride, K, stride);
+        if (skip >= 0 && skip != d.skip)
+            kd_die(KD_EXIT_FAIL, "%s: a detector with --seg-skip %d, the options ask %d", resume, d.skip, skip);
     } else {
         if (!(d.m = kd_model_load(model)))
             kd_die_err();
         d.c = kd_model_opts(d.m)->in_channels, d.stride = stride, d.up = upc, d.hc = hc, d.K = K;
+        d.skip = skip > 0 ? skip : 0;
         if (kd_detnet_pick_stage(d.m, tr.info.h, tr.info.w, stride, stage, &d.stage, &d.nup))
             kd_die(KD_EXIT_FAIL, "%s: %s", model, kd_err_get());
         if (!d.nup)

@@ -95,11 +95,18 @@ void kd_argmax_u8(int C, int HW, const float *x, uint8_t *out);
 
 /* nup x (nearest x2 + 3x3 conv (no bias) + BN + ReLU) from the stage map
  * (C channels) to `up` channels, then four heads 3x3 conv + ReLU + 1x1
- * conv of `hc` hidden channels: hm (K), wh (2), reg (2), seg (K+1). */
+ * conv of `hc` hidden channels: hm (K), wh (2), reg (2), seg (K+1).
+ *
+ * With a skip map (sC > 0: a finer backbone stage, sC x sh x sw) the masks
+ * come from FCN's skip architecture (Long et al. 2015): a fifth head of the
+ * same form on the skip map, "skip" (K+1), added to the seg head's logits
+ * bilinearly upsampled to sh x sw.  The coarse logits carry the class, the
+ * fine ones the outline that a stride-S map cannot draw. */
 typedef struct {
     int C, h, w;   /* the stage map's channels and size at the prepared input */
     int nup, up, hc, K;
     int maxn;
+    int sC, sh, sw; /* the skip map's channels and size (sC 0: no skip) */
 } kd_dethead_opts;
 
 enum { KD_DH_HM, KD_DH_WH, KD_DH_REG, KD_DH_SEG, KD_DH_NHEADS };
@@ -119,16 +126,23 @@ void kd_dethead_init(kd_dethead *h, uint64_t seed);
 kd_slab *kd_dethead_params(kd_dethead *h);
 kd_slab *kd_dethead_buffers(kd_dethead *h); /* BN running mean/var (p only) */
 const kd_dethead_opts *kd_dethead_opts_of(const kd_dethead *h);
-/* x [n,C,h,w] -> the heads' outputs [n,Ck,H,W] (H = h * 2^nup). */
-int kd_dethead_forward(kd_dethead *h, const float *x, int n, int train);
+/* x [n,C,h,w] (and skip [n,sC,sh,sw], NULL without one) -> the heads'
+ * outputs [n,Ck,H,W] (H = h * 2^nup) and the masks' logits. */
+int kd_dethead_forward(kd_dethead *h, const float *x, const float *skip, int n, int train);
 /* BN statistics of the upsampling path over every replica's batch
  * (kd_bn_forward_train_sync; NULL: this batch alone).  0, -1 out of memory. */
 int kd_dethead_set_bn_sync(kd_dethead *h, kd_bn_sum_fn sum);
 const float *kd_dethead_out(const kd_dethead *h, int head);
 float *kd_dethead_dout(kd_dethead *h, int head); /* gradients of the outputs, zeroed by forward */
+/* The masks' logits [n,K+1,Hs,Ws]: the seg head's output (Hs x Ws = H x W)
+ * or, with a skip, their sum at the skip map's size; and their gradient
+ * (zeroed by forward; with a skip, set it rather than dout(KD_DH_SEG)). */
+const float *kd_dethead_seg(const kd_dethead *h, int *Hs, int *Ws);
+float *kd_dethead_dseg(kd_dethead *h);
 /* Backward of the last (train) forward: parameter gradients accumulate,
- * dx [n,C,h,w] (may be NULL) accumulates the map's gradient. */
-int kd_dethead_backward(kd_dethead *h, float *dx);
+ * dx [n,C,h,w] and dskip [n,sC,sh,sw] (either may be NULL) accumulate the
+ * maps' gradients. */
+int kd_dethead_backward(kd_dethead *h, float *dx, float *dskip);
 int kd_dethead_out_size(const kd_dethead *h, int *H, int *W);
 
 /* ---- scene augmentation ---- */

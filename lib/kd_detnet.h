@@ -14,6 +14,7 @@ typedef struct {
     kd_model *m;
     kd_dethead *head;       /* after kd_detnet_prepare */
     int stage, stride, nup; /* the backbone stage, the output stride, x2 upsamplings */
+    int skip;               /* the stage of the masks' skip map (0: none; kd_det.h) */
     int up, hc, K;          /* head widths, classes */
     int c;                  /* the backbone's input channels */
     float mean[3], std[3];  /* normalisation of pixel/255 */
@@ -23,6 +24,7 @@ typedef struct {
     int train, freeze;
     float *x;               /* [maxn,c,H,W] normalised input */
     float *dmap;            /* [maxn,C,h,w] the stage map's gradient (training, not frozen) */
+    float *dskip;           /* the skip map's, likewise */
     float *saved_p, *saved_b; /* head parameters read from a file, before prepare */
     size_t nsaved_p, nsaved_b;
     float *scr, *lg;        /* decode scratch [K*h*w], mask logits [(K+1)*H*W] */
@@ -35,6 +37,11 @@ typedef struct {
  * Needs m prepared at H x W.  -1 with kd_err "ARCH has no stage at stride
  * S (strides: ...)". */
 int kd_detnet_pick_stage(kd_model *m, int H, int W, int stride, int stage, int *out_stage, int *nup);
+
+/* Checks d->skip against the head's stage at H x W: a stage other than
+ * d->stage whose map is at least as fine as the head's output.  Needs m
+ * prepared at H x W; -1 with kd_err. */
+int kd_detnet_check_skip(kd_model *m, int H, int W, int stage, int nup, int skip);
 
 /* Plans the backbone (and builds the head) for maxn images of H x W; train:
  * training forwards (the backbone too unless freeze).  Head parameters

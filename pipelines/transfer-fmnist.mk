@@ -17,7 +17,8 @@
 # ssl-distill-fmnist.mk), copied in as bb-NAME.h5.  Backbone names hold no '-'; NAME_sN is seed N
 # of NAME (IMPORT="disco_s1=... disco_s2=..."), and results.md then adds mean +- std over the
 # seeds per NAME and mode.  Every training run checkpoints and resumes from its checkpoint when
-# the target is made again.
+# the target is made again.  SEG_SKIP=K gives the masks a skip from backbone stage K
+# (detect-train --seg-skip; resnet20's stage 1 is at stride 1).
 
 KD       ?= bin/
 OUT      ?= transfer-fmnist-out
@@ -48,6 +49,7 @@ BATCH    ?= 16
 LR       ?= 0.02
 STRIDE   ?= 4
 HEAD_CH  ?= 64
+SEG_SKIP ?=
 DET_FLAGS ?=
 CKPT_EVERY ?= 250
 MODES    ?= frozen finetune
@@ -113,7 +115,8 @@ $(OUT)/det-$(1)-$(2).h5: $(OUT)/bb-$(1).h5 $(OUT)/scenes-train.h5
 	start=$$$$(date +%s); \
 	if [ -f $$@.ckpt.h5 ]; then init="--resume $$@.ckpt.h5"; else init="-m $$<"; fi; \
 	$(KD)detect-train $$$$init --train $(OUT)/scenes-train.h5 $$(mode_$(2)) --stride $(STRIDE) \
-	    --head-channels $(HEAD_CH) --up-channels $(HEAD_CH) --steps $(STEPS) --batch $(BATCH) --lr $(LR) \
+	    --head-channels $(HEAD_CH) --up-channels $(HEAD_CH) $(if $(SEG_SKIP),--seg-skip $(SEG_SKIP)) \
+	    --steps $(STEPS) --batch $(BATCH) --lr $(LR) \
 	    --checkpoint $$@.ckpt.h5 --checkpoint-every $(CKPT_EVERY) --seed $(SEED) $(DET_FLAGS) $(thr) --quiet \
 	    -o $$@ >> $(OUT)/det-$(1)-$(2).log \
 	  && echo $$$$(( $$$$(date +%s) - start )) >> $(OUT)/det-$(1)-$(2).time

@@ -121,6 +121,21 @@ import h5py; h = h5py.File('d1.h5'); assert 'masks' not in h and list(h['image_i
     run "$B/detect" -m det.h5 s30.h5 -o x.h5
     assert_failure 1
     assert_output "detect: det.h5: 30x30 images: stage 3 is 8x8, not stride 4 after 0 upsamplings"
+    # a skip stage the file cannot hold: out of range, the head's own, or
+    # without its tensors
+    for v in 7 3 1; do
+        /usr/bin/python3 -c "
+import h5py, shutil, sys
+shutil.copy('det.h5', 'bad-skip.h5')
+h5py.File('bad-skip.h5', 'r+').attrs['det_seg_skip'] = int(sys.argv[1])" $v
+        run "$B/detect" -m bad-skip.h5 te.h5 -o x.h5
+        assert_failure 1
+        case $v in
+        7) assert_output "detect: bad-skip.h5: attribute det_seg_skip = 7 is out of range [1, 3]" ;;
+        3) assert_output "detect: bad-skip.h5: det_seg_skip is the head's own stage 3" ;;
+        1) assert_output --partial "detect: bad-skip.h5: " && assert_output --partial "det/skip.0.weight" ;;
+        esac
+    done
     run "$B/detect" -m det.h5 te.h5 -o /nonexistent/x.h5
     assert_failure 1
     [ ! -e x.h5 ]

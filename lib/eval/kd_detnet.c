@@ -53,6 +53,24 @@ int kd_detnet_pick_stage(kd_model *m, int H, int W, int stride, int stage, int *
     return -1;
 }
 
+int kd_detnet_check_skip(kd_model *m, int H, int W, int stage, int nup, int skip)
+{
+    int ns = kd_model_nstages(m), c, h, w, sc, sh, sw;
+    if (skip < 1 || skip > ns || skip == stage) {
+        kd_err_set("%s: the skip stage must be one of 1..%d other than the head's stage %d, not %d",
+                   kd_model_opts(m)->arch, ns, stage, skip);
+        return -1;
+    }
+    if (!kd_model_stage_map(m, stage, &c, &h, &w) || !kd_model_stage_map(m, skip, &sc, &sh, &sw))
+        return -1;
+    if (sh < h << nup || sw < w << nup || sh > H || sw > W) {
+        kd_err_set("%s: stage %d's %dx%d map at %dx%d is not finer than the head's %dx%d", kd_model_opts(m)->arch,
+                   skip, sh, sw, H, W, h << nup, w << nup);
+        return -1;
+    }
+    return 0;
+}
+
 int kd_detnet_prepare(kd_detnet *d, int maxn, int H, int W, int train, int freeze, uint64_t seed)
 {
     kd_model *m = d->m;
@@ -60,7 +78,12 @@ int kd_detnet_prepare(kd_detnet *d, int maxn, int H, int W, int train, int freez
     if (!bb_train)
         kd_model_set_eval_only(m, 1);
     if (kd_model_keep_stage(m, d->stage) || (bb_train && kd_model_grad_stage(m, d->stage)) ||
+        (d->skip && (kd_model_keep_stage(m, d->skip) || (bb_train && kd_model_grad_stage(m, d->skip)))) ||
         kd_model_prepare(m, maxn, H, W))
+        return -1;
+    int sC = 0, sh = 0, sw = 0;
+    if (d->skip && (kd_detnet_check_skip(m, H, W, d->stage, d->nup, d->skip) ||
+                    !kd_model_stage_map(m, d->skip, &sC, &sh, &sw)))
         return -1;
     int C, h, w;
     if (!kd_model_stage_map(m, d->stage, &C, &h, &w))
@@ -70,13 +93,14 @@ int kd_detnet_prepare(kd_detnet *d, int maxn, int H, int W, int train, int freez
                    d->stride, d->nup);
         return -1;
     }
-    kd_dethead_opts ho = {.C = C, .h = h, .w = w, .nup = d->nup, .up = d->up, .hc = d->hc, .K = d->K, .maxn = maxn};
+    kd_dethead_opts ho = {.C = C, .h = h, .w = w, .nup = d->nup, .up = d->up, .hc = d->hc, .K = d->K, .maxn = maxn,
+                          .sC = sC, .sh = sh, .sw = sw};
     if (!(d->head = kd_dethead_new(&ho)))
         return -1;
     kd_slab *P = kd_dethead_params(d->head), *B = kd_dethead_buffers(d->head);
     if (d->saved_p && (P->n != d->nsaved_p || B->n != d->nsaved_b)) {
-        kd_err_set("detector: the head was trained on a stage map of another width than stage %d's %d channels",
-                   d->stage, C);
+        kd_err_set("detector: the head was trained on a stage map of another width than stage %d's %d channels%s",
+                   d->stage, C, d->skip ? " (or skip map)" : "");
         return -1;
     }
     if (d->saved_p) {
@@ -90,10 +114,11 @@ int kd_detnet_prepare(kd_detnet *d, int maxn, int H, int W, int train, int freez
     d->maxn = maxn, d->H = H, d->W = W, d->train = train, d->freeze = freeze;
     d->x = malloc(sizeof(float) * (size_t)maxn * d->c * H * W);
     d->dmap = bb_train ? malloc(sizeof(float) * (size_t)maxn * C * h * w) : NULL;
+    d->dskip = bb_train && sC ? malloc(sizeof(float) * (size_t)maxn * sC * sh * sw) : NULL;
     d->scr = malloc(sizeof(float) * (size_t)d->K * Ho * Wo);
     d->iscr = malloc(sizeof(int32_t) * (size_t)d->K * Ho * Wo);
     d->lg = malloc(sizeof(float) * (size_t)(d->K + 1) * H * W);
-    if (!d->x || (bb_train && !d->dmap) || !d->scr || !d->iscr || !d->lg) {
+    if (!d->x || (bb_train && !d->dmap) || (bb_train && sC && !d->dskip) || !d->scr || !d->iscr || !d->lg) {
         kd_err_set("detector: out of memory");
         return -1;
     }
@@ -119,20 +144,25 @@ int kd_detnet_forward(kd_detnet *d, int n, int train)
     if (kd_model_forward(d->m, d->x, n, train && !d->freeze, 0))
         return -1;
     const float *map = kd_model_stage_map(d->m, d->stage, NULL, NULL, NULL);
-    return map ? kd_dethead_forward(d->head, map, n, train) : -1;
+    const float *skip = d->skip ? kd_model_stage_map(d->m, d->skip, NULL, NULL, NULL) : NULL;
+    return map && (skip || !d->skip) ? kd_dethead_forward(d->head, map, skip, n, train) : -1;
 }
 
 int kd_detnet_backward(kd_detnet *d)
 {
     if (d->freeze || !d->dmap)
-        return kd_dethead_backward(d->head, NULL);
+        return kd_dethead_backward(d->head, NULL, NULL);
     const kd_dethead_opts *o = kd_dethead_opts_of(d->head);
     memset(d->dmap, 0, sizeof(float) * (size_t)d->maxn * o->C * o->h * o->w);
-    if (kd_dethead_backward(d->head, d->dmap))
+    if (d->dskip)
+        memset(d->dskip, 0, sizeof(float) * (size_t)d->maxn * o->sC * o->sh * o->sw);
+    if (kd_dethead_backward(d->head, d->dmap, d->dskip))
         return -1;
     kd_model_dout g;
     memset(&g, 0, sizeof g);
     g.map[d->stage] = d->dmap;
+    if (d->dskip)
+        g.map[d->skip] = d->dskip;
     return kd_model_backward_dout(d->m, &g);
 }
 
@@ -150,8 +180,8 @@ int kd_detnet_decode(kd_detnet *d, int i, int topk, kd_cn_det *out)
 void kd_detnet_mask(kd_detnet *d, int i, uint8_t *mask)
 {
     int Ho, Wo;
-    kd_dethead_out_size(d->head, &Ho, &Wo);
-    const float *seg = kd_dethead_out(d->head, KD_DH_SEG) + (size_t)i * (d->K + 1) * Ho * Wo;
+    const float *seg = kd_dethead_seg(d->head, &Ho, &Wo);
+    seg += (size_t)i * (d->K + 1) * Ho * Wo;
     kd_bilinear_resize(d->K + 1, Ho, Wo, seg, d->H, d->W, d->lg);
     kd_argmax_u8(d->K + 1, d->H * d->W, d->lg, mask);
 }
@@ -162,7 +192,7 @@ void kd_detnet_free(kd_detnet *d)
     kd_dethead_free(d->head);
     if (d->names)
         kd_strv_free(d->names, d->nnames);
-    free(d->x), free(d->dmap), free(d->saved_p), free(d->saved_b), free(d->scr), free(d->iscr), free(d->lg);
+    free(d->x), free(d->dmap), free(d->dskip), free(d->saved_p), free(d->saved_b), free(d->scr), free(d->iscr), free(d->lg);
     memset(d, 0, sizeof *d);
 }
 

@@ -26,6 +26,7 @@ int kd_detnet_save_h5(const kd_detnet *d, kd_h5 *h)
         kd_h5_attr_set_i64(h, NULL, "det_stride", d->stride) || kd_h5_attr_set_i64(h, NULL, "det_upsample", d->nup) ||
         kd_h5_attr_set_i64(h, NULL, "det_up_channels", d->up) ||
         kd_h5_attr_set_i64(h, NULL, "det_head_channels", d->hc) || kd_h5_attr_set_i64(h, NULL, "det_classes", d->K) ||
+        (d->skip && kd_h5_attr_set_i64(h, NULL, "det_seg_skip", d->skip)) ||
         kd_h5_attr_set_f32v(h, NULL, "det_mean", d->mean, d->c) || kd_h5_attr_set_f32v(h, NULL, "det_std", d->std, d->c))
         return -1;
     if (d->names && kd_h5_attr_set_strv(h, NULL, "det_class_names", (const char *const *)d->names, d->nnames))
@@ -96,6 +97,14 @@ int kd_detnet_load(kd_detnet *d, const char *path)
         get_int(&h, "det_upsample", 0, 4, &d->nup) || get_int(&h, "det_up_channels", 0, 4096, &d->up) ||
         get_int(&h, "det_head_channels", 1, 4096, &d->hc) || get_int(&h, "det_classes", 1, 254, &d->K))
         goto out;
+    /* files written before the skip existed have no det_seg_skip: none */
+    if (kd_h5_attr_has(&h, NULL, "det_seg_skip") &&
+        get_int(&h, "det_seg_skip", 1, kd_model_nstages(d->m), &d->skip))
+        goto out;
+    if (d->skip == d->stage) {
+        kd_err_set("%s: det_seg_skip is the head's own stage %d", path, d->stage);
+        goto out;
+    }
     if (kd_h5_attr_get_f32v(&h, NULL, "det_mean", d->mean, 3) != d->c ||
         kd_h5_attr_get_f32v(&h, NULL, "det_std", d->std, 3) != d->c) {
         kd_err_set("%s: det_mean and det_std need %d values", path, d->c);
@@ -119,6 +128,11 @@ int kd_detnet_load(kd_detnet *d, const char *path)
     if (kd_h5_expect(&h, d->nup ? "det/up.0.conv.weight" : "det/hm.0.weight", 4, (int64_t[]){-1, -1, 3, 3}, dims))
         goto out;
     po.C = (int)dims[1];
+    if (d->skip) {
+        if (kd_h5_expect(&h, "det/skip.0.weight", 4, (int64_t[]){d->hc, -1, 3, 3}, dims))
+            goto out;
+        po.sC = (int)dims[1], po.sh = po.sw = 1;
+    }
     if (!(probe = kd_dethead_new(&po)) || read_views(&h, kd_dethead_params(probe), &d->saved_p, &d->nsaved_p) ||
         read_views(&h, kd_dethead_buffers(probe), &d->saved_b, &d->nsaved_b))
         goto out;

@@ -16,6 +16,10 @@
 
 const char *const kd_dethead_names[KD_DH_NHEADS] = {"hm", "wh", "reg", "seg"};
 
+/* The heads and, last, the skip head of the masks (present when o.sC). */
+enum { SKIP = KD_DH_NHEADS, NH };
+static const char *const head_name[NH] = {"hm", "wh", "reg", "seg", "skip"};
+
 typedef struct {
     kd_conv conv;
     float *in, *cv, *bn, *act, *mean, *rstd;   /* upsampled input, conv, BN, ReLU outputs */
@@ -27,12 +31,15 @@ struct kd_dethead {
     kd_slab P, B;
     int H, W, n, train;
     upblk up[MAXUP];
-    kd_conv c3[KD_DH_NHEADS], c1[KD_DH_NHEADS];
-    int nout[KD_DH_NHEADS];
-    float *a[KD_DH_NHEADS], *r[KD_DH_NHEADS], *out[KD_DH_NHEADS], *dout[KD_DH_NHEADS];
+    int nh;                     /* heads: KD_DH_NHEADS, NH with a skip */
+    kd_conv c3[NH], c1[NH];
+    int nout[NH], cin[NH];      /* per head: output and input channels */
+    size_t hw[NH];              /* and its map's pixels */
+    float *a[NH], *r[NH], *out[NH], *dout[NH];
+    float *seg, *dseg;          /* with a skip: the masks' logits [n,K+1,sh,sw], their gradient */
     float *d_r, *d_a, *d_F, *ws;
     size_t ws_n;
-    const float *x, *F;
+    const float *x, *F, *skip;
     kd_bn_sum_fn bn_sum; /* synchronised BN across replicas (NULL: local) */
     double *bn_work;     /* [2 * up + 1] */
 };
@@ -63,7 +70,7 @@ static size_t conv_ws(kd_conv *c, int maxn, int C, int H, int W, int O, int k, i
 kd_dethead *kd_dethead_new(const kd_dethead_opts *o)
 {
     if (o->nup < 0 || o->nup > MAXUP || o->C < 1 || o->h < 1 || o->w < 1 || o->K < 1 || o->K > 254 || o->hc < 1 ||
-        o->maxn < 1 || (o->nup && o->up < 1)) {
+        o->maxn < 1 || (o->nup && o->up < 1) || o->sC < 0 || (o->sC && (o->sh < 1 || o->sw < 1))) {
         kd_err_set("detection head: bad shape (C %d, %dx%d, %d upsamplings, K %d)", o->C, o->h, o->w, o->nup, o->K);
         return NULL;
     }
@@ -73,9 +80,10 @@ kd_dethead *kd_dethead_new(const kd_dethead_opts *o)
         return NULL;
     }
     h->o = *o;
-    int nout[KD_DH_NHEADS] = {o->K, 2, 2, o->K + 1};
+    h->nh = o->sC ? NH : KD_DH_NHEADS;
+    int nout[NH] = {o->K, 2, 2, o->K + 1, o->K + 1};
     memcpy(h->nout, nout, sizeof nout);
-    kd_pview pv[3 * MAXUP + 4 * KD_DH_NHEADS], bv[2 * MAXUP];
+    kd_pview pv[3 * MAXUP + 4 * NH], bv[2 * MAXUP];
     int np = 0, nb = 0, C = o->C;
     memset(pv, 0, sizeof pv);
     memset(bv, 0, sizeof bv);
@@ -93,12 +101,13 @@ kd_dethead *kd_dethead_new(const kd_dethead_opts *o)
         }
         C = o->up;
     }
-    for (int j = 0; j < KD_DH_NHEADS; j++) {
-        const int64_t shp[4][4] = {{o->hc, C, 3, 3}, {o->hc}, {nout[j], o->hc, 1, 1}, {nout[j]}};
+    for (int j = 0; j < h->nh; j++) {
+        h->cin[j] = j == SKIP ? o->sC : C;
+        const int64_t shp[4][4] = {{o->hc, h->cin[j], 3, 3}, {o->hc}, {nout[j], o->hc, 1, 1}, {nout[j]}};
         const char *leaf[4] = {"0.weight", "0.bias", "2.weight", "2.bias"};
         for (int k = 0; k < 4; k++) {
             kd_pview *v = &pv[np++];
-            snprintf(v->name, sizeof v->name, "%s.%s", kd_dethead_names[j], leaf[k]);
+            snprintf(v->name, sizeof v->name, "%s.%s", head_name[j], leaf[k]);
             v->rank = k & 1 ? 1 : 4, v->no_decay = k & 1;
             memcpy(v->shape, shp[k], sizeof shp[k]);
         }
@@ -123,18 +132,25 @@ kd_dethead *kd_dethead_new(const kd_dethead_opts *o)
         hh *= 2, ww *= 2, C = o->up;
     }
     h->H = hh, h->W = ww;
-    size_t HW = (size_t)hh * ww;
-    for (int j = 0; j < KD_DH_NHEADS; j++) {
-        h->a[j] = zalloc((size_t)N * o->hc * HW, &bad), h->r[j] = zalloc((size_t)N * o->hc * HW, &bad);
-        h->out[j] = zalloc((size_t)N * nout[j] * HW, &bad), h->dout[j] = zalloc((size_t)N * nout[j] * HW, &bad);
-        if ((s = conv_ws(&h->c3[j], N, C, hh, ww, o->hc, 3, 1)) == (size_t)-1)
+    size_t HW = (size_t)hh * ww, big = HW;
+    for (int j = 0; j < h->nh; j++) {
+        int jh = j == SKIP ? o->sh : hh, jw = j == SKIP ? o->sw : ww;
+        size_t jhw = h->hw[j] = (size_t)jh * jw;
+        big = jhw > big ? jhw : big;
+        h->a[j] = zalloc((size_t)N * o->hc * jhw, &bad), h->r[j] = zalloc((size_t)N * o->hc * jhw, &bad);
+        h->out[j] = zalloc((size_t)N * nout[j] * jhw, &bad), h->dout[j] = zalloc((size_t)N * nout[j] * jhw, &bad);
+        if ((s = conv_ws(&h->c3[j], N, h->cin[j], jh, jw, o->hc, 3, 1)) == (size_t)-1)
             goto fail;
         ws = s > ws ? s : ws;
-        if ((s = conv_ws(&h->c1[j], N, o->hc, hh, ww, nout[j], 1, 0)) == (size_t)-1)
+        if ((s = conv_ws(&h->c1[j], N, o->hc, jh, jw, nout[j], 1, 0)) == (size_t)-1)
             goto fail;
         ws = s > ws ? s : ws;
     }
-    h->d_r = zalloc((size_t)N * o->hc * HW, &bad), h->d_a = zalloc((size_t)N * o->hc * HW, &bad);
+    if (o->sC) {
+        h->seg = zalloc((size_t)N * (o->K + 1) * h->hw[SKIP], &bad);
+        h->dseg = zalloc((size_t)N * (o->K + 1) * h->hw[SKIP], &bad);
+    }
+    h->d_r = zalloc((size_t)N * o->hc * big, &bad), h->d_a = zalloc((size_t)N * o->hc * big, &bad);
     h->d_F = zalloc((size_t)N * C * HW, &bad);
     h->ws = zalloc(ws, &bad), h->ws_n = ws;
     if (bad) {
@@ -156,9 +172,9 @@ void kd_dethead_free(kd_dethead *h)
         free(u->in), free(u->cv), free(u->bn), free(u->act), free(u->mean), free(u->rstd);
         free(u->d_act), free(u->d_bn), free(u->d_cv), free(u->d_in);
     }
-    for (int j = 0; j < KD_DH_NHEADS; j++)
+    for (int j = 0; j < NH; j++)
         free(h->a[j]), free(h->r[j]), free(h->out[j]), free(h->dout[j]);
-    free(h->d_r), free(h->d_a), free(h->d_F), free(h->ws), free(h->bn_work);
+    free(h->seg), free(h->dseg), free(h->d_r), free(h->d_a), free(h->d_F), free(h->ws), free(h->bn_work);
     kd_slab_free(&h->P);
     kd_slab_free(&h->B);
     free(h);
@@ -214,6 +230,14 @@ const kd_dethead_opts *kd_dethead_opts_of(const kd_dethead *h) { return &h->o; }
 const float *kd_dethead_out(const kd_dethead *h, int head) { return h->out[head]; }
 float *kd_dethead_dout(kd_dethead *h, int head) { return h->dout[head]; }
 
+const float *kd_dethead_seg(const kd_dethead *h, int *Hs, int *Ws)
+{
+    *Hs = h->o.sC ? h->o.sh : h->H, *Ws = h->o.sC ? h->o.sw : h->W;
+    return h->o.sC ? h->seg : h->out[KD_DH_SEG];
+}
+
+float *kd_dethead_dseg(kd_dethead *h) { return h->o.sC ? h->dseg : h->dout[KD_DH_SEG]; }
+
 int kd_dethead_out_size(const kd_dethead *h, int *H, int *W)
 {
     *H = h->H, *W = h->W;
@@ -234,17 +258,21 @@ static float *pp(kd_dethead *h, const char *fmt, int i, const char *s, int grad)
 static float *hp(kd_dethead *h, int j, const char *leaf, int grad)
 {
     char name[96];
-    snprintf(name, sizeof name, "%s.%s", kd_dethead_names[j], leaf);
+    snprintf(name, sizeof name, "%s.%s", head_name[j], leaf);
     return grad ? kd_slab_grad(&h->P, name) : kd_slab_param(&h->P, name);
 }
 
-int kd_dethead_forward(kd_dethead *h, const float *x, int n, int train)
+int kd_dethead_forward(kd_dethead *h, const float *x, const float *skip, int n, int train)
 {
     if (n < 1 || n > h->o.maxn) {
         kd_err_set("detection head: batch of %d images, prepared for at most %d", n, h->o.maxn);
         return -1;
     }
-    h->n = n, h->train = train, h->x = x;
+    if (!skip != !h->o.sC) {
+        kd_err_set("detection head: %s", skip ? "a skip map for a head without one" : "no skip map");
+        return -1;
+    }
+    h->n = n, h->train = train, h->x = x, h->skip = skip;
     const float *F = x;
     int C = h->o.C, hh = h->o.h, ww = h->o.w;
     for (int i = 0; i < h->o.nup; i++) {
@@ -271,19 +299,33 @@ int kd_dethead_forward(kd_dethead *h, const float *x, int n, int train)
         F = u->act, C = h->o.up, hh *= 2, ww *= 2;
     }
     h->F = F;
-    size_t HW = (size_t)h->H * h->W;
-    for (int j = 0; j < KD_DH_NHEADS; j++) {
+    for (int j = 0; j < h->nh; j++) {
+        size_t HW = h->hw[j];
         conv_n(&h->c3[j], n);
         conv_n(&h->c1[j], n);
-        kd_conv_forward(&h->c3[j], F, hp(h, j, "0.weight", 0), hp(h, j, "0.bias", 0), h->a[j], h->ws);
+        kd_conv_forward(&h->c3[j], j == SKIP ? skip : F, hp(h, j, "0.weight", 0), hp(h, j, "0.bias", 0), h->a[j],
+                        h->ws);
         kd_act_forward(KD_RELU, h->a[j], h->r[j], (size_t)n * h->o.hc * HW);
         kd_conv_forward(&h->c1[j], h->r[j], hp(h, j, "2.weight", 0), hp(h, j, "2.bias", 0), h->out[j], h->ws);
         memset(h->dout[j], 0, sizeof(float) * (size_t)n * h->nout[j] * HW);
     }
+    if (h->o.sC) {
+        int K1 = h->o.K + 1;
+        size_t ns = (size_t)K1 * h->hw[SKIP];
+        for (int i = 0; i < n; i++) {
+            float *y = h->seg + i * ns;
+            const float *f = h->out[SKIP] + i * ns;
+            kd_bilinear_resize(K1, h->H, h->W, h->out[KD_DH_SEG] + (size_t)i * K1 * h->hw[KD_DH_SEG], h->o.sh,
+                               h->o.sw, y);
+            for (size_t k = 0; k < ns; k++)
+                y[k] += f[k];
+        }
+        memset(h->dseg, 0, sizeof(float) * n * ns);
+    }
     return 0;
 }
 
-int kd_dethead_backward(kd_dethead *h, float *dx)
+int kd_dethead_backward(kd_dethead *h, float *dx, float *dskip)
 {
     if (!h->train) {
         kd_err_set("detection head: backward after an eval forward");
@@ -295,14 +337,25 @@ int kd_dethead_backward(kd_dethead *h, float *dx)
     float *dF = h->o.nup || dx ? h->d_F : NULL;
     if (dF)
         memset(dF, 0, sizeof(float) * (size_t)n * C * HW);
-    for (int j = 0; j < KD_DH_NHEADS; j++) {
+    if (h->o.sC) {
+        /* the sum's gradient reaches both terms: the skip head as it is,
+         * the seg head through the upsampling */
+        int K1 = h->o.K + 1;
+        size_t ns = (size_t)K1 * h->hw[SKIP];
+        memcpy(h->dout[SKIP], h->dseg, sizeof(float) * n * ns);
+        for (int i = 0; i < n; i++)
+            kd_bilinear_resize_backward(K1, h->H, h->W, h->dseg + i * ns, h->o.sh, h->o.sw,
+                                        h->dout[KD_DH_SEG] + (size_t)i * K1 * HW);
+    }
+    for (int j = 0; j < h->nh; j++) {
+        nh = (size_t)n * h->o.hc * h->hw[j];
         memset(h->d_r, 0, sizeof(float) * nh);
         memset(h->d_a, 0, sizeof(float) * nh);
         kd_conv_backward(&h->c1[j], h->r[j], hp(h, j, "2.weight", 0), h->dout[j], h->d_r, hp(h, j, "2.weight", 1),
                          hp(h, j, "2.bias", 1), h->ws);
         kd_act_backward(KD_RELU, h->a[j], h->r[j], h->d_r, h->d_a, nh);
-        kd_conv_backward(&h->c3[j], h->F, hp(h, j, "0.weight", 0), h->d_a, dF, hp(h, j, "0.weight", 1),
-                         hp(h, j, "0.bias", 1), h->ws);
+        kd_conv_backward(&h->c3[j], j == SKIP ? h->skip : h->F, hp(h, j, "0.weight", 0), h->d_a,
+                         j == SKIP ? dskip : dF, hp(h, j, "0.weight", 1), hp(h, j, "0.bias", 1), h->ws);
     }
     const float *dnext = dF;
     int hh = h->H, ww = h->W;

@@ -1,7 +1,8 @@
 /* kd_det_train — the detection head's targets and losses over a batch
  * (kd_detnet.h): CenterNet's focal loss on the heatmap, L1 on size and
- * offset at the objects' peaks, cross-entropy of the segmentation head's
- * logits bilinearly upsampled to the image against its full mask. */
+ * offset at the objects' peaks, cross-entropy of the masks' logits (the
+ * segmentation head's, with the skip head's when there is one) bilinearly
+ * upsampled to the image against its full mask. */
 #include <stdlib.h>
 #include <string.h>
 
@@ -72,8 +73,9 @@ double kd_det_loss_compute(kd_det_loss *L, kd_detnet *d, int n, const float *box
         /* the loss on the masks as detect makes them: the stride-S logits
          * bilinearly upsampled to the image, scored at every pixel (cell
          * centres alone bound the masks' mIoU below 0.75 on 48x48 scenes) */
-        term[3] = kd_seg_ce_up(kd_dethead_out(h, KD_DH_SEG), n, K + 1, H, W, masks, L->Hi, L->Wi, w->seg,
-                               kd_dethead_dout(h, KD_DH_SEG), L->up, L->dup);
+        int Hs, Ws;
+        const float *seg = kd_dethead_seg(h, &Hs, &Ws);
+        term[3] = kd_seg_ce_up(seg, n, K + 1, Hs, Ws, masks, L->Hi, L->Wi, w->seg, kd_dethead_dseg(h), L->up, L->dup);
     }
     return w->hm * term[0] + w->wh * term[1] + w->off * term[2] + w->seg * term[3];
 }

@@ -213,23 +213,29 @@ static void test_decode(void)
     free(x), free(y), free(o);
 }
 
-/* sum_j <out_j, R_j> over the heads: its gradient is R. */
-static double head_obj(kd_dethead *h, const float *x, int n, float *const R[KD_DH_NHEADS], const int *sz)
+/* sum_j <out_j, R_j> over the heads (the masks' logits for seg): its
+ * gradient is R. */
+static double head_obj(kd_dethead *h, const float *x, const float *skip, int n, float *const R[KD_DH_NHEADS],
+                       const int *sz)
 {
-    kd_dethead_forward(h, x, n, 1);
+    kd_dethead_forward(h, x, skip, n, 1);
     double s = 0;
     for (int j = 0; j < KD_DH_NHEADS; j++) {
-        const float *o = kd_dethead_out(h, j);
+        int Hs, Ws;
+        const float *o = j == KD_DH_SEG ? kd_dethead_seg(h, &Hs, &Ws) : kd_dethead_out(h, j);
         for (int k = 0; k < sz[j]; k++)
             s += (double)o[k] * R[j][k];
     }
     return s;
 }
 
-static void test_head_fd(int nup)
+/* skip: a 2-channel skip map of 7x9 (a size no upsampling of the head's
+ * gives, so the bilinear resize is not a plain x2). */
+static void test_head_fd(int nup, int skip)
 {
-    int n = 2, C = 3, hh = 3, ww = 4, K = 2;
-    kd_dethead_opts o = {.C = C, .h = hh, .w = ww, .nup = nup, .up = 4, .hc = 5, .K = K, .maxn = n};
+    int n = 2, C = 3, hh = 3, ww = 4, K = 2, sC = skip ? 2 : 0, sh = 7, sw = 9;
+    kd_dethead_opts o = {.C = C, .h = hh, .w = ww, .nup = nup, .up = 4, .hc = 5, .K = K, .maxn = n,
+                         .sC = sC, .sh = skip ? sh : 0, .sw = skip ? sw : 0};
     kd_dethead *h = kd_dethead_new(&o);
     if (!KD_REQUIRE(h, "head: %s", kd_err_get()))
         return;
@@ -239,42 +245,49 @@ static void test_head_fd(int nup)
     kd_rng pr = kd_rng_make(11, 2, nup);
     for (size_t i = 0; i < kd_dethead_params(h)->n; i++)
         kd_dethead_params(h)->p[i] = kd_rng_range(&pr, -0.5f, 0.5f);
-    int H, W;
+    int H, W, Hs, Ws;
     kd_dethead_out_size(h, &H, &W);
     KD_CHECK(H == hh << nup && W == ww << nup, "head output %dx%d after %d upsamplings", H, W, nup);
+    kd_dethead_seg(h, &Hs, &Ws);
+    KD_CHECK(skip ? Hs == sh && Ws == sw : Hs == H && Ws == W, "masks' logits %dx%d", Hs, Ws);
+    KD_CHECK(!!kd_slab_param(kd_dethead_params(h), "skip.0.weight") == skip, "skip head's parameters %s",
+             skip ? "present" : "absent");
     kd_rng r = kd_rng_make(7, 1, nup);
-    size_t nx = (size_t)n * C * hh * ww;
-    float *x = malloc(sizeof(float) * nx), *dx = calloc(nx, sizeof(float)), *R[KD_DH_NHEADS];
+    size_t nx = (size_t)n * C * hh * ww, ns = (size_t)n * sC * sh * sw;
+    float *x = malloc(sizeof(float) * (nx + ns)), *dx = calloc(nx + ns, sizeof(float)), *R[KD_DH_NHEADS];
+    float *sk = skip ? x + nx : NULL;
     int outc[KD_DH_NHEADS] = {K, 2, 2, K + 1}, sz[KD_DH_NHEADS];
-    for (size_t i = 0; i < nx; i++)
+    for (size_t i = 0; i < nx + ns; i++)
         x[i] = kd_rng_normal(&r);
     for (int j = 0; j < KD_DH_NHEADS; j++) {
-        sz[j] = n * outc[j] * H * W;
+        sz[j] = n * outc[j] * (j == KD_DH_SEG ? Hs * Ws : H * W);
         R[j] = malloc(sizeof(float) * sz[j]);
         for (int k = 0; k < sz[j]; k++)
             R[j][k] = kd_rng_normal(&r);
     }
     kd_slab *P = kd_dethead_params(h);
     memset(P->g, 0, sizeof(float) * P->n);
-    kd_dethead_forward(h, x, n, 1);
+    KD_CHECK(kd_dethead_forward(h, x, skip ? NULL : x, n, 1) == -1, "a skip map where the head %s is refused",
+             skip ? "needs one, none" : "has none, one");
+    kd_dethead_forward(h, x, sk, n, 1);
     for (int j = 0; j < KD_DH_NHEADS; j++)
-        memcpy(kd_dethead_dout(h, j), R[j], sizeof(float) * sz[j]);
-    KD_CHECK(kd_dethead_backward(h, dx) == 0, "head backward");
+        memcpy(j == KD_DH_SEG ? kd_dethead_dseg(h) : kd_dethead_dout(h, j), R[j], sizeof(float) * sz[j]);
+    KD_CHECK(kd_dethead_backward(h, dx, skip ? dx + nx : NULL) == 0, "head backward");
     /* central differences in float; a coordinate whose one-sided slopes
      * disagree straddles a ReLU kink (a pre-activation within eps of 0) and
      * is left out, at most a fifth of them */
     const float eps = 1e-3f;
     double num = 0, den = 0;
     int kinks = 0, tried = 0;
-    double f0 = head_obj(h, x, n, R, sz);
-    for (size_t i = 0; i < P->n + nx; i += i < P->n ? 3 : 1) {
+    double f0 = head_obj(h, x, sk, n, R, sz);
+    for (size_t i = 0; i < P->n + nx + ns; i += i < P->n ? 3 : 1) {
         float *q = i < P->n ? &P->p[i] : &x[i - P->n];
         double an = i < P->n ? P->g[i] : dx[i - P->n];
         float keep = *q;
         *q = keep + eps;
-        double fp = head_obj(h, x, n, R, sz);
+        double fp = head_obj(h, x, sk, n, R, sz);
         *q = keep - eps;
-        double fm = head_obj(h, x, n, R, sz);
+        double fm = head_obj(h, x, sk, n, R, sz);
         *q = keep;
         double gl = (f0 - fm) / eps, gr = (fp - f0) / eps, g = (fp - fm) / (2 * eps);
         tried++;
@@ -285,8 +298,8 @@ static void test_head_fd(int nup)
         num += (g - an) * (g - an), den += g * g;
     }
     KD_CHECK(kinks * 5 <= tried && sqrt(num / den) < 5e-3,
-             "parameter and input gradients vs finite differences (%d upsamplings): rel err %.2g (%d of %d at kinks)",
-             nup, sqrt(num / den), kinks, tried);
+             "parameter, input%s gradients vs finite differences (%d upsamplings): rel err %.2g (%d of %d at kinks)",
+             skip ? " and skip map" : "", nup, sqrt(num / den), kinks, tried);
     for (int j = 0; j < KD_DH_NHEADS; j++)
         free(R[j]);
     free(x), free(dx);
@@ -326,9 +339,11 @@ int main(void)
     test_targets_losses();
     test_decode();
     test_scene_aug();
-    test_head_fd(0);
-    test_head_fd(1);
-    test_head_fd(2);
+    test_head_fd(0, 0);
+    test_head_fd(1, 0);
+    test_head_fd(2, 0);
+    test_head_fd(0, 1);
+    test_head_fd(1, 1);
     kd_h5_close(&fx);
     return kd_test_failed ? 1 : 0;
 }
