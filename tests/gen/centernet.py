@@ -6,7 +6,7 @@ RegL1Loss, ctdet_decode), in NumPy and PyTorch (autograd for gradients).
 
 Writes tests/fixtures/centernet.h5 (root attributes kdpipe_format=1,
 kdpipe_kind="fixture"): groups radius, splat, targets, focal, regl1, segce,
-segup, decode, bilinear.  Run: /usr/bin/python3 tests/gen/centernet.py
+segup, decode, bilinear, head_skip.  Run: /usr/bin/python3 tests/gen/centernet.py
 """
 import math
 import os
@@ -191,7 +191,46 @@ def main():
         z = torch.randn(1, 4, 5, 6)
         G = f.create_group("bilinear")
         put(G, "x", z[0]), put(G, "y", F.interpolate(z, size=(20, 24), mode="bilinear", align_corners=False)[0])
+
+        # the head with one upsampling and a skip map (kd_det.h): the
+        # outputs and every gradient of sum_j <out_j, R_j>, seg's being the
+        # masks' logits (seg head bilinearly upsampled to the skip map's
+        # 7x9, plus the skip head)
+        head_skip(f.create_group("head_skip"))
     os.replace(tmp, OUT)
+
+
+def head_skip(G):
+    n, C, h, w, up, hc, K, sC, sh, sw = 2, 3, 3, 4, 4, 5, 2, 2, 7, 9
+    dd = torch.float64
+    P = {}
+
+    def par(name, *shape):
+        P[name] = (torch.rand(*shape, dtype=dd) - 0.5).float().double().requires_grad_()
+        return P[name]
+
+    x = torch.randn(n, C, h, w, dtype=dd).float().double().requires_grad_()
+    sk = torch.randn(n, sC, sh, sw, dtype=dd).float().double().requires_grad_()
+    cw = par("up.0.conv.weight", up, C, 3, 3)
+    g, b = par("up.0.bn.weight", up), par("up.0.bn.bias", up)
+    y = F.conv2d(F.interpolate(x, scale_factor=2, mode="nearest"), cw, padding=1)
+    y = F.relu(F.batch_norm(y, None, None, g, b, training=True, eps=1e-5))
+    outs = {}
+    for name, inp, k in (("hm", y, K), ("wh", y, 2), ("reg", y, 2), ("seg", y, K + 1), ("skip", sk, K + 1)):
+        w0, b0 = par(name + ".0.weight", hc, inp.shape[1], 3, 3), par(name + ".0.bias", hc)
+        w2, b2 = par(name + ".2.weight", k, hc, 1, 1), par(name + ".2.bias", k)
+        outs[name] = F.conv2d(F.relu(F.conv2d(inp, w0, b0, padding=1)), w2, b2)
+    outs["seg"] = F.interpolate(outs["seg"], size=(sh, sw), mode="bilinear", align_corners=False) + outs.pop("skip")
+    obj = 0
+    for name, o in outs.items():
+        R = torch.randn(o.shape, dtype=dd).float().double()
+        put(G, "R_" + name, R.float()), put(G, "out_" + name, o.detach().float())
+        obj = obj + (o * R).sum()
+    obj.backward()
+    put(G, "x", x.detach().float()), put(G, "skip", sk.detach().float())
+    put(G, "dx", x.grad.float()), put(G, "dskip", sk.grad.float())
+    for name, t in P.items():
+        put(G, "p/" + name, t.detach().float()), put(G, "g/" + name, t.grad.float())
 
 
 if __name__ == "__main__":

@@ -1,6 +1,7 @@
 /* CenterNet's targets, losses, decoding (lib/eval/kd_centernet.c) against
  * tests/gen/centernet.py (tests/fixtures/centernet.h5), and the detection
- * head's backward (lib/nn/kd_dethead.c) against finite differences. */
+ * head (lib/nn/kd_dethead.c) against finite differences and, with a skip
+ * map, against PyTorch. */
 #include <float.h>
 #include <math.h>
 #include <stdlib.h>
@@ -306,6 +307,87 @@ static void test_head_fd(int nup, int skip)
     kd_dethead_free(h);
 }
 
+/* ||a - b|| / ||b||: float against the fixture's float64 autograd. */
+static double relnorm(const float *a, const float *b, size_t n)
+{
+    double num = 0, den = 0;
+    for (size_t i = 0; i < n; i++)
+        num += ((double)a[i] - b[i]) * ((double)a[i] - b[i]), den += (double)b[i] * b[i];
+    return sqrt(num / (den > 0 ? den : 1));
+}
+
+/* The head with one upsampling and a skip map against PyTorch
+ * (tests/gen/centernet.py head_skip): outputs, masks' logits and every
+ * gradient, parameters by name. */
+static void test_head_torch(void)
+{
+    int n = 2;
+    kd_dethead_opts o = {.C = 3, .h = 3, .w = 4, .nup = 1, .up = 4, .hc = 5, .K = 2, .maxn = n,
+                         .sC = 2, .sh = 7, .sw = 9};
+    kd_dethead *h = kd_dethead_new(&o);
+    if (!KD_REQUIRE(h, "head: %s", kd_err_get()))
+        return;
+    kd_slab *P = kd_dethead_params(h);
+    int loaded = 1;
+    for (int i = 0; i < P->nv; i++) {
+        char name[128];
+        size_t m;
+        snprintf(name, sizeof name, "head_skip/p/%s", P->v[i].name);
+        float *v = rd(name, KD_F32, &m);
+        loaded &= v && m == P->v[i].n;
+        if (v && m == P->v[i].n)
+            memcpy(P->p + P->v[i].off, v, sizeof(float) * m);
+        free(v);
+    }
+    size_t nx, ns;
+    float *x = rd("head_skip/x", KD_F32, &nx), *sk = rd("head_skip/skip", KD_F32, &ns);
+    if (!KD_REQUIRE(loaded && P->nv == 23 && x && sk, "head_skip fixture: %s", kd_err_get()))
+        return;
+    memset(P->g, 0, sizeof(float) * P->n);
+    KD_CHECK(kd_dethead_forward(h, x, sk, n, 1) == 0, "head forward with a skip map");
+    const char *on[KD_DH_NHEADS] = {"hm", "wh", "reg", "seg"};
+    double eo = 0;
+    int ok = 1;
+    for (int j = 0; j < KD_DH_NHEADS; j++) {
+        char name[64];
+        size_t m;
+        int Hs, Ws;
+        snprintf(name, sizeof name, "head_skip/out_%s", on[j]);
+        float *want = rd(name, KD_F32, &m);
+        snprintf(name, sizeof name, "head_skip/R_%s", on[j]);
+        float *R = rd(name, KD_F32, NULL);
+        const float *got = j == KD_DH_SEG ? kd_dethead_seg(h, &Hs, &Ws) : kd_dethead_out(h, j);
+        ok &= want && R;
+        if (want && R) {
+            eo = fmax(eo, relnorm(got, want, m));
+            memcpy(j == KD_DH_SEG ? kd_dethead_dseg(h) : kd_dethead_dout(h, j), R, sizeof(float) * m);
+        }
+        free(want), free(R);
+    }
+    KD_CHECK(ok && eo < 1e-5, "outputs and masks' logits as PyTorch (rel err %.2g)", eo);
+    float *dx = calloc(nx, sizeof(float)), *dsk = calloc(ns, sizeof(float));
+    KD_CHECK(kd_dethead_backward(h, dx, dsk) == 0, "head backward with a skip map");
+    float *wdx = rd("head_skip/dx", KD_F32, NULL), *wdsk = rd("head_skip/dskip", KD_F32, NULL);
+    double eg = 0;
+    ok = wdx && wdsk;
+    for (int i = 0; i < P->nv; i++) {
+        char name[128];
+        size_t m;
+        snprintf(name, sizeof name, "head_skip/g/%s", P->v[i].name);
+        float *want = rd(name, KD_F32, &m);
+        ok &= want != NULL;
+        if (want)
+            eg = fmax(eg, relnorm(P->g + P->v[i].off, want, m));
+        free(want);
+    }
+    if (ok)
+        eg = fmax(eg, fmax(relnorm(dx, wdx, nx), relnorm(dsk, wdsk, ns)));
+    KD_CHECK(ok && eg < 1e-4, "every parameter's, the input's and the skip map's gradient as PyTorch (worst rel err %.2g)",
+             eg);
+    free(x), free(sk), free(dx), free(dsk), free(wdx), free(wdsk);
+    kd_dethead_free(h);
+}
+
 /* Flip and scale of a scene: pixels, mask and boxes move together. */
 static void test_scene_aug(void)
 {
@@ -344,6 +426,7 @@ int main(void)
     test_head_fd(2, 0);
     test_head_fd(0, 1);
     test_head_fd(1, 1);
+    test_head_torch();
     kd_h5_close(&fx);
     return kd_test_failed ? 1 : 0;
 }
