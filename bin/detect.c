@@ -26,17 +26,20 @@ static const char help[] =
     "  --topk N           detections per image (default 100)\n"
     "  --batch N          images per forward (default 32)\n"
     "  --limit N          the first N images\n"
+    "  --flip-test        average each image's heatmap, sizes and mask logits with\n"
+    "                     its mirror image's (CenterNet's flip test; twice the work)\n"
     "  --threads N, --quiet, --progress, -h/--help, --version\n"
     "\n"
     "Prints one JSON line: images, detections, seconds, images_per_second.\n"
     "See detect(1).\n";
 
-enum { OPT_FORMAT = KD_OPT_PROG, OPT_MASKS, OPT_NOMASKS, OPT_TOPK, OPT_BATCH, OPT_LIMIT };
+enum { OPT_FORMAT = KD_OPT_PROG, OPT_MASKS, OPT_NOMASKS, OPT_TOPK, OPT_BATCH, OPT_LIMIT, OPT_FLIP };
 static const struct option longopts[] = {
     {"model", required_argument, 0, 'm'},      {"output", required_argument, 0, 'o'},
     {"format", required_argument, 0, OPT_FORMAT}, {"masks", required_argument, 0, OPT_MASKS},
     {"no-masks", no_argument, 0, OPT_NOMASKS}, {"topk", required_argument, 0, OPT_TOPK},
     {"batch", required_argument, 0, OPT_BATCH}, {"limit", required_argument, 0, OPT_LIMIT},
+    {"flip-test", no_argument, 0, OPT_FLIP},
     KD_STD_LONGOPTS,
     {0, 0, 0, 0}};
 
@@ -63,7 +66,7 @@ int main(int argc, char **argv)
     kd_std_opts std;
     kd_cli_init(argv[0], help, &std);
     const char *model = NULL, *out = NULL, *fmt = NULL, *mpath = NULL;
-    int nomask = 0, topk = 100, batch = 32;
+    int nomask = 0, topk = 100, batch = 32, flip = 0;
     int64_t limit = 0;
     int opt;
     while ((opt = getopt_long(argc, argv, "hm:o:", longopts, NULL)) != -1) {
@@ -80,6 +83,7 @@ int main(int argc, char **argv)
         case OPT_TOPK: topk = (int)kd_parse_long("--topk", optarg, 1, 100000); break;
         case OPT_BATCH: batch = (int)kd_parse_long("--batch", optarg, 1, 4096); break;
         case OPT_LIMIT: limit = kd_parse_long("--limit", optarg, 1, INT64_MAX / 2); break;
+        case OPT_FLIP: flip = 1; break;
         default: kd_cli_std(opt, optarg, &std);
         }
     }
@@ -117,6 +121,7 @@ int main(int argc, char **argv)
     if (kd_dataset_read_rows(f, 0, n, images, NULL))
         kd_die_err();
     kd_dataset_close(f);
+    d.flip_test = flip;
     if (kd_detnet_prepare(&d, batch < n ? batch : (int)n, info.h, info.w, 0, 1, 0))
         kd_die(KD_EXIT_FAIL, "%s: %s", model, kd_err_get());
     kd_detlist l = {0};

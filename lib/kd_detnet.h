@@ -22,6 +22,9 @@ typedef struct {
     char **names;           /* class names (may be NULL) */
     int maxn, H, W;         /* prepared batch and image size */
     int train, freeze;
+    int flip_test;          /* set before prepare: kd_detnet_run merges each image with its mirror */
+    int merged;             /* the last batch's outputs are the merged ones in fl */
+    float *fl;              /* flip test: hm [maxn,K,h,w], wh [maxn,2,h,w], seg [maxn,K+1,Hs,Ws] */
     float *x;               /* [maxn,c,H,W] normalised input */
     float *dmap;            /* [maxn,C,h,w] the stage map's gradient (training, not frozen) */
     float *dskip;           /* the skip map's, likewise */
@@ -51,6 +54,13 @@ int kd_detnet_prepare(kd_detnet *d, int maxn, int H, int W, int train, int freez
 void kd_detnet_input(kd_detnet *d, const uint8_t *img, int n, int cin);
 /* Backbone (train mode unless frozen or !train) then head. */
 int kd_detnet_forward(kd_detnet *d, int n, int train);
+/* CenterNet's flip test on the n images in d->x (needs flip_test at
+ * prepare): an eval forward of them and one of their mirror images; the
+ * heatmap's probabilities, the sizes and the masks' logits averaged with
+ * the mirror's flipped back, the offsets the image's own (as CenterNet's
+ * ctdet flip_test).  decode and mask then read the merged outputs.  d->x
+ * is left mirrored. */
+int kd_detnet_forward_flip(kd_detnet *d, int n);
 /* After a forward: head backward, then the backbone's unless frozen. */
 int kd_detnet_backward(kd_detnet *d);
 /* Detections of image i of the last forward (<= topk) and its mask

@@ -18,7 +18,8 @@
 # of NAME (IMPORT="disco_s1=... disco_s2=..."), and results.md then adds mean +- std over the
 # seeds per NAME and mode.  Every training run checkpoints and resumes from its checkpoint when
 # the target is made again.  SEG_SKIP=K gives the masks a skip from backbone stage K
-# (detect-train --seg-skip; resnet20's stage 1 is at stride 1).
+# (detect-train --seg-skip; resnet20's stage 1 is at stride 1); DETECT_FLAGS=--flip-test
+# scores the test scenes with CenterNet's flip test.
 
 KD       ?= bin/
 OUT      ?= transfer-fmnist-out
@@ -51,6 +52,7 @@ STRIDE   ?= 4
 HEAD_CH  ?= 64
 SEG_SKIP ?=
 DET_FLAGS ?=
+DETECT_FLAGS ?=
 CKPT_EVERY ?= 250
 MODES    ?= frozen finetune
 
@@ -124,7 +126,7 @@ endef
 $(foreach r,$(RUNS),$(eval $(call run,$(firstword $(subst -, ,$(r))),$(lastword $(subst -, ,$(r))))))
 
 $(OUT)/%-dets.h5: $(OUT)/%.h5 $(OUT)/scenes-test.h5
-	$(KD)detect -m $< $(OUT)/scenes-test.h5 $(thr) --quiet -o $@ > /dev/null
+	$(KD)detect -m $< $(OUT)/scenes-test.h5 $(DETECT_FLAGS) $(thr) --quiet -o $@ > /dev/null
 $(OUT)/%-eval.json: $(OUT)/%-dets.h5 $(OUT)/scenes-test.h5
 	$(KD)detect-eval --gt $(OUT)/scenes-test.h5 --dets $< --seg $< --quiet > $@
 

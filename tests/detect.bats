@@ -99,6 +99,41 @@ assert (h['boxes'][:, 2:] >= 0).all() and (h['boxes'][:, 0] + h['boxes'][:, 2] <
 import h5py; h = h5py.File('d1.h5'); assert 'masks' not in h and list(h['image_ids'][:]) == list(range(50))"
 }
 
+@test "detect: --flip-test merges each image with its mirror (mirrored scenes give mirrored results)" {
+    # the merge averages an image's heatmap, sizes and mask logits with its
+    # mirror image's flipped back, so scene and mirrored scene merge to the
+    # mirror of each other: masks exactly, and per image the same scores and
+    # classes (not boxes: the offsets stay each image's own, and boxes are
+    # clipped to the image)
+    /usr/bin/python3 -c "
+import h5py, shutil
+shutil.copy('te.h5', 'te-m.h5')
+with h5py.File('te-m.h5', 'r+') as f:
+    f['images'][...] = f['images'][()][:, :, ::-1]"
+    for f in te te-m; do
+        "$B/detect" -m det.h5 $f.h5 --topk 20 --quiet -o $f-plain.h5
+        run "$B/detect" -m det.h5 $f.h5 --topk 20 --flip-test --threads 2 -o $f-flip.h5
+        assert_success
+        assert_output --regexp '"images": 50, "detections": [0-9]+'
+    done
+    /usr/bin/python3 - <<'EOF'
+import h5py, numpy as np
+def load(p):
+    f = h5py.File(p)
+    return tuple(f[k][()] for k in ('masks', 'image_ids', 'scores', 'labels', 'boxes'))
+a, b = load('te-flip.h5'), load('te-m-flip.h5')
+assert np.array_equal(a[0][:, :, ::-1], b[0]), 'masks are not mirrors'
+for i in range(50):
+    ra = sorted(zip(a[2][a[1] == i], a[3][a[1] == i]))
+    rb = sorted(zip(b[2][b[1] == i], b[3][b[1] == i]))
+    assert len(ra) == len(rb) == 20 and np.allclose(np.array(ra), np.array(rb), rtol=1e-5, atol=1e-5), i
+# without the merge the two are not mirrors: the test can tell
+p, q = load('te-plain.h5'), load('te-m-plain.h5')
+assert not np.array_equal(p[0][:, :, ::-1], q[0]) or not np.allclose(np.sort(p[2]), np.sort(q[2]))
+assert not np.array_equal(a[0], p[0]) or not np.allclose(a[2], p[2])
+EOF
+}
+
 @test "detect: plain images (no boxes) are detected too" {
     "$B/dataset" "$FM" --split test --limit 10 -o plain.h5 > /dev/null
     run "$B/detect" -m det.h5 plain.h5 -o p.h5 --topk 5
@@ -136,6 +171,9 @@ h5py.File('bad-skip.h5', 'r+').attrs['det_seg_skip'] = int(sys.argv[1])" $v
         1) assert_output --partial "detect: bad-skip.h5: " && assert_output --partial "det/skip.0.weight" ;;
         esac
     done
+    run "$B/detect" -m det.h5 te.h5 -o x.h5 --flip-test=1
+    assert_failure 2
+    assert_line --index 0 --partial "detect: option '--flip-test' doesn't allow an argument"
     run "$B/detect" -m det.h5 te.h5 -o /nonexistent/x.h5
     assert_failure 1
     [ ! -e x.h5 ]

@@ -1,4 +1,5 @@
 /* kd_detnet — backbone + detection head as one network (kd_detnet.h). */
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -118,7 +119,11 @@ int kd_detnet_prepare(kd_detnet *d, int maxn, int H, int W, int train, int freez
     d->scr = malloc(sizeof(float) * (size_t)d->K * Ho * Wo);
     d->iscr = malloc(sizeof(int32_t) * (size_t)d->K * Ho * Wo);
     d->lg = malloc(sizeof(float) * (size_t)(d->K + 1) * H * W);
-    if (!d->x || (bb_train && !d->dmap) || (bb_train && sC && !d->dskip) || !d->scr || !d->iscr || !d->lg) {
+    int Hs, Ws;
+    kd_dethead_seg(d->head, &Hs, &Ws);
+    size_t nfl = (size_t)maxn * ((size_t)(d->K + 4) * Ho * Wo + (size_t)(d->K + 1) * Hs * Ws);
+    d->fl = d->flip_test ? malloc(sizeof(float) * nfl) : NULL;
+    if ((d->flip_test && !d->fl) || !d->x || (bb_train && !d->dmap) || (bb_train && sC && !d->dskip) || !d->scr || !d->iscr || !d->lg) {
         kd_err_set("detector: out of memory");
         return -1;
     }
@@ -141,6 +146,7 @@ void kd_detnet_input(kd_detnet *d, const uint8_t *img, int n, int cin)
 
 int kd_detnet_forward(kd_detnet *d, int n, int train)
 {
+    d->merged = 0;
     if (kd_model_forward(d->m, d->x, n, train && !d->freeze, 0))
         return -1;
     const float *map = kd_model_stage_map(d->m, d->stage, NULL, NULL, NULL);
@@ -166,22 +172,101 @@ int kd_detnet_backward(kd_detnet *d)
     return kd_model_backward_dout(d->m, &g);
 }
 
+/* Reverses the rows of rows x w maps in place. */
+static void mirror(float *p, size_t rows, int w)
+{
+    for (size_t r = 0; r < rows; r++, p += w)
+        for (int a = 0, b = w - 1; a < b; a++, b--) {
+            float t = p[a];
+            p[a] = p[b], p[b] = t;
+        }
+}
+
+/* The outputs decode and mask read: a flip test's merged ones, or the head's. */
+typedef struct {
+    const float *hm, *wh, *off, *seg;
+} outs;
+
+static outs outputs(const kd_detnet *d)
+{
+    int Ho, Wo, Hs, Ws;
+    kd_dethead_out_size(d->head, &Ho, &Wo);
+    const float *s = kd_dethead_seg(d->head, &Hs, &Ws);
+    if (!d->merged)
+        return (outs){kd_dethead_out(d->head, KD_DH_HM), kd_dethead_out(d->head, KD_DH_WH),
+                      kd_dethead_out(d->head, KD_DH_REG), s};
+    size_t HW = (size_t)Ho * Wo, m = (size_t)d->maxn;
+    const float *hm = d->fl, *wh = hm + m * d->K * HW, *off = wh + m * 2 * HW;
+    return (outs){hm, wh, off, off + m * 2 * HW};
+}
+
+/* a[r][x] = (a[r][x] + f(b[r][w-1-x])) / 2 over rows x w, f the identity or
+ * the sigmoid. */
+static void merge_mirror(float *a, const float *b, size_t rows, int w, int sigmoid)
+{
+    for (size_t r = 0; r < rows; r++, a += w, b += w)
+        for (int x = 0; x < w; x++) {
+            float v = b[w - 1 - x];
+            a[x] = (a[x] + (sigmoid ? 1 / (1 + expf(-v)) : v)) / 2;
+        }
+}
+
+int kd_detnet_forward_flip(kd_detnet *d, int n)
+{
+    if (!d->fl) {
+        kd_err_set("detector: not prepared for a flip test");
+        return -1;
+    }
+    if (kd_detnet_forward(d, n, 0))
+        return -1;
+    int Ho, Wo, Hs, Ws;
+    kd_dethead_out_size(d->head, &Ho, &Wo);
+    kd_dethead_seg(d->head, &Hs, &Ws);
+    size_t HW = (size_t)Ho * Wo, nh = (size_t)n * d->K * HW, nw = (size_t)n * 2 * HW;
+    size_t ns = (size_t)n * (d->K + 1) * Hs * Ws;
+    d->merged = 1;
+    outs o = outputs(d);
+    d->merged = 0;
+    float *hm = (float *)o.hm, *wh = (float *)o.wh, *off = (float *)o.off, *seg = (float *)o.seg;
+    const float *h0 = kd_dethead_out(d->head, KD_DH_HM);
+    for (size_t k = 0; k < nh; k++)
+        hm[k] = 1 / (1 + expf(-h0[k]));
+    memcpy(wh, kd_dethead_out(d->head, KD_DH_WH), sizeof(float) * nw);
+    memcpy(off, kd_dethead_out(d->head, KD_DH_REG), sizeof(float) * nw);
+    memcpy(seg, kd_dethead_seg(d->head, &Hs, &Ws), sizeof(float) * ns);
+    mirror(d->x, (size_t)n * d->c * d->H, d->W);
+    if (kd_detnet_forward(d, n, 0))
+        return -1;
+    merge_mirror(hm, kd_dethead_out(d->head, KD_DH_HM), (size_t)n * d->K * Ho, Wo, 1);
+    merge_mirror(wh, kd_dethead_out(d->head, KD_DH_WH), (size_t)n * 2 * Ho, Wo, 0);
+    merge_mirror(seg, kd_dethead_seg(d->head, &Hs, &Ws), (size_t)n * (d->K + 1) * Hs, Ws, 0);
+    /* back to logits for kd_cn_decode's sigmoid (monotone: the same peaks
+     * and order; clamped so that certainty stays finite) */
+    for (size_t k = 0; k < nh; k++) {
+        double p = hm[k] < 1e-12 ? 1e-12 : hm[k] > 1 - 1e-12 ? 1 - 1e-12 : hm[k];
+        hm[k] = (float)log(p / (1 - p));
+    }
+    d->merged = 1;
+    return 0;
+}
+
 int kd_detnet_decode(kd_detnet *d, int i, int topk, kd_cn_det *out)
 {
     int Ho, Wo;
     kd_dethead_out_size(d->head, &Ho, &Wo);
     size_t HW = (size_t)Ho * Wo;
-    const float *hm = kd_dethead_out(d->head, KD_DH_HM) + (size_t)i * d->K * HW;
-    const float *wh = kd_dethead_out(d->head, KD_DH_WH) + (size_t)i * 2 * HW;
-    const float *off = kd_dethead_out(d->head, KD_DH_REG) + (size_t)i * 2 * HW;
+    outs o = outputs(d);
+    const float *hm = o.hm + (size_t)i * d->K * HW;
+    const float *wh = o.wh + (size_t)i * 2 * HW;
+    const float *off = o.off + (size_t)i * 2 * HW;
     return kd_cn_decode(hm, wh, off, d->K, Ho, Wo, d->stride, d->H, d->W, topk, out, d->scr, d->iscr);
 }
 
 void kd_detnet_mask(kd_detnet *d, int i, uint8_t *mask)
 {
     int Ho, Wo;
-    const float *seg = kd_dethead_seg(d->head, &Ho, &Wo);
-    seg += (size_t)i * (d->K + 1) * Ho * Wo;
+    kd_dethead_seg(d->head, &Ho, &Wo);
+    const float *seg = outputs(d).seg + (size_t)i * (d->K + 1) * Ho * Wo;
     kd_bilinear_resize(d->K + 1, Ho, Wo, seg, d->H, d->W, d->lg);
     kd_argmax_u8(d->K + 1, d->H * d->W, d->lg, mask);
 }
@@ -192,7 +277,8 @@ void kd_detnet_free(kd_detnet *d)
     kd_dethead_free(d->head);
     if (d->names)
         kd_strv_free(d->names, d->nnames);
-    free(d->x), free(d->dmap), free(d->dskip), free(d->saved_p), free(d->saved_b), free(d->scr), free(d->iscr), free(d->lg);
+    free(d->x), free(d->dmap), free(d->dskip), free(d->fl), free(d->saved_p), free(d->saved_b);
+    free(d->scr), free(d->iscr), free(d->lg);
     memset(d, 0, sizeof *d);
 }
 
@@ -228,7 +314,7 @@ int kd_detnet_run(kd_detnet *d, const uint8_t *images, int64_t n, int cin, int64
     for (int64_t s = 0; s < n; s += d->maxn) {
         int b = n - s < d->maxn ? (int)(n - s) : d->maxn;
         kd_detnet_input(d, images + (size_t)s * img * cin, b, cin);
-        if (kd_detnet_forward(d, b, 0) || detlist_reserve(l, (int64_t)b * topk))
+        if ((d->flip_test ? kd_detnet_forward_flip(d, b) : kd_detnet_forward(d, b, 0)) || detlist_reserve(l, (int64_t)b * topk))
             return -1;
         for (int i = 0; i < b; i++) {
             int m = kd_detnet_decode(d, i, topk, l->det + l->n);
