@@ -5,7 +5,8 @@
  * top-100, masks); the backbone alone as bench/inference.c runs it
  * (kd_model_forward of an eval-only plan).  The two alternate, one batch
  * each, so a shared machine's load falls on both alike.
- * Usage: detect ARCH [THREADS [BATCH [SIZE [SECONDS [STRIDE]]]]] */
+ * Usage: detect ARCH [THREADS [BATCH [SIZE [SECONDS [STRIDE [SKIP]]]]]]
+ * (SKIP: detect-train --seg-skip's stage, 0 none). */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -24,17 +25,17 @@ static kd_model *backbone(const char *arch)
 int main(int argc, char **argv)
 {
     if (argc < 2) {
-        fprintf(stderr, "usage: detect ARCH [THREADS [BATCH [SIZE [SECONDS [STRIDE]]]]]\n");
+        fprintf(stderr, "usage: detect ARCH [THREADS [BATCH [SIZE [SECONDS [STRIDE [SKIP]]]]]]\n");
         return 2;
     }
     const char *arch = argv[1];
     int threads = argc > 2 ? atoi(argv[2]) : 2, B = argc > 3 ? atoi(argv[3]) : 32, S = argc > 4 ? atoi(argv[4]) : 48;
     double secs = argc > 5 ? atof(argv[5]) : 4;
-    int stride = argc > 6 ? atoi(argv[6]) : 4;
+    int stride = argc > 6 ? atoi(argv[6]) : 4, skip = argc > 7 ? atoi(argv[7]) : 0;
     kd_gemm_init(threads);
     kd_model *m = backbone(arch);
     kd_detnet d = {.m = backbone(arch), .c = 1, .stride = stride, .up = 64, .hc = 64, .K = 10,
-                   .mean = {0.2860f}, .std = {0.3530f}};
+                   .mean = {0.2860f}, .std = {0.3530f}, .skip = skip};
     if (!m || !d.m) {
         fprintf(stderr, "detect: %s\n", kd_err_get());
         return 1;
@@ -81,11 +82,15 @@ int main(int argc, char **argv)
     for (int i = 0; i < d.nup; i++, hw *= 4, C = d.up)
         hm += (double)C * d.up * 9 * hw * 4;
     hm += hw * ((double)4 * C * d.hc * 9 + (double)d.hc * (d.K + 2 + 2 + d.K + 1));
+    if (skip) { /* the skip head at its stage's size */
+        kd_model_stage_map(d.m, skip, &C, &h, &w);
+        hm += (double)h * w * ((double)C * d.hc * 9 + (double)d.hc * (d.K + 1));
+    }
     double bm = kd_model_flops(m, S, S);
-    printf("{\"arch\": \"%s\", \"threads\": %d, \"batch\": %d, \"size\": %d, \"stride\": %d, \"stage\": %d, "
+    printf("{\"arch\": \"%s\", \"skip\": %d, \"threads\": %d, \"batch\": %d, \"size\": %d, \"stride\": %d, \"stage\": %d, "
            "\"upsamplings\": %d, \"reps\": %d, \"backbone_images_per_s\": %.1f, \"detect_images_per_s\": %.1f, "
            "\"ratio\": %.3f, \"backbone_mmac\": %.1f, \"head_mmac\": %.1f, \"flop_bound\": %.3f}\n",
-           arch, threads, B, S, stride, d.stage, d.nup, reps, bb, det, det / bb, bm / 1e6, hm / 1e6, bm / (bm + hm));
+           arch, skip, threads, B, S, stride, d.stage, d.nup, reps, bb, det, det / bb, bm / 1e6, hm / 1e6, bm / (bm + hm));
     free(x), free(img), free(masks);
     kd_detlist_free(&l);
     kd_detnet_free(&d);

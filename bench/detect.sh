@@ -6,6 +6,7 @@
 # own images_per_second: reading, forward, decoding, masks, writing).
 # flop_bound: the ratio the head's multiply-adds allow, backbone / (backbone
 # + head): detect at that ratio is as fast as the backbone's inference allows.
+# resnet20+s1: with the masks' skip head on stage 1 (detect-train --seg-skip 1).
 # KD_BENCH_SECS sets the timing window per model (default 4 s).
 cd "$(dirname "$0")/.." || exit 1
 secs=${KD_BENCH_SECS:-4}
@@ -17,11 +18,12 @@ cc -std=c11 -D_GNU_SOURCE -fopenmp -O2 -march=${KD_BENCH_MARCH:-native} -Ilib $(
     $(make -s --no-print-directory print-ldlibs) -o "$bin" || exit 1
 mkdir -p "$tmp" || exit 1
 py=/usr/bin/python3
-printf '%-10s %6s %12s %12s %7s %11s %11s\n' model stage backbone_img/s detect_img/s ratio head_share flop_bound
-for arch in resnet20 resnet8x4 wrn_16_2; do
-    "$bin" "$arch" "$threads" 32 "$size" "$secs" 4 > "$tmp/o" || exit 1
+printf '%-10s %9s %12s %12s %7s %11s %11s\n' model stage backbone_img/s detect_img/s ratio head_share flop_bound
+for run in resnet20:0 resnet20:1 resnet8x4:0 wrn_16_2:0; do
+    "$bin" "${run%:*}" "$threads" 32 "$size" "$secs" 4 "${run#*:}" > "$tmp/o" || exit 1
     $py -c 'import json,sys; a=json.load(open(sys.argv[1]))
-print("%-10s %6s %12.1f %12.1f %6.2fx %10.0f%% %10.2fx" % (a["arch"], "%d+%dup" % (a["stage"], a["upsamplings"]),
+print("%-10s %9s %12.1f %12.1f %6.2fx %10.0f%% %10.2fx" % (a["arch"], "%d+%dup%s" % (a["stage"], a["upsamplings"],
+      "+s%d" % a["skip"] if a["skip"] else ""),
       a["backbone_images_per_s"], a["detect_images_per_s"], a["ratio"],
       100 * a["head_mmac"] / (a["backbone_mmac"] + a["head_mmac"]), a["flop_bound"]))' "$tmp/o"
 done
