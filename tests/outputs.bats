@@ -135,3 +135,16 @@ os.execv(sys.argv[1], sys.argv[1:])' "$@"
     [ ! -e big.kdt ] && [ ! -e d2k.h5 ]
     no_tmp
 }
+
+@test "usage: getopt's messages name the program, not the path it was run as (every program)" {
+    n=0
+    for p in "$B"/*; do
+        case $p in *.c | *.d | *.o) continue ;; esac
+        [ -f "$p" ] && [ -x "$p" ] || continue
+        run "$p" --no-such-option
+        assert_failure 2
+        assert_line --index 0 "$(basename "$p"): unrecognized option '--no-such-option'"
+        n=$((n + 1))
+    done
+    [ "$n" -eq "$(ls "$BATS_TEST_DIRNAME"/../bin/*.c | wc -l)" ]
+}
