@@ -206,7 +206,7 @@ static int run_ssa(agg *a, kd_frame *f, const char *stream, long long k, int B, 
 int main(int argc, char **argv)
 {
     kd_std_opts std;
-    kd_cli_init(argv[0], help, &std);
+    kd_cli_init(&argv[0], help, &std);
     agg a = {.wcomp = 2.0f, .gamma = 2.0f};
     const char *out = "-", *o_name = NULL, *ow_name = NULL, *scales = NULL;
     int deflate = 0, have_stride = 0, have_wcomp = 0, have_gamma = 0, opt;

@@ -264,7 +264,7 @@ static uint8_t *load_images(kd_dataset_file *f, const kd_dataset_info *di, int64
 int main(int argc, char **argv)
 {
     kd_std_opts std;
-    kd_cli_init(argv[0], help, &std);
+    kd_cli_init(&argv[0], help, &std);
     const char *out_path = "-", *png_dir = NULL, *policy_name = "mocov2";
     int views = -1, batch = 256, shuffle = 1, drop_last = 0, deflate = 0, oh = 0, ow = 0, oc = 0;
     long epochs = 1;

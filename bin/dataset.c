@@ -190,7 +190,7 @@ static void ingest_idx(const char *src, const char *split, int64_t limit, kd_dat
 int main(int argc, char **argv)
 {
     kd_std_opts std;
-    kd_cli_init(argv[0], help, &std);
+    kd_cli_init(&argv[0], help, &std);
     const char *format = NULL, *split = "train", *out = NULL;
     int64_t limit = 0;
     int rh = 0, rw = 0;

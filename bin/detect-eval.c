@@ -120,7 +120,7 @@ static void boxes_eval(FILE *o, const char *gt, const char *dets, int per_class)
 int main(int argc, char **argv)
 {
     kd_std_opts std;
-    kd_cli_init(argv[0], help, &std);
+    kd_cli_init(&argv[0], help, &std);
     const char *gt = NULL, *dets = NULL, *seg = NULL;
     int per_class = 0, opt;
     while ((opt = getopt_long(argc, argv, "h", longopts, NULL)) != -1) {

@@ -249,7 +249,7 @@ out:
 int main(int argc, char **argv)
 {
     kd_std_opts std;
-    kd_cli_init(argv[0], help, &std);
+    kd_cli_init(&argv[0], help, &std);
     kd_cli_version_note(kd_dist_describe());
     const char *model = NULL, *train = NULL, *out = NULL, *sched = "cosine", *val = NULL, *ckpt = NULL,
                *resume = NULL;
@@ -306,6 +306,8 @@ int main(int argc, char **argv)
         kd_usage("training scenes are required (--train SCENES.h5)");
     if (!out)
         kd_usage("an output file is required (-o DETECTOR.h5)");
+    if (skip > 0 && !(W.seg > 0))
+        kd_usage("--seg-skip %d with --seg-weight 0: the skip head would not be trained", skip);
     kd_sched S;
     if (kd_sched_parse(&S, sched))
         kd_usage("--schedule: %s", kd_err_get());
@@ -385,6 +387,8 @@ int main(int argc, char **argv)
         d.skip = skip > 0 ? skip : 0;
         if (kd_detnet_pick_stage(d.m, tr.info.h, tr.info.w, stride, stage, &d.stage, &d.nup))
             kd_die(KD_EXIT_FAIL, "%s: %s", model, kd_err_get());
+        if (d.skip && kd_detnet_check_skip(d.m, 0, 0, d.stage, d.nup, d.skip))
+            kd_die(KD_EXIT_FAIL, "%s: --seg-skip: %s", model, kd_err_get());
         if (!d.nup)
             d.up = 0;
         float mean[3], sd[3];

@@ -64,7 +64,7 @@ static void progress(int64_t done, void *ctx)
 int main(int argc, char **argv)
 {
     kd_std_opts std;
-    kd_cli_init(argv[0], help, &std);
+    kd_cli_init(&argv[0], help, &std);
     const char *model = NULL, *out = NULL, *fmt = NULL, *mpath = NULL;
     int nomask = 0, topk = 100, batch = 32, flip = 0;
     int64_t limit = 0;

@@ -277,7 +277,7 @@ int main(int argc, char **argv)
 {
     kd_std_opts std;
     char *help = help_text();
-    kd_cli_init(argv[0], help ? help : help_tail, &std);
+    kd_cli_init(&argv[0], help ? help : help_tail, &std);
     kd_cli_version_note(kd_dist_describe());
     build_longopts();
     const char *model_path = NULL, *out = NULL, *val = NULL, *bank = NULL, *ckpt = NULL, *resume = NULL,

@@ -201,7 +201,7 @@ static void save(const char *path, const kd_logreg *m, const float *mean, const 
 int main(int argc, char **argv)
 {
     kd_std_opts std;
-    kd_cli_init(argv[0], help, &std);
+    kd_cli_init(&argv[0], help, &std);
     int standardize = 0, max_iter = 300, knn = 0, metric = KD_KNN_COSINE, linear = 1, score = 0;
     double wd = -1, tol = 1e-6, knn_t = 0.07, lr = 0.1;
     int sgd = 0, epochs = 30, batch = 256;

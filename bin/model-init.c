@@ -90,7 +90,7 @@ static int copy_to_stdout(const char *path)
 int main(int argc, char **argv)
 {
     kd_std_opts std;
-    kd_cli_init(argv[0], help, &std);
+    kd_cli_init(&argv[0], help, &std);
     kd_arch_opts o;
     memset(&o, 0, sizeof o);
     o.in_channels = 3;

@@ -480,7 +480,7 @@ fail:
 int main(int argc, char **argv)
 {
     kd_std_opts std;
-    kd_cli_init(argv[0], help, &std);
+    kd_cli_init(&argv[0], help, &std);
     const char *model = NULL, *views = NULL, *prefix = KD_TEACHER_PREFIX, *maps = NULL, *features = NULL, *out = "-";
     const char *save_cache = NULL, *from_cache = NULL;
     int batch = 128, deflate = 0, want_feat = 1, cam = 0, nmean = 0, nstd = 0, live_opt = 0; /* live_opt: an option only a model uses */

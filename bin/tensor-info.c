@@ -338,7 +338,7 @@ static int h5_info(const char *path)
 int main(int argc, char **argv)
 {
     kd_std_opts std;
-    kd_cli_init(argv[0], help, &std);
+    kd_cli_init(&argv[0], help, &std);
     int opt;
     while ((opt = getopt_long(argc, argv, "h", longopts, NULL)) != -1) {
         switch (opt) {

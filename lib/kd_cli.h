@@ -41,11 +41,12 @@ typedef struct {
     double progress_t; /* when kd_progress_run last wrote (kd_now); 0: never */
 } kd_std_opts;
 
-/* Sets kd_progname from argv0 and the help text printed by --help.  argv0
- * (main's argv[0]) is cut to its last path component in place, so that
+/* Sets kd_progname from *argv0 (&argv[0] of main) and the help text
+ * printed by --help.  *argv0 is pointed at its last path component (the
+ * string itself is left alone: ps shows the command as run), so that
  * getopt's own messages ("option '--x' requires an argument") name the
  * program as every other message does, not by the path it was run as. */
-void kd_cli_init(char *argv0, const char *help, kd_std_opts *std);
+void kd_cli_init(char **argv0, const char *help, kd_std_opts *std);
 /* One more line for --version (e.g. kd_dist_describe()); NULL: none. */
 void kd_cli_version_note(const char *line);
 /* The errno of a failed write to stdout made outside kd_json (a stream

@@ -15,6 +15,7 @@ typedef struct {
     kd_dethead *head;       /* after kd_detnet_prepare */
     int stage, stride, nup; /* the backbone stage, the output stride, x2 upsamplings */
     int skip;               /* the stage of the masks' skip map (0: none; kd_det.h) */
+    int saved_sC;           /* a loaded head's skip width (det/skip.0.weight's input channels) */
     int up, hc, K;          /* head widths, classes */
     int c;                  /* the backbone's input channels */
     float mean[3], std[3];  /* normalisation of pixel/255 */
@@ -24,7 +25,7 @@ typedef struct {
     int train, freeze;
     int flip_test;          /* set before prepare: kd_detnet_run merges each image with its mirror */
     int merged;             /* the last batch's outputs are the merged ones in fl */
-    float *fl;              /* flip test: hm [maxn,K,h,w], wh [maxn,2,h,w], seg [maxn,K+1,Hs,Ws] */
+    float *fl;              /* flip test: hm [maxn,K,h,w], wh and off [maxn,2,h,w], seg [maxn,K+1,Hs,Ws] */
     float *x;               /* [maxn,c,H,W] normalised input */
     float *dmap;            /* [maxn,C,h,w] the stage map's gradient (training, not frozen) */
     float *dskip;           /* the skip map's, likewise */
@@ -41,9 +42,10 @@ typedef struct {
  * S (strides: ...)". */
 int kd_detnet_pick_stage(kd_model *m, int H, int W, int stride, int stage, int *out_stage, int *nup);
 
-/* Checks d->skip against the head's stage at H x W: a stage other than
- * d->stage whose map is at least as fine as the head's output.  Needs m
- * prepared at H x W; -1 with kd_err. */
+/* Checks a skip stage against the head's stage: one of the model's stages
+ * other than `stage` (m need not be prepared; -1 with kd_err "ARCH: no
+ * skip from stage S (...)"); with H > 0 (m prepared at H x W), also that its map is at
+ * least as fine as the head's output. */
 int kd_detnet_check_skip(kd_model *m, int H, int W, int stage, int nup, int skip);
 
 /* Plans the backbone (and builds the head) for maxn images of H x W; train:

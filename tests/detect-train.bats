@@ -201,7 +201,13 @@ assert b['mIoU'] > 0.8 and b['mIoU'] > a['mIoU'] + 0.1, (a, b)" "$no_skip" "$out
 @test "detect-train: --seg-skip: the skip head in the file, bit-identical resume, refusals" {
     run short --seg-skip 3 -o x.h5
     assert_failure 1
-    assert_output "detect-train: resnet20: the skip stage must be one of 1..3 other than the head's stage 3, not 3"
+    assert_output "detect-train: r20.h5: --seg-skip: resnet20: no skip from stage 3 (stages 1..3, the head's 3)"
+    run short --seg-skip 5 -o x.h5
+    assert_failure 1
+    assert_output "detect-train: r20.h5: --seg-skip: resnet20: no skip from stage 5 (stages 1..3, the head's 3)"
+    run short --seg-skip 1 --seg-weight 0 -o x.h5
+    assert_failure 2
+    assert_line --index 0 "detect-train: --seg-skip 1 with --seg-weight 0: the skip head would not be trained"
     run short --seg-skip 2 --steps 3 --schedule const --checkpoint sk-ck.h5 -o sk.h5
     assert_success
     short --steps 1 --log-every 0 -o nosk.h5

@@ -34,7 +34,7 @@ setup() {
 @test "detect: help and usage errors" {
     run "$B/detect" --help
     assert_success
-    for o in --format --masks --no-masks --topk --batch --limit; do
+    for o in --format --masks --no-masks --topk --batch --limit --flip-test; do
         assert_output --partial "  $o "
     done
     run "$B/detect" te.h5 -o d.h5
@@ -110,9 +110,13 @@ import h5py, shutil
 shutil.copy('te.h5', 'te-m.h5')
 with h5py.File('te-m.h5', 'r+') as f:
     f['images'][...] = f['images'][()][:, :, ::-1]"
+    # and a detector with the masks' skip (its logits merged at stride 1)
+    "$B/detect-train" -m r20.h5 --train tr.h5 --steps 20 --batch 8 --head-channels 8 --lr 0.05 --seg-skip 1 \
+        --freeze-backbone --log-every 0 --threads 2 -o flip-sk.h5
+    for m in det flip-sk; do
     for f in te te-m; do
-        "$B/detect" -m det.h5 $f.h5 --topk 20 --quiet -o $f-plain.h5
-        run "$B/detect" -m det.h5 $f.h5 --topk 20 --flip-test --threads 2 -o $f-flip.h5
+        "$B/detect" -m $m.h5 $f.h5 --topk 20 --quiet -o $f-plain.h5
+        run "$B/detect" -m $m.h5 $f.h5 --topk 20 --flip-test --threads 2 -o $f-flip.h5
         assert_success
         assert_output --regexp '"images": 50, "detections": [0-9]+'
     done
@@ -132,6 +136,7 @@ p, q = load('te-plain.h5'), load('te-m-plain.h5')
 assert not np.array_equal(p[0][:, :, ::-1], q[0]) or not np.allclose(np.sort(p[2]), np.sort(q[2]))
 assert not np.array_equal(a[0], p[0]) or not np.allclose(a[2], p[2])
 EOF
+    done
 }
 
 @test "detect: plain images (no boxes) are detected too" {
@@ -171,6 +176,22 @@ h5py.File('bad-skip.h5', 'r+').attrs['det_seg_skip'] = int(sys.argv[1])" $v
         1) assert_output --partial "detect: bad-skip.h5: " && assert_output --partial "det/skip.0.weight" ;;
         esac
     done
+    # a skip head of another width than its stage's map, and skip tensors
+    # without the attribute naming their stage
+    "$B/detect-train" -m r20.h5 --train tr.h5 --steps 1 --batch 2 --head-channels 8 --seg-skip 1 --freeze-backbone \
+        --log-every 0 -o sk1.h5
+    /usr/bin/python3 -c "
+import h5py, shutil
+shutil.copy('sk1.h5', 'bad-w.h5')
+h5py.File('bad-w.h5', 'r+').attrs['det_seg_skip'] = 2
+shutil.copy('sk1.h5', 'bad-a.h5')
+del h5py.File('bad-a.h5', 'r+').attrs['det_seg_skip']"
+    run "$B/detect" -m bad-w.h5 te.h5 -o x.h5
+    assert_failure 1
+    assert_output "detect: bad-w.h5: detector: det/skip.0.weight has 16 input channels, stage 2's map 32"
+    run "$B/detect" -m bad-a.h5 te.h5 -o x.h5
+    assert_failure 1
+    assert_output "detect: bad-a.h5: a skip head (det/skip.*) without the det_seg_skip attribute naming its stage"
     run "$B/detect" -m det.h5 te.h5 -o x.h5 --flip-test=1
     assert_failure 2
     assert_line --index 0 "detect: option '--flip-test' doesn't allow an argument"

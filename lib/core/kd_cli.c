@@ -52,15 +52,15 @@ static void at_exit(int status, void *arg)
     check_stdout();
 }
 
-void kd_cli_init(char *argv0, const char *help, kd_std_opts *std)
+void kd_cli_init(char **argv0, const char *help, kd_std_opts *std)
 {
     static int registered;
     if (!registered++)
         on_exit(at_exit, NULL);
-    char *slash = argv0 ? strrchr(argv0, '/') : NULL;
-    if (slash)
-        memmove(argv0, slash + 1, strlen(slash + 1) + 1);
-    kd_progname = argv0 && *argv0 ? argv0 : "kdpipe";
+    char *a = argv0 ? *argv0 : NULL, *slash = a ? strrchr(a, '/') : NULL;
+    if (slash && slash[1])
+        *argv0 = a = slash + 1;
+    kd_progname = a && *a ? a : "kdpipe";
     help_text = help ? help : "";
     std->threads = 0;
     std->seed = 0;

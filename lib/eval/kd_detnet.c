@@ -58,10 +58,11 @@ int kd_detnet_check_skip(kd_model *m, int H, int W, int stage, int nup, int skip
 {
     int ns = kd_model_nstages(m), c, h, w, sc, sh, sw;
     if (skip < 1 || skip > ns || skip == stage) {
-        kd_err_set("%s: the skip stage must be one of 1..%d other than the head's stage %d, not %d",
-                   kd_model_opts(m)->arch, ns, stage, skip);
+        kd_err_set("%s: no skip from stage %d (stages 1..%d, the head's %d)", kd_model_opts(m)->arch, skip, ns, stage);
         return -1;
     }
+    if (H <= 0)
+        return 0;
     if (!kd_model_stage_map(m, stage, &c, &h, &w) || !kd_model_stage_map(m, skip, &sc, &sh, &sw))
         return -1;
     if (sh < h << nup || sw < w << nup || sh > H || sw > W) {
@@ -78,6 +79,8 @@ int kd_detnet_prepare(kd_detnet *d, int maxn, int H, int W, int train, int freez
     int bb_train = train && !freeze;
     if (!bb_train)
         kd_model_set_eval_only(m, 1);
+    if (d->skip && kd_detnet_check_skip(m, 0, 0, d->stage, d->nup, d->skip))
+        return -1;
     if (kd_model_keep_stage(m, d->stage) || (bb_train && kd_model_grad_stage(m, d->stage)) ||
         (d->skip && (kd_model_keep_stage(m, d->skip) || (bb_train && kd_model_grad_stage(m, d->skip)))) ||
         kd_model_prepare(m, maxn, H, W))
@@ -99,9 +102,13 @@ int kd_detnet_prepare(kd_detnet *d, int maxn, int H, int W, int train, int freez
     if (!(d->head = kd_dethead_new(&ho)))
         return -1;
     kd_slab *P = kd_dethead_params(d->head), *B = kd_dethead_buffers(d->head);
+    if (d->saved_p && d->skip && d->saved_sC != sC) {
+        kd_err_set("detector: det/skip.0.weight has %d input channels, stage %d's map %d", d->saved_sC, d->skip, sC);
+        return -1;
+    }
     if (d->saved_p && (P->n != d->nsaved_p || B->n != d->nsaved_b)) {
-        kd_err_set("detector: the head was trained on a stage map of another width than stage %d's %d channels%s",
-                   d->stage, C, d->skip ? " (or skip map)" : "");
+        kd_err_set("detector: the head was trained on a stage map of another width than stage %d's %d channels",
+                   d->stage, C);
         return -1;
     }
     if (d->saved_p) {

@@ -105,6 +105,10 @@ int kd_detnet_load(kd_detnet *d, const char *path)
         kd_err_set("%s: det_seg_skip is the head's own stage %d", path, d->stage);
         goto out;
     }
+    if (!d->skip && kd_h5_exists(&h, "det/skip.0.weight")) {
+        kd_err_set("%s: a skip head (det/skip.*) without the det_seg_skip attribute naming its stage", path);
+        goto out;
+    }
     if (kd_h5_attr_get_f32v(&h, NULL, "det_mean", d->mean, 3) != d->c ||
         kd_h5_attr_get_f32v(&h, NULL, "det_std", d->std, 3) != d->c) {
         kd_err_set("%s: det_mean and det_std need %d values", path, d->c);
@@ -131,7 +135,11 @@ int kd_detnet_load(kd_detnet *d, const char *path)
     if (d->skip) {
         if (kd_h5_expect(&h, "det/skip.0.weight", 4, (int64_t[]){d->hc, -1, 3, 3}, dims))
             goto out;
-        po.sC = (int)dims[1], po.sh = po.sw = 1;
+        if (dims[1] < 1) {
+            kd_err_set("%s: det/skip.0.weight has %lld input channels", path, (long long)dims[1]);
+            goto out;
+        }
+        d->saved_sC = po.sC = (int)dims[1], po.sh = po.sw = 1;
     }
     if (!(probe = kd_dethead_new(&po)) || read_views(&h, kd_dethead_params(probe), &d->saved_p, &d->nsaved_p) ||
         read_views(&h, kd_dethead_buffers(probe), &d->saved_b, &d->nsaved_b))

@@ -8,6 +8,7 @@
 #include <string.h>
 
 #include "kd_det.h"
+#include "kd_detnet.h"
 #include "kd_err.h"
 #include "kd_h5.h"
 #include "kd_rng.h"
@@ -388,6 +389,77 @@ static void test_head_torch(void)
     kd_dethead_free(h);
 }
 
+/* kd_detnet_backward's wiring with a skip from stage 1 (resnet20, 2 images
+ * of 16x16, backbone in train mode): the backbone's gradient is that of the
+ * head's map gradient at its stage plus that of its skip-map gradient at
+ * stage 1, each given to kd_model_backward_dout alone (the head's backward
+ * is checked against PyTorch above, the backbone's in test_model), and the
+ * skip's part is not small.  Dropping map[skip] fails it. */
+static void test_detnet_skip_wiring(void)
+{
+    int n = 2, S = 16;
+    kd_arch_opts ao = {.arch = "resnet20", .in_channels = 1, .num_classes = 10};
+    kd_detnet d = {.m = kd_model_new(&ao, 5), .c = 1, .stride = 4, .up = 4, .hc = 4, .K = 2,
+                   .mean = {0.3f}, .std = {0.4f}, .skip = 1};
+    if (!KD_REQUIRE(d.m && kd_detnet_pick_stage(d.m, S, S, 4, 0, &d.stage, &d.nup) == 0 &&
+                        kd_detnet_prepare(&d, n, S, S, 1, 0, 3) == 0,
+                    "detector: %s", kd_err_get())) {
+        kd_detnet_free(&d);
+        return;
+    }
+    kd_slab *P = kd_dethead_params(d.head);
+    kd_rng pr = kd_rng_make(13, 0, 0);
+    for (size_t i = 0; i < P->n; i++) /* order-1 head weights, as test_head_fd */
+        P->p[i] = kd_rng_range(&pr, -0.5f, 0.5f);
+    uint8_t img[2 * 16 * 16];
+    for (size_t i = 0; i < sizeof img; i++)
+        img[i] = (uint8_t)(256 * kd_rng_uniform(&pr));
+    kd_detnet_input(&d, img, n, 1);
+    const kd_dethead_opts *o = kd_dethead_opts_of(d.head);
+    int Hs, Ws;
+    kd_dethead_seg(d.head, &Hs, &Ws);
+    KD_CHECK(Hs == S && Ws == S && o->sC == 16, "masks' logits at stage 1's %dx%d, %d channels", Hs, Ws, o->sC);
+    size_t nr = (size_t)n * (d.K + 1) * Hs * Ws, nm = (size_t)n * o->C * o->h * o->w;
+    size_t ns = (size_t)n * o->sC * o->sh * o->sw, np;
+    float *R = malloc(sizeof(float) * nr), *dmap = calloc(nm, sizeof(float)), *dsk = calloc(ns, sizeof(float));
+    kd_model_grads(d.m, &np);
+    float *g[3];
+    for (int t = 0; t < 3; t++)
+        g[t] = malloc(sizeof(float) * np);
+    for (size_t k = 0; k < nr; k++)
+        R[k] = kd_rng_normal(&pr);
+    /* t 0: kd_detnet_backward; 1: the head map's gradient alone; 2: the skip's */
+    int ok = 1;
+    for (int t = 0; t < 3; t++) {
+        kd_model_zero_grad(d.m);
+        ok &= kd_detnet_forward(&d, n, 1) == 0;
+        memcpy(kd_dethead_dseg(d.head), R, sizeof(float) * nr);
+        if (t == 0) {
+            ok &= kd_detnet_backward(&d) == 0;
+        } else {
+            memset(dmap, 0, sizeof(float) * nm), memset(dsk, 0, sizeof(float) * ns);
+            ok &= kd_dethead_backward(d.head, dmap, dsk) == 0;
+            kd_model_dout md;
+            memset(&md, 0, sizeof md);
+            md.map[t == 1 ? d.stage : d.skip] = t == 1 ? dmap : dsk;
+            ok &= kd_model_backward_dout(d.m, &md) == 0;
+        }
+        memcpy(g[t], kd_model_grads(d.m, &np), sizeof(float) * np);
+    }
+    double e = 0, nf = 0, nb = 0;
+    for (size_t k = 0; k < np; k++) {
+        double sum = (double)g[1][k] + g[2][k];
+        e += (g[0][k] - sum) * (g[0][k] - sum), nf += (double)g[0][k] * g[0][k], nb += (double)g[2][k] * g[2][k];
+    }
+    KD_CHECK(ok && nf > 0 && sqrt(e / nf) < 1e-5 && sqrt(nb / nf) > 0.1,
+             "the backbone's gradient is the head stage's plus the skip stage's (rel err %.2g; the skip's share %.2f)",
+             sqrt(e / nf), sqrt(nb / nf));
+    for (int t = 0; t < 3; t++)
+        free(g[t]);
+    free(R), free(dmap), free(dsk);
+    kd_detnet_free(&d);
+}
+
 /* Flip and scale of a scene: pixels, mask and boxes move together. */
 static void test_scene_aug(void)
 {
@@ -427,6 +499,7 @@ int main(void)
     test_head_fd(0, 1);
     test_head_fd(1, 1);
     test_head_torch();
+    test_detnet_skip_wiring();
     kd_h5_close(&fx);
     return kd_test_failed ? 1 : 0;
 }
