@@ -30,7 +30,7 @@ static const char help[] =
     "                        x2 steps, gives stride S)\n"
     "  --up-channels N       channels of the upsampling path (default 64)\n"
     "  --head-channels N     hidden channels of each head (default 64)\n"
-    "  --seg-skip K          masks also from backbone stage K, a finer one, as FCN's\n"
+    "  --seg-skip STAGE      masks also from that backbone stage, a finer one, as FCN's\n"
     "                        skip (default 0: from the head's stride-S map alone)\n"
     "  --freeze-backbone     backbone in eval mode, not trained\n"
     "  --steps N             training steps (default 1000)\n"

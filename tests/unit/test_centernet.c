@@ -342,7 +342,8 @@ static void test_head_torch(void)
     }
     size_t nx, ns;
     float *x = rd("head_skip/x", KD_F32, &nx), *sk = rd("head_skip/skip", KD_F32, &ns);
-    if (!KD_REQUIRE(loaded && P->nv == 23 && x && sk, "head_skip fixture: %s", kd_err_get()))
+    if (!KD_REQUIRE(loaded && P->nv == 23 && x && sk && nx == (size_t)n * 3 * 3 * 4 && ns == (size_t)n * 2 * 7 * 9,
+                    "head_skip fixture: %s", kd_err_get()))
         return;
     memset(P->g, 0, sizeof(float) * P->n);
     KD_CHECK(kd_dethead_forward(h, x, sk, n, 1) == 0, "head forward with a skip map");
@@ -358,8 +359,10 @@ static void test_head_torch(void)
         snprintf(name, sizeof name, "head_skip/R_%s", on[j]);
         float *R = rd(name, KD_F32, NULL);
         const float *got = j == KD_DH_SEG ? kd_dethead_seg(h, &Hs, &Ws) : kd_dethead_out(h, j);
-        ok &= want && R;
-        if (want && R) {
+        int oc[KD_DH_NHEADS] = {2, 2, 2, 3};
+        size_t sz = (size_t)n * oc[j] * (j == KD_DH_SEG ? 7 * 9 : 6 * 8);
+        ok &= want && R && m == sz;
+        if (want && R && m == sz) {
             eo = fmax(eo, relnorm(got, want, m));
             memcpy(j == KD_DH_SEG ? kd_dethead_dseg(h) : kd_dethead_dout(h, j), R, sizeof(float) * m);
         }
@@ -376,8 +379,8 @@ static void test_head_torch(void)
         size_t m;
         snprintf(name, sizeof name, "head_skip/g/%s", P->v[i].name);
         float *want = rd(name, KD_F32, &m);
-        ok &= want != NULL;
-        if (want)
+        ok &= want && m == P->v[i].n;
+        if (want && m == P->v[i].n)
             eg = fmax(eg, relnorm(P->g + P->v[i].off, want, m));
         free(want);
     }
