@@ -96,6 +96,14 @@ ROOT="$BATS_TEST_DIRNAME/.."
     assert_success
     refute_output --partial "detect-train"
     refute_output --partial "distill-step"
+    # the masks' skip and the flip test reach detect-train and detect
+    run make -s -f pipelines/transfer-fmnist.mk OUT="$BATS_TEST_TMPDIR/sk" CANVAS=32x32 TRAIN_SCENES=32 TEST_SCENES=8 \
+        STEPS=4 BATCH=4 HEAD_CH=8 THREADS=2 BACKBONES=random MODES=finetune SEG_SKIP=1 DETECT_FLAGS=--flip-test \
+        "$BATS_TEST_TMPDIR/sk/results.md"
+    assert_success
+    assert_line --regexp "^\| random \| fine-tuned \| [01]\.[0-9]{3} \|"
+    /usr/bin/python3 -c "import h5py,sys; assert h5py.File(sys.argv[1]).attrs['det_seg_skip'] == 1" \
+        "$BATS_TEST_TMPDIR/sk/det-random-finetune.h5"
 }
 
 @test "scripts/transfer-table: backbones NAME_sN summarised per name and mode as mean ± std (numpy's, ddof 1)" {
