@@ -317,6 +317,20 @@ static double relnorm(const float *a, const float *b, size_t n)
     return sqrt(num / (den > 0 ? den : 1));
 }
 
+/* head_skip/DIR/NAME of view i, NULL unless of the view's size. */
+static float *rd_view(const kd_slab *P, int i, const char *dir)
+{
+    char name[128];
+    size_t m;
+    snprintf(name, sizeof name, "head_skip/%s/%s", dir, P->v[i].name);
+    float *v = rd(name, KD_F32, &m);
+    if (v && m != P->v[i].n) {
+        free(v);
+        return NULL;
+    }
+    return v;
+}
+
 /* The head with one upsampling and a skip map against PyTorch
  * (tests/gen/centernet.py head_skip): outputs, masks' logits and every
  * gradient, parameters by name. */
@@ -331,13 +345,10 @@ static void test_head_torch(void)
     kd_slab *P = kd_dethead_params(h);
     int loaded = 1;
     for (int i = 0; i < P->nv; i++) {
-        char name[128];
-        size_t m;
-        snprintf(name, sizeof name, "head_skip/p/%s", P->v[i].name);
-        float *v = rd(name, KD_F32, &m);
-        loaded &= v && m == P->v[i].n;
-        if (v && m == P->v[i].n)
-            memcpy(P->p + P->v[i].off, v, sizeof(float) * m);
+        float *v = rd_view(P, i, "p");
+        loaded &= v != NULL;
+        if (v)
+            memcpy(P->p + P->v[i].off, v, sizeof(float) * P->v[i].n);
         free(v);
     }
     size_t nx, ns;
@@ -375,13 +386,10 @@ static void test_head_torch(void)
     double eg = 0;
     ok = wdx && wdsk;
     for (int i = 0; i < P->nv; i++) {
-        char name[128];
-        size_t m;
-        snprintf(name, sizeof name, "head_skip/g/%s", P->v[i].name);
-        float *want = rd(name, KD_F32, &m);
-        ok &= want && m == P->v[i].n;
-        if (want && m == P->v[i].n)
-            eg = fmax(eg, relnorm(P->g + P->v[i].off, want, m));
+        float *want = rd_view(P, i, "g");
+        ok &= want != NULL;
+        if (want)
+            eg = fmax(eg, relnorm(P->g + P->v[i].off, want, P->v[i].n));
         free(want);
     }
     if (ok)
