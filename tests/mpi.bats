@@ -114,7 +114,18 @@ ranks2() { # PREFIX distill-step options...
     assert_output --partial '"steps": 20'
     # the log is rank 0's alone: one line per step
     [ "$(echo "$output" | grep -c '"step"')" = 20 ]
-    run close ce1.h5 ce2.h5 1e-5
+    # with the kernels' own rounding: the direct and Winograd kernels round
+    # differently for a batch of 8 and two of 4 (on a Zen 3, AVX2 only, 3.5e-4
+    # after 20 steps; on AVX-512 machines within 1e-5)
+    run close ce1.h5 ce2.h5 1e-3
+    assert_success
+    # the distributed algorithm itself, on im2col + GEMM (KDPIPE_CONV=gemm):
+    # to float summation order (5.6e-8 on that Zen 3)
+    export KDPIPE_CONV=gemm
+    "$B/distill-step" $CE --sync-bn -m sup.h5 -o ce1g.h5 < ce.kdt > /dev/null
+    ranks2 ce $CE --sync-bn -m sup.h5 -o ce2g.h5 > /dev/null
+    unset KDPIPE_CONV
+    run close ce1g.h5 ce2g.h5 1e-6
     assert_success
     ranks2 ce $CE --sync-bn -m sup.h5 -o ce2b.h5 > /dev/null
     close ce2.h5 ce2b.h5 exact
