@@ -110,7 +110,6 @@ typedef struct {
 } kd_dethead_opts;
 
 enum { KD_DH_HM, KD_DH_WH, KD_DH_REG, KD_DH_SEG, KD_DH_NHEADS };
-extern const char *const kd_dethead_names[KD_DH_NHEADS];
 
 typedef struct kd_dethead kd_dethead;
 

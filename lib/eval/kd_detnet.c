@@ -194,18 +194,27 @@ typedef struct {
     const float *hm, *wh, *off, *seg;
 } outs;
 
+/* The flip test's buffers in d->fl (layout in kd_detnet.h). */
+static void flip_bufs(const kd_detnet *d, float **hm, float **wh, float **off, float **seg)
+{
+    int Ho, Wo;
+    kd_dethead_out_size(d->head, &Ho, &Wo);
+    size_t HW = (size_t)Ho * Wo, m = (size_t)d->maxn;
+    *hm = d->fl, *wh = *hm + m * d->K * HW, *off = *wh + m * 2 * HW, *seg = *off + m * 2 * HW;
+}
+
 static outs outputs(const kd_detnet *d)
 {
-    int Ho, Wo, Hs, Ws;
-    kd_dethead_out_size(d->head, &Ho, &Wo);
-    const float *s = kd_dethead_seg(d->head, &Hs, &Ws);
+    int Hs, Ws;
     if (!d->merged)
         return (outs){kd_dethead_out(d->head, KD_DH_HM), kd_dethead_out(d->head, KD_DH_WH),
-                      kd_dethead_out(d->head, KD_DH_REG), s};
-    size_t HW = (size_t)Ho * Wo, m = (size_t)d->maxn;
-    const float *hm = d->fl, *wh = hm + m * d->K * HW, *off = wh + m * 2 * HW;
-    return (outs){hm, wh, off, off + m * 2 * HW};
+                      kd_dethead_out(d->head, KD_DH_REG), kd_dethead_seg(d->head, &Hs, &Ws)};
+    float *hm, *wh, *off, *seg;
+    flip_bufs(d, &hm, &wh, &off, &seg);
+    return (outs){hm, wh, off, seg};
 }
+
+static float sigmoidf(float v) { return 1 / (1 + expf(-v)); }
 
 /* a[r][x] = (a[r][x] + f(b[r][w-1-x])) / 2 over rows x w, f the identity or
  * the sigmoid. */
@@ -214,7 +223,7 @@ static void merge_mirror(float *a, const float *b, size_t rows, int w, int sigmo
     for (size_t r = 0; r < rows; r++, a += w, b += w)
         for (int x = 0; x < w; x++) {
             float v = b[w - 1 - x];
-            a[x] = (a[x] + (sigmoid ? 1 / (1 + expf(-v)) : v)) / 2;
+            a[x] = (a[x] + (sigmoid ? sigmoidf(v) : v)) / 2;
         }
 }
 
@@ -231,13 +240,11 @@ int kd_detnet_forward_flip(kd_detnet *d, int n)
     kd_dethead_seg(d->head, &Hs, &Ws);
     size_t HW = (size_t)Ho * Wo, nh = (size_t)n * d->K * HW, nw = (size_t)n * 2 * HW;
     size_t ns = (size_t)n * (d->K + 1) * Hs * Ws;
-    d->merged = 1;
-    outs o = outputs(d);
-    d->merged = 0;
-    float *hm = (float *)o.hm, *wh = (float *)o.wh, *off = (float *)o.off, *seg = (float *)o.seg;
+    float *hm, *wh, *off, *seg;
+    flip_bufs(d, &hm, &wh, &off, &seg);
     const float *h0 = kd_dethead_out(d->head, KD_DH_HM);
     for (size_t k = 0; k < nh; k++)
-        hm[k] = 1 / (1 + expf(-h0[k]));
+        hm[k] = sigmoidf(h0[k]);
     memcpy(wh, kd_dethead_out(d->head, KD_DH_WH), sizeof(float) * nw);
     memcpy(off, kd_dethead_out(d->head, KD_DH_REG), sizeof(float) * nw);
     memcpy(seg, kd_dethead_seg(d->head, &Hs, &Ws), sizeof(float) * ns);

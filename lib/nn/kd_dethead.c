@@ -14,8 +14,6 @@
 #define BN_EPS 1e-5f
 #define BN_MOM 0.1f
 
-const char *const kd_dethead_names[KD_DH_NHEADS] = {"hm", "wh", "reg", "seg"};
-
 /* The heads and, last, the skip head of the masks (present when o.sC). */
 enum { SKIP = KD_DH_NHEADS, NH };
 static const char *const head_name[NH] = {"hm", "wh", "reg", "seg", "skip"};
