@@ -49,6 +49,7 @@ static const char help[] =
     "  --val FILE            validation scenes: AP and mIoU every --val-every steps and at the end\n"
     "  --val-every N         (default 0: only at the end)\n"
     "  --val-limit N         the first N validation scenes\n"
+    "  --val-flip-test       validate as detect --flip-test does (each scene merged with its mirror)\n"
     "  --log-every N         a JSON line of the losses every N steps (default 50)\n"
     "  --checkpoint FILE     a checkpoint every --checkpoint-every steps and at the end\n"
     "  --checkpoint-every N  (default 0: only at the end)\n"
@@ -63,7 +64,7 @@ static const char help[] =
 enum { OPT_TRAIN = KD_OPT_PROG, OPT_STRIDE, OPT_STAGE, OPT_UPC, OPT_HC, OPT_FREEZE, OPT_STEPS, OPT_BATCH, OPT_LR,
        OPT_SCHED, OPT_WARM, OPT_MOM, OPT_WD, OPT_WHM, OPT_WWH, OPT_WOFF, OPT_WSEG, OPT_FLIP, OPT_JIT, OPT_VAL,
        OPT_VALEVERY, OPT_VALLIM, OPT_LOGEVERY, OPT_CKPT, OPT_CKPTEVERY, OPT_RESUME, OPT_SYNCBN, OPT_CLIP,
-       OPT_SKIP };
+       OPT_SKIP, OPT_VALFLIP };
 static const struct option longopts[] = {
     {"model", required_argument, 0, 'm'},          {"output", required_argument, 0, 'o'},
     {"train", required_argument, 0, OPT_TRAIN},    {"stride", required_argument, 0, OPT_STRIDE},
@@ -80,7 +81,7 @@ static const struct option longopts[] = {
     {"log-every", required_argument, 0, OPT_LOGEVERY}, {"checkpoint", required_argument, 0, OPT_CKPT},
     {"checkpoint-every", required_argument, 0, OPT_CKPTEVERY}, {"resume", required_argument, 0, OPT_RESUME},
     {"sync-bn", no_argument, 0, OPT_SYNCBN},       {"clip-grad", required_argument, 0, OPT_CLIP},
-    {"seg-skip", required_argument, 0, OPT_SKIP},
+    {"seg-skip", required_argument, 0, OPT_SKIP},  {"val-flip-test", no_argument, 0, OPT_VALFLIP},
     KD_STD_LONGOPTS,
     {0, 0, 0, 0}};
 
@@ -253,7 +254,7 @@ int main(int argc, char **argv)
     kd_cli_version_note(kd_dist_describe());
     const char *model = NULL, *train = NULL, *out = NULL, *sched = "cosine", *val = NULL, *ckpt = NULL,
                *resume = NULL;
-    int stride = 4, stage = 0, upc = 64, hc = 64, freeze = 0, batch = 16, sync_bn = 0, skip = -1;
+    int stride = 4, stage = 0, upc = 64, hc = 64, freeze = 0, batch = 16, sync_bn = 0, skip = -1, val_flip = 0;
     long steps = 1000, warm = 0, val_every = 0, val_lim = 0, log_every = 50, ckpt_every = 0;
     double lr = 0.02, mom = 0.9, wd = 1e-4, flip = 0.5, jit = 0.2, clip = 0;
     kd_det_weights W = {.hm = 1, .wh = 0.1f, .off = 1, .seg = 5};
@@ -290,6 +291,7 @@ int main(int argc, char **argv)
         case OPT_VAL: val = optarg; break;
         case OPT_VALEVERY: val_every = kd_parse_long("--val-every", optarg, 0, 100000000); break;
         case OPT_VALLIM: val_lim = kd_parse_long("--val-limit", optarg, 1, INT64_MAX / 2); break;
+        case OPT_VALFLIP: val_flip = 1; break;
         case OPT_LOGEVERY: log_every = kd_parse_long("--log-every", optarg, 0, 100000000); break;
         case OPT_CKPT: ckpt = optarg; break;
         case OPT_CKPTEVERY: ckpt_every = kd_parse_long("--checkpoint-every", optarg, 0, 100000000); break;
@@ -308,6 +310,8 @@ int main(int argc, char **argv)
         kd_usage("an output file is required (-o DETECTOR.h5)");
     if (skip > 0 && !(W.seg > 0))
         kd_usage("--seg-skip %d with --seg-weight 0: the skip head would not be trained", skip);
+    if (val_flip && !val)
+        kd_usage("--val-flip-test without --val: there is nothing to validate");
     kd_sched S;
     if (kd_sched_parse(&S, sched))
         kd_usage("--schedule: %s", kd_err_get());
@@ -402,6 +406,7 @@ int main(int argc, char **argv)
     if (tr.info.c != 1 && tr.info.c != d.c)
         kd_die(KD_EXIT_FAIL, "%s: %d-channel images for a %d-channel backbone", train, tr.info.c, d.c);
     kd_model_set_regularisers(d.m, 0, 0);
+    d.flip_test = val && val_flip;
     if (kd_detnet_prepare(&d, nb, tr.info.h, tr.info.w, 1, freeze, std.seed))
         kd_die_err();
     if (R > 1 && sync_bn && (kd_model_set_bn_sync(d.m, kd_dist_sum_f64) || kd_dethead_set_bn_sync(d.head, kd_dist_sum_f64)))

@@ -33,7 +33,7 @@ short() {
     assert_output --partial "  -m, --model FILE"
     assert_output --partial "  -o, --output FILE"
     for o in --train --stride --stage --freeze-backbone --steps --batch --lr --val --val-every \
-        --checkpoint --resume --flip --scale-jitter --hm-weight --clip-grad --seg-skip; do
+        --checkpoint --resume --flip --scale-jitter --hm-weight --clip-grad --seg-skip --val-flip-test; do
         assert_output --partial "  $o"
     done
     run "$B/detect-train" --train tr.h5 -o x.h5
@@ -196,6 +196,28 @@ assert r['step'] == 40 and r['mIoU'] > 0.6, r" "$output"
 import json, sys
 a, b = json.loads(sys.argv[1]), json.loads(sys.argv[2])
 assert b['mIoU'] > 0.8 and b['mIoU'] > a['mIoU'] + 0.1, (a, b)" "$no_skip" "$output"
+}
+
+@test "detect-train: --val-flip-test validates as detect --flip-test scores, and trains the same detector" {
+    # seg-tr.h5, seg-va.h5 and seg-skip.h5: the test above
+    run "$B/detect-train" -m r20.h5 --train seg-tr.h5 --val seg-va.h5 --steps 40 --batch 4 --head-channels 16 \
+        --lr 0.05 --log-every 0 --threads 2 --seg-skip 1 --val-flip-test -o seg-flip.h5
+    assert_success
+    val="$output"
+    "$B/detect" -m seg-flip.h5 seg-va.h5 --flip-test --quiet -o flip-dets.h5 > /dev/null
+    "$B/detect" -m seg-skip.h5 seg-va.h5 --flip-test --quiet -o skip-dets.h5 > /dev/null
+    cmp flip-dets.h5 skip-dets.h5
+    run "$B/detect-eval" --gt seg-va.h5 --dets flip-dets.h5 --seg flip-dets.h5 --quiet
+    assert_success
+    /usr/bin/python3 -c "
+import json, sys
+v, e = json.loads(sys.argv[1]), json.loads(sys.argv[2])
+for k in ('AP', 'AP50', 'AP75', 'mIoU'):
+    assert abs(v[k] - e[k]) < 1e-6, (k, v, e)" "$val" "$output"
+    run "$B/detect-train" -m r20.h5 --train seg-tr.h5 --steps 4 --val-flip-test -o x.h5
+    assert_failure 2
+    assert_line --index 0 "detect-train: --val-flip-test without --val: there is nothing to validate"
+    [ ! -e x.h5 ]
 }
 
 @test "detect-train: --seg-skip: the skip head in the file, bit-identical resume, refusals" {
