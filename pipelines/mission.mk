@@ -25,7 +25,7 @@ THREADS  ?=
 SEEDS    ?= 1 2 3
 SSL_FLAGS ?=
 KD_FLAGS ?=
-TR_FLAGS ?= MODES="frozen finetune"
+TR_FLAGS ?= MODES="frozen finetune" FROZEN_FLAGS=--clip-grad=10
 S_ARCH   ?= resnet20
 
 SUB  = $(MAKE) --no-print-directory

@@ -19,7 +19,9 @@
 # seeds per NAME and mode.  Every training run checkpoints and resumes from its checkpoint when
 # the target is made again.  SEG_SKIP=K gives the masks a skip from backbone stage K
 # (detect-train --seg-skip; resnet20's stage 1 is at stride 1); DETECT_FLAGS=--flip-test
-# scores the test scenes with CenterNet's flip test.
+# scores the test scenes with CenterNet's flip test.  DET_FLAGS go to every detect-train run,
+# FROZEN_FLAGS to the frozen ones alone (FROZEN_FLAGS=--clip-grad=10: a heatmap head on fixed
+# features can diverge, and clipping its gradient's norm stops it).
 
 KD       ?= bin/
 OUT      ?= transfer-fmnist-out
@@ -52,6 +54,7 @@ STRIDE   ?= 4
 HEAD_CH  ?= 64
 SEG_SKIP ?=
 DET_FLAGS ?=
+FROZEN_FLAGS ?=
 DETECT_FLAGS ?=
 CKPT_EVERY ?= 250
 MODES    ?= frozen finetune
@@ -60,7 +63,7 @@ thr   = $(if $(THREADS),--threads $(THREADS))
 imp_names = $(foreach i,$(IMPORT),$(firstword $(subst =, ,$(i))))
 ALL_BB = $(BACKBONES) $(imp_names)
 RUNS  := $(foreach b,$(ALL_BB),$(foreach m,$(MODES),$(b)-$(m)))
-mode_frozen   = --freeze-backbone
+mode_frozen   = --freeze-backbone $(FROZEN_FLAGS)
 mode_finetune =
 
 .PHONY: all backbones clean

@@ -104,6 +104,13 @@ ROOT="$BATS_TEST_DIRNAME/.."
     assert_line --regexp "^\| random \| fine-tuned \| [01]\.[0-9]{3} \|"
     /usr/bin/python3 -c "import h5py,sys; assert h5py.File(sys.argv[1]).attrs['det_seg_skip'] == 1" \
         "$BATS_TEST_TMPDIR/sk/det-random-finetune.h5"
+    # FROZEN_FLAGS reach the frozen runs alone, DET_FLAGS every run
+    run make -n -f pipelines/transfer-fmnist.mk OUT="$BATS_TEST_TMPDIR/ff" BACKBONES=random \
+        FROZEN_FLAGS=--clip-grad=10 DET_FLAGS="--warmup 2"
+    assert_success
+    [ "$(grep -c 'detect-train .*--freeze-backbone --clip-grad=10 .*--warmup 2' <<< "$output")" -eq 1 ]
+    [ "$(grep 'detect-train ' <<< "$output" | grep -v freeze-backbone | grep -c -- '--warmup 2')" -eq 1 ]
+    [ "$(grep -c -- '--clip-grad' <<< "$output")" -eq 1 ]
 }
 
 @test "scripts/transfer-table: backbones NAME_sN summarised per name and mode as mean ± std (numpy's, ddof 1)" {
