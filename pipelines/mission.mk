@@ -25,7 +25,11 @@ THREADS  ?=
 SEEDS    ?= 1 2 3
 SSL_FLAGS ?=
 KD_FLAGS ?=
-TR_FLAGS ?= MODES="frozen finetune" FROZEN_FLAGS=--clip-grad=10
+TR_FLAGS ?= MODES="frozen finetune"
+# the frozen transfer runs' own flags (a heatmap head on fixed features can
+# diverge; clipping its gradient's norm stops it), apart from TR_FLAGS so
+# that setting those keeps it
+TR_FROZEN ?= --clip-grad=10
 S_ARCH   ?= resnet20
 
 SUB  = $(MAKE) --no-print-directory
@@ -36,7 +40,7 @@ S1   = $(firstword $(SEEDS))
 # (named moco_alone and disco: transfer-fmnist.mk's own "moco" is its MoCo-only pipeline)
 tr_import = moco_alone=$(OUT)/ssl/s-moco-$(S_ARCH)-2048-$(S1).h5 disco=$(OUT)/ssl/s-disco-$(S_ARCH)-2048-$(S1).h5
 tr_cmd  = $(SUB) -f pipelines/transfer-fmnist.mk OUT=$(OUT)/transfer KD=$(KD) THREADS=$(THREADS) ARCH=$(S_ARCH) \
-	    SEED=$(S1) BACKBONES=random IMPORT="$(tr_import)" $(TR_FLAGS)
+	    SEED=$(S1) BACKBONES=random IMPORT="$(tr_import)" FROZEN_FLAGS="$(TR_FROZEN)" $(TR_FLAGS)
 
 # stage NAME, COMMAND: run it unless its pipeline is up to date (the
 # sub-pipeline decides what is out of date), log its command line and the

@@ -53,6 +53,10 @@ load '/usr/lib/bats/bats-assert/load'
     done
     # quiet when stderr is not a terminal: the log holds the pipelines' output
     grep -q "mission: stage transfer: done in" "$out/demo.log"
+    # the frozen transfer runs clip the head's gradient (mission.mk's TR_FROZEN), the fine-tuned ones do not
+    grep -q 'FROZEN_FLAGS="--clip-grad=10"' "$out/stage-transfer.cmd"
+    [ "$(grep -c 'detect-train .*--freeze-backbone --clip-grad=10 ' "$out/demo.log")" -eq 3 ]
+    [ "$(grep -c 'detect-train .*--clip-grad' "$out/demo.log")" -eq 3 ]
     # a rerun trains nothing and keeps the stages' times
     cp "$out/stage-ssl.time" "$BATS_TEST_TMPDIR/t"
     DEMO_OUT="$out" run scripts/demo "${small[@]}"

@@ -79,8 +79,8 @@ int kd_detnet_prepare(kd_detnet *d, int maxn, int H, int W, int train, int freez
     int bb_train = train && !freeze;
     if (!bb_train)
         kd_model_set_eval_only(m, 1);
-    if (d->skip && kd_detnet_check_skip(m, 0, 0, d->stage, d->nup, d->skip))
-        return -1;
+    /* d->skip's range is the caller's (detect-train's options, kd_detnet_load's
+     * attributes); the map sizes are checked once the plan exists */
     if (kd_model_keep_stage(m, d->stage) || (bb_train && kd_model_grad_stage(m, d->stage)) ||
         (d->skip && (kd_model_keep_stage(m, d->skip) || (bb_train && kd_model_grad_stage(m, d->skip)))) ||
         kd_model_prepare(m, maxn, H, W))
