@@ -435,8 +435,16 @@ static void test_detnet_skip_wiring(void)
     float *R = malloc(sizeof(float) * nr), *dmap = calloc(nm, sizeof(float)), *dsk = calloc(ns, sizeof(float));
     kd_model_grads(d.m, &np);
     float *g[3];
+    int have = R && dmap && dsk;
     for (int t = 0; t < 3; t++)
-        g[t] = malloc(sizeof(float) * np);
+        have &= (g[t] = malloc(sizeof(float) * np)) != NULL;
+    if (!KD_REQUIRE(have, "skip wiring: out of memory")) {
+        for (int t = 0; t < 3; t++)
+            free(g[t]);
+        free(R), free(dmap), free(dsk);
+        kd_detnet_free(&d);
+        return;
+    }
     for (size_t k = 0; k < nr; k++)
         R[k] = kd_rng_normal(&pr);
     /* t 0: kd_detnet_backward; 1: the head map's gradient alone; 2: the skip's */
