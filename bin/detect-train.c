@@ -54,6 +54,8 @@ static const char help[] =
     "  --checkpoint FILE     a checkpoint every --checkpoint-every steps and at the end\n"
     "  --checkpoint-every N  (default 0: only at the end)\n"
     "  --resume FILE         continue a checkpoint, bit-identically\n"
+    "  --init DETECTOR       start from a trained detector (backbone and heads), with a\n"
+    "                        new schedule and optimiser: fine-tune it further\n"
     "  --sync-bn             under mpirun: BN statistics over the global batch\n"
     "  --threads N, --seed S, --quiet, -h/--help, --version\n"
     "\n"
@@ -63,7 +65,7 @@ static const char help[] =
 
 enum { OPT_TRAIN = KD_OPT_PROG, OPT_STRIDE, OPT_STAGE, OPT_UPC, OPT_HC, OPT_FREEZE, OPT_STEPS, OPT_BATCH, OPT_LR,
        OPT_SCHED, OPT_WARM, OPT_MOM, OPT_WD, OPT_WHM, OPT_WWH, OPT_WOFF, OPT_WSEG, OPT_FLIP, OPT_JIT, OPT_VAL,
-       OPT_VALEVERY, OPT_VALLIM, OPT_LOGEVERY, OPT_CKPT, OPT_CKPTEVERY, OPT_RESUME, OPT_SYNCBN, OPT_CLIP,
+       OPT_VALEVERY, OPT_VALLIM, OPT_LOGEVERY, OPT_CKPT, OPT_CKPTEVERY, OPT_RESUME, OPT_INIT, OPT_SYNCBN, OPT_CLIP,
        OPT_SKIP, OPT_VALFLIP };
 static const struct option longopts[] = {
     {"model", required_argument, 0, 'm'},          {"output", required_argument, 0, 'o'},
@@ -80,6 +82,7 @@ static const struct option longopts[] = {
     {"val-every", required_argument, 0, OPT_VALEVERY}, {"val-limit", required_argument, 0, OPT_VALLIM},
     {"log-every", required_argument, 0, OPT_LOGEVERY}, {"checkpoint", required_argument, 0, OPT_CKPT},
     {"checkpoint-every", required_argument, 0, OPT_CKPTEVERY}, {"resume", required_argument, 0, OPT_RESUME},
+    {"init", required_argument, 0, OPT_INIT},
     {"sync-bn", no_argument, 0, OPT_SYNCBN},       {"clip-grad", required_argument, 0, OPT_CLIP},
     {"seg-skip", required_argument, 0, OPT_SKIP},  {"val-flip-test", no_argument, 0, OPT_VALFLIP},
     KD_STD_LONGOPTS,
@@ -253,7 +256,7 @@ int main(int argc, char **argv)
     kd_cli_init(&argv[0], help, &std);
     kd_cli_version_note(kd_dist_describe());
     const char *model = NULL, *train = NULL, *out = NULL, *sched = "cosine", *val = NULL, *ckpt = NULL,
-               *resume = NULL;
+               *resume = NULL, *init = NULL;
     int stride = 4, stage = 0, upc = 64, hc = 64, freeze = 0, batch = 16, sync_bn = 0, skip = -1, val_flip = 0;
     long steps = 1000, warm = 0, val_every = 0, val_lim = 0, log_every = 50, ckpt_every = 0;
     double lr = 0.02, mom = 0.9, wd = 1e-4, flip = 0.5, jit = 0.2, clip = 0;
@@ -296,13 +299,16 @@ int main(int argc, char **argv)
         case OPT_CKPT: ckpt = optarg; break;
         case OPT_CKPTEVERY: ckpt_every = kd_parse_long("--checkpoint-every", optarg, 0, 100000000); break;
         case OPT_RESUME: resume = optarg; break;
+        case OPT_INIT: init = optarg; break;
         case OPT_SYNCBN: sync_bn = 1; break;
         default: kd_cli_std(opt, optarg, &std);
         }
     }
     if (optind < argc)
         kd_usage("unexpected argument '%s'", argv[optind]);
-    if (!model && !resume)
+    if (init && (model || resume))
+        kd_usage("--init with %s: a run starts from one model", model ? "-m" : "--resume");
+    if (!model && !resume && !init)
         kd_usage("a backbone is required (-m BACKBONE.h5)");
     if (!train)
         kd_usage("training scenes are required (--train SCENES.h5)");
@@ -376,14 +382,15 @@ int main(int argc, char **argv)
     }
 
     kd_detnet d = {0};
-    if (resume) {
-        if (kd_detnet_load(&d, resume))
+    if (resume || init) { /* the head's shape is the file's; what the scenes need must match it */
+        const char *from = resume ? resume : init;
+        if (kd_detnet_load(&d, from))
             kd_die_err();
         if (d.K != K || d.stride != stride)
-            kd_die(KD_EXIT_FAIL, "%s: a detector of %d classes at stride %d, the options ask %d at %d", resume, d.K,
+            kd_die(KD_EXIT_FAIL, "%s: a detector of %d classes at stride %d, the options ask %d at %d", from, d.K,
                    d.stride, K, stride);
         if (skip >= 0 && skip != d.skip)
-            kd_die(KD_EXIT_FAIL, "%s: a detector with --seg-skip %d, the options ask %d", resume, d.skip, skip);
+            kd_die(KD_EXIT_FAIL, "%s: a detector with --seg-skip %d, the options ask %d", from, d.skip, skip);
     } else {
         if (!(d.m = kd_model_load(model)))
             kd_die_err();

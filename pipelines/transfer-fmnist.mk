@@ -21,7 +21,10 @@
 # (detect-train --seg-skip; resnet20's stage 1 is at stride 1); DETECT_FLAGS=--flip-test
 # scores the test scenes with CenterNet's flip test.  DET_FLAGS go to every detect-train run,
 # FROZEN_FLAGS to the frozen ones alone (FROZEN_FLAGS=--clip-grad=10: a heatmap head on fixed
-# features can diverge, and clipping its gradient's norm stops it).
+# features can diverge, and clipping its gradient's norm stops it).  Mode refine
+# (MODES="finetune refine") trains each fine-tuned detector REFINE_STEPS more from
+# REFINE_LR on a fresh schedule (detect-train --init: a warm restart, as SGDR's), so a
+# longer schedule reuses the first; its train time is both phases'.
 
 KD       ?= bin/
 OUT      ?= transfer-fmnist-out
@@ -58,6 +61,8 @@ FROZEN_FLAGS ?=
 DETECT_FLAGS ?=
 CKPT_EVERY ?= 250
 MODES    ?= frozen finetune
+REFINE_STEPS ?= $(STEPS)
+REFINE_LR    ?= $(LR)
 
 thr   = $(if $(THREADS),--threads $(THREADS))
 imp_names = $(foreach i,$(IMPORT),$(firstword $(subst =, ,$(i))))
@@ -72,7 +77,7 @@ mode_finetune =
 # declared .SECONDARY: that would make the explicitly named results (a new
 # seed's or method's scores) "intermediate", and a rerun with more runs would
 # build nothing.
-.PRECIOUS: $(OUT)/%-dets.h5
+.PRECIOUS: $(OUT)/%-dets.h5 $(OUT)/det-%-refine.h5
 
 all: $(OUT)/results.md $(OUT)/detections.png
 backbones: $(foreach b,$(ALL_BB),$(OUT)/bb-$(b).h5)
@@ -126,7 +131,17 @@ $(OUT)/det-$(1)-$(2).h5: $(OUT)/bb-$(1).h5 $(OUT)/scenes-train.h5
 	    -o $$@ >> $(OUT)/det-$(1)-$(2).log \
 	  && echo $$$$(( $$$$(date +%s) - start )) >> $(OUT)/det-$(1)-$(2).time
 endef
-$(foreach r,$(RUNS),$(eval $(call run,$(firstword $(subst -, ,$(r))),$(lastword $(subst -, ,$(r))))))
+$(foreach r,$(filter-out %-refine,$(RUNS)),$(eval $(call run,$(firstword $(subst -, ,$(r))),$(lastword $(subst -, ,$(r))))))
+
+$(OUT)/det-%-refine.h5: $(OUT)/det-%-finetune.h5 $(OUT)/scenes-train.h5
+	start=$$(date +%s); \
+	if [ -f $@.ckpt.h5 ]; then init="--resume $@.ckpt.h5"; else init="--init $<"; \
+	  cat $(OUT)/det-$*-finetune.time > $(OUT)/det-$*-refine.time; fi; \
+	$(KD)detect-train $$init --train $(OUT)/scenes-train.h5 --stride $(STRIDE) \
+	    --steps $(REFINE_STEPS) --batch $(BATCH) --lr $(REFINE_LR) \
+	    --checkpoint $@.ckpt.h5 --checkpoint-every $(CKPT_EVERY) --seed $(SEED) $(DET_FLAGS) $(thr) --quiet \
+	    -o $@ >> $(OUT)/det-$*-refine.log \
+	  && echo $$(( $$(date +%s) - start )) >> $(OUT)/det-$*-refine.time
 
 $(OUT)/%-dets.h5: $(OUT)/%.h5 $(OUT)/scenes-test.h5
 	$(KD)detect -m $< $(OUT)/scenes-test.h5 $(DETECT_FLAGS) $(thr) --quiet -o $@ > /dev/null

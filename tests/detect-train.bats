@@ -33,7 +33,7 @@ short() {
     assert_output --partial "  -m, --model FILE"
     assert_output --partial "  -o, --output FILE"
     for o in --train --stride --stage --freeze-backbone --steps --batch --lr --val --val-every \
-        --checkpoint --resume --flip --scale-jitter --hm-weight --clip-grad --seg-skip --val-flip-test; do
+        --checkpoint --resume --init --flip --scale-jitter --hm-weight --clip-grad --seg-skip --val-flip-test; do
         assert_output --partial "  $o"
     done
     run "$B/detect-train" --train tr.h5 -o x.h5
@@ -85,6 +85,42 @@ h5py.File('nan.h5', 'r+').attrs['std'] = [1e-38]"
     run short --train nan.h5 -o x.h5
     assert_failure 1
     assert_output --regexp "^detect-train: step 0: loss is not finite \(hm .*\); nothing written$"
+    [ ! -e x.h5 ]
+}
+
+@test "detect-train: --init starts from a trained detector, its heads kept; refusals" {
+    run short -o src.h5
+    assert_success
+    # at learning rate 0 with the backbone frozen, nothing may move: every
+    # tensor comes out as it went in; from -m the same file is only a backbone
+    # and the heads start afresh
+    run "$B/detect-train" --init src.h5 --train tr.h5 --steps 2 --batch 4 --freeze-backbone --lr 0 --wd 0 \
+        --log-every 0 -o kept.h5
+    assert_success
+    "$B/detect-train" -m src.h5 --train tr.h5 --steps 2 --batch 4 --head-channels 8 --freeze-backbone --lr 0 \
+        --wd 0 --log-every 0 -o fresh.h5
+    /usr/bin/python3 - <<'EOF'
+import h5py, numpy as np
+a, b, c = h5py.File('src.h5'), h5py.File('kept.h5'), h5py.File('fresh.h5')
+names = []
+a.visit(lambda n: names.append(n) if isinstance(a[n], h5py.Dataset) else None)
+assert 'det/hm.0.weight' in names and 'conv1.weight' in names, names
+for n in names:
+    assert np.array_equal(a[n][()], b[n][()]), n
+assert not np.array_equal(a['det/hm.0.weight'][()], c['det/hm.0.weight'][()])
+EOF
+    run "$B/detect-train" --init src.h5 -m r20.h5 --train tr.h5 -o x.h5
+    assert_failure 2
+    assert_line --index 0 "detect-train: --init with -m: a run starts from one model"
+    run "$B/detect-train" --init src.h5 --resume src.h5 --train tr.h5 -o x.h5
+    assert_failure 2
+    assert_line --index 0 "detect-train: --init with --resume: a run starts from one model"
+    run "$B/detect-train" --init r20.h5 --train tr.h5 -o x.h5
+    assert_failure 1
+    assert_output "detect-train: r20.h5: not a detector (no det_stage attribute; train one with detect-train)"
+    run "$B/detect-train" --init src.h5 --train tr.h5 --stride 8 -o x.h5
+    assert_failure 1
+    assert_output "detect-train: src.h5: a detector of 10 classes at stride 4, the options ask 10 at 8"
     [ ! -e x.h5 ]
 }
 

@@ -99,9 +99,14 @@ int kd_h5_create(kd_h5 *h, const char *path, const char *kind)
     /* The 1.8 file format: object headers (and with them the attributes)
      * carry checksums, so a corrupt header is an error on open instead of
      * a wild read; HDF5 1.8 and later, h5py included, read it. */
-    hid_t fapl = H5Pcreate(H5P_FILE_ACCESS);
+    hid_t fapl = H5Pcreate(H5P_FILE_ACCESS), fcpl = H5Pcreate(H5P_FILE_CREATE);
     H5Pset_libver_bounds(fapl, H5F_LIBVER_V18, H5F_LIBVER_LATEST);
-    h->id = H5Fcreate(h->tmp, H5F_ACC_TRUNC, H5P_DEFAULT, fapl);
+    /* no timestamps in object headers (the root group's here, the others'
+     * where they are made): the same tensors make the same bytes, so runs
+     * compare with cmp, whatever second they finished in */
+    H5Pset_obj_track_times(fcpl, 0);
+    h->id = H5Fcreate(h->tmp, H5F_ACC_TRUNC, fcpl, fapl);
+    H5Pclose(fcpl);
     H5Pclose(fapl);
     if (h->id < 0) {
         kd_err_set("%s: cannot create HDF5 file (%s)", path, errno ? strerror(errno) : "HDF5 error");
@@ -239,11 +244,35 @@ int kd_h5_exists(const kd_h5 *h, const char *name)
     }
 }
 
-static hid_t lcpl_groups(void)
+/* The groups above a new dataset, made here rather than by HDF5's
+ * intermediate-group creation, which would give them timestamps. */
+static int make_parents(kd_h5 *h, const char *name)
 {
-    hid_t l = H5Pcreate(H5P_LINK_CREATE);
-    H5Pset_create_intermediate_group(l, 1);
-    return l;
+    char path[1024];
+    size_t n = strlen(name);
+    if (n >= sizeof path) {
+        kd_err_set("%s: dataset name '%.40s...' is too long", h->path, name);
+        return -1;
+    }
+    memcpy(path, name, n + 1);
+    for (char *p = strchr(path + 1, '/'); p; p = strchr(p + 1, '/')) {
+        *p = 0;
+        htri_t e = H5Lexists(h->id, path, H5P_DEFAULT);
+        if (e == 0) {
+            hid_t gcpl = H5Pcreate(H5P_GROUP_CREATE);
+            H5Pset_obj_track_times(gcpl, 0);
+            hid_t g = H5Gcreate2(h->id, path, H5P_DEFAULT, gcpl, H5P_DEFAULT);
+            H5Pclose(gcpl);
+            if (g < 0 || H5Gclose(g) < 0)
+                e = -1;
+        }
+        if (e < 0) {
+            kd_err_set("%s: cannot create group '%s'", h->path, path);
+            return -1;
+        }
+        *p = '/';
+    }
+    return 0;
 }
 
 static int create(kd_h5 *h, const char *name, kd_dtype dt, int rank, const hsize_t *cur,
@@ -263,9 +292,8 @@ static int create(kd_h5 *h, const char *name, kd_dtype dt, int rank, const hsize
          * on read, not a silently different tensor */
         H5Pset_fletcher32(dcpl);
     }
-    hid_t lcpl = lcpl_groups();
-    hid_t ds = H5Dcreate2(h->id, name, file_type(dt), sp, lcpl, dcpl, H5P_DEFAULT);
-    H5Pclose(lcpl);
+    H5Pset_obj_track_times(dcpl, 0);
+    hid_t ds = make_parents(h, name) ? -1 : H5Dcreate2(h->id, name, file_type(dt), sp, H5P_DEFAULT, dcpl, H5P_DEFAULT);
     H5Pclose(dcpl);
     H5Sclose(sp);
     /* closing a dataset can write it out (and fail): a write path checks it */
