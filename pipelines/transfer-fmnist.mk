@@ -24,7 +24,9 @@
 # features can diverge, and clipping its gradient's norm stops it).  Mode refine
 # (MODES="finetune refine") trains each fine-tuned detector REFINE_STEPS more from
 # REFINE_LR on a fresh schedule (detect-train --init: a warm restart, as SGDR's), so a
-# longer schedule reuses the first; its train time is both phases'.
+# longer schedule reuses the first; several words (REFINE_STEPS="24000 12000"
+# REFINE_LR="0.01 0.004") are several restarts, each from the last; its train time is
+# every phase's.
 
 KD       ?= bin/
 OUT      ?= transfer-fmnist-out
@@ -64,6 +66,7 @@ MODES    ?= frozen finetune
 REFINE_STEPS ?= $(STEPS)
 REFINE_LR    ?= $(LR)
 
+rounds := $(shell seq $(words $(REFINE_STEPS)))
 thr   = $(if $(THREADS),--threads $(THREADS))
 imp_names = $(foreach i,$(IMPORT),$(firstword $(subst =, ,$(i))))
 ALL_BB = $(BACKBONES) $(imp_names)
@@ -77,7 +80,7 @@ mode_finetune =
 # declared .SECONDARY: that would make the explicitly named results (a new
 # seed's or method's scores) "intermediate", and a rerun with more runs would
 # build nothing.
-.PRECIOUS: $(OUT)/%-dets.h5 $(OUT)/det-%-refine.h5
+.PRECIOUS: $(OUT)/%-dets.h5 $(OUT)/det-%-refine.h5 $(foreach k,$(rounds),$(OUT)/det-%-refine$(k).h5)
 
 all: $(OUT)/results.md $(OUT)/detections.png
 backbones: $(foreach b,$(ALL_BB),$(OUT)/bb-$(b).h5)
@@ -133,15 +136,25 @@ $(OUT)/det-$(1)-$(2).h5: $(OUT)/bb-$(1).h5 $(OUT)/scenes-train.h5
 endef
 $(foreach r,$(filter-out %-refine,$(RUNS)),$(eval $(call run,$(firstword $(subst -, ,$(r))),$(lastword $(subst -, ,$(r))))))
 
-$(OUT)/det-%-refine.h5: $(OUT)/det-%-finetune.h5 $(OUT)/scenes-train.h5
-	start=$$(date +%s); \
-	if [ -f $@.ckpt.h5 ]; then init="--resume $@.ckpt.h5"; else init="--init $<"; \
-	  cat $(OUT)/det-$*-finetune.time > $(OUT)/det-$*-refine.time; fi; \
-	$(KD)detect-train $$init --train $(OUT)/scenes-train.h5 --stride $(STRIDE) \
-	    --steps $(REFINE_STEPS) --batch $(BATCH) --lr $(REFINE_LR) \
-	    --checkpoint $@.ckpt.h5 --checkpoint-every $(CKPT_EVERY) --seed $(SEED) $(DET_FLAGS) $(thr) --quiet \
-	    -o $@ >> $(OUT)/det-$*-refine.log \
-	  && echo $$(( $$(date +%s) - start )) >> $(OUT)/det-$*-refine.time
+# Refine rounds: round 1 from the fine-tuned detector, round K from round
+# K-1, each a fresh schedule of its REFINE_STEPS word from its REFINE_LR word
+# (the last word when there are fewer); refine is the last round.
+round_lr = $(word $(if $(word $(1),$(REFINE_LR)),$(1),$(words $(REFINE_LR))),$(REFINE_LR))
+define refine
+$(OUT)/det-%-refine$(1).h5: $(OUT)/det-%-$(2).h5 $(OUT)/scenes-train.h5
+	start=$$$$(date +%s); \
+	if [ -f $$@.ckpt.h5 ]; then init="--resume $$@.ckpt.h5"; else init="--init $$<"; \
+	  cat $(OUT)/det-$$*-$(2).time > $(OUT)/det-$$*-refine$(1).time; fi; \
+	$(KD)detect-train $$$$init --train $(OUT)/scenes-train.h5 --stride $(STRIDE) \
+	    --steps $(word $(1),$(REFINE_STEPS)) --batch $(BATCH) --lr $(call round_lr,$(1)) \
+	    --checkpoint $$@.ckpt.h5 --checkpoint-every $(CKPT_EVERY) --seed $(SEED) $(DET_FLAGS) $(thr) --quiet \
+	    -o $$@ >> $(OUT)/det-$$*-refine$(1).log \
+	  && echo $$$$(( $$$$(date +%s) - start )) >> $(OUT)/det-$$*-refine$(1).time
+endef
+$(foreach k,$(rounds),$(eval $(call refine,$(k),$(if $(filter 1,$(k)),finetune,refine$(shell expr $(k) - 1)))))
+$(OUT)/det-%-refine.h5: $(OUT)/det-%-refine$(words $(REFINE_STEPS)).h5
+	cp $(OUT)/det-$*-refine$(words $(REFINE_STEPS)).time $(OUT)/det-$*-refine.time
+	cp $< $@
 
 $(OUT)/%-dets.h5: $(OUT)/%.h5 $(OUT)/scenes-test.h5
 	$(KD)detect -m $< $(OUT)/scenes-test.h5 $(DETECT_FLAGS) $(thr) --quiet -o $@ > /dev/null

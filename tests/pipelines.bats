@@ -111,20 +111,26 @@ ROOT="$BATS_TEST_DIRNAME/.."
     [ "$(grep -c 'detect-train .*--freeze-backbone --clip-grad=10 .*--warmup 2' <<< "$output")" -eq 1 ]
     [ "$(grep 'detect-train ' <<< "$output" | grep -v freeze-backbone | grep -c -- '--warmup 2')" -eq 1 ]
     [ "$(grep -c -- '--clip-grad' <<< "$output")" -eq 1 ]
-    # mode refine: the fine-tuned detector trained REFINE_STEPS more from --init,
-    # its own row, both phases' time, kept (not deleted as an intermediate)
+    # mode refine: the fine-tuned detector trained REFINE_STEPS more from
+    # --init, round 2 from round 1 (at REFINE_LR's last word), its own row,
+    # every phase's time, the rounds kept (not deleted as intermediates)
     r=(OUT="$BATS_TEST_TMPDIR/rf" BACKBONES=random MODES="finetune refine" CANVAS=32x32 TRAIN_SCENES=16
-       TEST_SCENES=4 STEPS=2 BATCH=2 HEAD_CH=8 REFINE_STEPS=3 REFINE_LR=0.005 THREADS=2)
+       TEST_SCENES=4 STEPS=2 BATCH=2 HEAD_CH=8 REFINE_STEPS="3 2" REFINE_LR=0.005 THREADS=2)
     run make -f pipelines/transfer-fmnist.mk "${r[@]}"
     assert_success
     assert_output --partial "init=\"--init $BATS_TEST_TMPDIR/rf/det-random-finetune.h5\""
+    assert_output --partial "init=\"--init $BATS_TEST_TMPDIR/rf/det-random-refine1.h5\""
     assert_output --partial "--steps 3 --batch 2 --lr 0.005"
+    assert_output --partial "--steps 2 --batch 2 --lr 0.005"
     run cat "$BATS_TEST_TMPDIR/rf/results.md"
     assert_line --index 3 --regexp "^\| random \| fine-tuned, then refined \| [01]\.[0-9]{3} \| .* \| [0-9]+s \|$"
-    [ "$(wc -w < "$BATS_TEST_TMPDIR/rf/det-random-refine.time")" -eq 2 ]
-    run /usr/bin/python3 -c "import h5py,sys; print(h5py.File(sys.argv[1])['train/det_momentum'].attrs['step'])" \
-        "$BATS_TEST_TMPDIR/rf/det-random-refine.h5.ckpt.h5"
-    assert_output "3"
+    [ "$(wc -w < "$BATS_TEST_TMPDIR/rf/det-random-refine.time")" -eq 3 ]
+    cmp "$BATS_TEST_TMPDIR/rf/det-random-refine.h5" "$BATS_TEST_TMPDIR/rf/det-random-refine2.h5"
+    for k in 1:3 2:2; do
+        run /usr/bin/python3 -c "import h5py,sys; print(h5py.File(sys.argv[1])['train/det_momentum'].attrs['step'])" \
+            "$BATS_TEST_TMPDIR/rf/det-random-refine${k%:*}.h5.ckpt.h5"
+        assert_output "${k#*:}"
+    done
     run make -n -f pipelines/transfer-fmnist.mk "${r[@]}"
     assert_success
     refute_output --partial "detect-train"
